@@ -1,0 +1,64 @@
+/*
+ * vec - raw (address, length) entries, the iovec / phys_vec shape.
+ * No per-capacity state: the address is all the copy needs.
+ */
+#include "pt_internal.h"
+
+struct vec_entry {
+    uint8_t *addr;
+    uint64_t len;
+};
+_Static_assert(sizeof(struct vec_entry) == 16, "iovec-sized entry");
+
+static void vec_build(struct pt_attachment *a, struct pt_io *io)
+{
+    struct vec_entry *v = io->vec;
+    for (uint64_t i = 0; i < io->n; i++) {
+        v[i].addr = a->data + io->ext[i].off;
+        v[i].len = io->ext[i].len;
+    }
+    io->nvec = io->n;
+}
+
+static int vec_gather(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
+{
+    const struct vec_entry *v = io->vec;
+    const uint64_t nvec = io->nvec;
+    uint8_t *dst = io->buf;
+    (void)a;
+    (void)err;
+    for (uint64_t i = 0; i < nvec; i++) {
+        if (i + PT_PREFETCH_AHEAD < nvec)
+            pt_prefetch_read(v[i + PT_PREFETCH_AHEAD].addr);
+        pt_copy_seg(dst, v[i].addr, v[i].len);
+        dst += v[i].len;
+    }
+    return PT_OK;
+}
+
+static int vec_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
+{
+    const struct vec_entry *v = io->vec;
+    const uint64_t nvec = io->nvec;
+    const uint8_t *src = io->buf;
+    (void)a;
+    (void)err;
+    for (uint64_t i = 0; i < nvec; i++) {
+        if (i + PT_PREFETCH_AHEAD < nvec)
+            pt_prefetch_write(v[i + PT_PREFETCH_AHEAD].addr);
+        pt_copy_seg(v[i].addr, src, v[i].len);
+        src += v[i].len;
+    }
+    return PT_OK;
+}
+
+const struct pt_design_ops pt_design_vec = {
+    .name = "vec",
+    .entry_bytes = sizeof(struct vec_entry),
+    .metadata = pt_metadata_none,
+    .entries = pt_entries_per_extent,
+    .build = vec_build,
+    .gather = vec_gather,
+    .scatter = vec_scatter,
+    .release = pt_release_nothing,
+};

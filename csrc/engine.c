@@ -1,0 +1,387 @@
+/*
+ * engine.c - backings, the design registry, extent validation and the one
+ * timing discipline every design runs under.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pt_internal.h"
+
+#define PT_DESIGN(n) extern const struct pt_design_ops pt_design_##n;
+#include "designs.def"
+#undef PT_DESIGN
+
+static const struct pt_design_ops *const registry[] = {
+#define PT_DESIGN(n) &pt_design_##n,
+#include "designs.def"
+#undef PT_DESIGN
+};
+
+#define NDESIGNS ((int)(sizeof(registry) / sizeof(registry[0])))
+
+int pt_set_error(struct pt_error *err, int code, int sys_errno, uint64_t index,
+                 const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        err->code = code;
+        err->sys_errno = sys_errno;
+        err->index = index;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- backings ---------------------------------------------------------- */
+
+int pt_backing_map(int fd, uint64_t size, int writable, int reserve,
+                   pt_backing **out, struct pt_error *err)
+{
+    struct pt_backing *b;
+    void *p;
+    int rc;
+
+    *out = NULL;
+    if (size == 0 || size % PT_PAGE_SIZE)
+        return pt_set_error(err, PT_EINVAL, 0, 0,
+                            "backing size %llu is not a positive multiple of 4096",
+                            (unsigned long long)size);
+    if (size > (uint64_t)INT64_MAX)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "backing size %llu is too large",
+                            (unsigned long long)size);
+    if (reserve && !writable)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "cannot reserve a read-only backing");
+    if (reserve) {
+        /* posix_fallocate returns the error instead of setting errno. */
+        rc = posix_fallocate(fd, 0, (off_t)size);
+        if (rc)
+            return pt_set_error(err, PT_ESYS, rc, 0,
+                                "posix_fallocate of %llu bytes failed: %s",
+                                (unsigned long long)size, strerror(rc));
+    } else {
+        /* Mapping past EOF would turn the first access into SIGBUS. */
+        off_t end = lseek(fd, 0, SEEK_END);
+        if (end < 0)
+            return pt_set_error(err, PT_ESYS, errno, 0, "lseek failed: %s",
+                                strerror(errno));
+        if ((uint64_t)end < size)
+            return pt_set_error(err, PT_ERANGE, 0, 0,
+                                "file holds %llu bytes, fewer than the %llu asked for",
+                                (unsigned long long)end, (unsigned long long)size);
+    }
+    p = mmap(NULL, size, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return pt_set_error(err, PT_ESYS, errno, 0, "mmap of %llu bytes failed: %s",
+                            (unsigned long long)size, strerror(errno));
+    b = calloc(1, sizeof(*b));
+    if (!b) {
+        munmap(p, size);
+        return pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "out of memory");
+    }
+    b->fd = fd;
+    b->writable = writable;
+    b->base = p;
+    b->size = size;
+
+    /* Populate page tables now so no repetition pays first-touch faults.
+     * A write fault also maps writable PTEs on file systems that track dirt. */
+    for (uint64_t off = 0; off < size; off += PT_PAGE_SIZE) {
+        volatile uint8_t *q = b->base + off;
+        if (writable)
+            *q = *q;
+        else
+            (void)*q;
+    }
+    *out = b;
+    return PT_OK;
+}
+
+void pt_backing_unmap(pt_backing *b)
+{
+    if (!b)
+        return;
+    munmap(b->base, b->size);
+    free(b);
+}
+
+void *pt_backing_base(const pt_backing *b) { return b->base; }
+uint64_t pt_backing_size(const pt_backing *b) { return b->size; }
+
+/* ---- the registry ------------------------------------------------------ */
+
+int pt_design_count(void) { return NDESIGNS; }
+
+static const struct pt_design_ops *design_ops(int design)
+{
+    return design >= 0 && design < NDESIGNS ? registry[design] : NULL;
+}
+
+const char *pt_design_name(int design)
+{
+    const struct pt_design_ops *ops = design_ops(design);
+    return ops ? ops->name : NULL;
+}
+
+unsigned pt_design_entry_bytes(int design)
+{
+    const struct pt_design_ops *ops = design_ops(design);
+    return ops ? ops->entry_bytes : 0;
+}
+
+void pt_design_metadata(int design, uint64_t capacity, struct pt_metadata *out)
+{
+    const struct pt_design_ops *ops = design_ops(design);
+    out->dram_bytes = out->device_bytes = 0;
+    if (ops)
+        ops->metadata(capacity, out);
+}
+
+void pt_metadata_none(uint64_t capacity, struct pt_metadata *out)
+{
+    (void)capacity;
+    out->dram_bytes = out->device_bytes = 0;
+}
+
+uint64_t pt_entries_per_extent(const struct pt_attachment *a,
+                               const struct pt_extent *ext, uint64_t n)
+{
+    (void)a;
+    (void)ext;
+    return n;
+}
+
+void pt_release_nothing(struct pt_attachment *a, struct pt_io *io)
+{
+    (void)a;
+    (void)io;
+}
+
+/* ---- attachments ------------------------------------------------------- */
+
+int pt_attach(pt_backing *b, int design, pt_attachment **out, struct pt_error *err)
+{
+    const struct pt_design_ops *ops = design_ops(design);
+    struct pt_attachment *a;
+    int rc;
+
+    *out = NULL;
+    if (!ops)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "no design number %d (there are %d)",
+                            design, NDESIGNS);
+    a = calloc(1, sizeof(*a));
+    if (!a)
+        return pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "out of memory");
+    a->ops = ops;
+    a->backing = b;
+    a->data = b->base;
+    a->data_bytes = b->size;
+    if (ops->attach && (rc = ops->attach(a, err)) != PT_OK) {
+        free(a);
+        return rc;
+    }
+    *out = a;
+    return PT_OK;
+}
+
+void pt_detach(pt_attachment *a)
+{
+    if (!a)
+        return;
+    if (a->ops->detach)
+        a->ops->detach(a);
+    free(a->vec);
+    free(a);
+}
+
+uint64_t pt_attachment_meta_bytes(const pt_attachment *a) { return a->meta_bytes; }
+uint64_t pt_attachment_data_bytes(const pt_attachment *a) { return a->data_bytes; }
+
+/* ---- validation -------------------------------------------------------- */
+
+int pt_validate(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
+                uint64_t buf_bytes, struct pt_error *err)
+{
+    uint64_t total = 0;
+
+    if (n == 0)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "no extents");
+    if (!ext)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "extents pointer is NULL");
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t off = ext[i].off, len = ext[i].len;
+        if (len == 0)
+            return pt_set_error(err, PT_EINVAL, 0, i, "extent %llu has length 0",
+                                (unsigned long long)i);
+        if (len > PT_MAX_SEG_LEN)
+            return pt_set_error(err, PT_EINVAL, 0, i,
+                                "extent %llu is %llu bytes, over the 32-bit segment limit",
+                                (unsigned long long)i, (unsigned long long)len);
+        if (off > a->data_bytes || len > a->data_bytes - off)
+            return pt_set_error(err, PT_ERANGE, 0, i,
+                                "extent %llu [%llu, +%llu) runs past the data area of %llu bytes",
+                                (unsigned long long)i, (unsigned long long)off,
+                                (unsigned long long)len,
+                                (unsigned long long)a->data_bytes);
+        if (__builtin_add_overflow(total, len, &total) || total > buf_bytes)
+            return pt_set_error(err, PT_ERANGE, 0, i,
+                                "extents need more than the buffer's %llu bytes (at extent %llu)",
+                                (unsigned long long)buf_bytes, (unsigned long long)i);
+    }
+    /* The memcpy roofline copies the same byte count from offset 0. */
+    if (total > a->data_bytes)
+        return pt_set_error(err, PT_ERANGE, 0, 0,
+                            "extents total %llu bytes, more than the data area of %llu",
+                            (unsigned long long)total, (unsigned long long)a->data_bytes);
+    return PT_OK;
+}
+
+uint64_t pt_vector_entries(const pt_attachment *a, const struct pt_extent *ext,
+                           uint64_t n)
+{
+    return a->ops->entries(a, ext, n);
+}
+
+/* ---- the timing discipline --------------------------------------------- */
+
+/* Write every line of a buffer several times the LLC, so that the data, the
+ * descriptors and the vector all start the repetition out of cache. */
+static void evict_caches(uint8_t *evict, uint64_t bytes, unsigned pass)
+{
+    memset(evict, (int)(pass & 0xff), bytes);
+    __asm__ __volatile__("" ::: "memory");
+}
+
+static int one_io(const struct pt_design_ops *ops, struct pt_attachment *a, int op,
+                  struct pt_io *io, uint64_t t[3], struct pt_error *err)
+{
+    uint64_t t0, t1, t2, t3;
+    int rc;
+
+    t0 = now_ns();
+    ops->build(a, io);
+    t1 = now_ns();
+    rc = op == PT_READ ? ops->gather(a, io, err) : ops->scatter(a, io, err);
+    t2 = now_ns();
+    ops->release(a, io);  /* even after a failed copy: references must drop */
+    t3 = now_ns();
+    t[0] += t1 - t0;
+    t[1] += t2 - t1;
+    t[2] += t3 - t2;
+    return rc;
+}
+
+int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
+           const struct pt_extent *ext, uint64_t n,
+           uint8_t *buf, uint64_t buf_bytes,
+           struct pt_rep_times *times, struct pt_run_stats *stats,
+           struct pt_error *err)
+{
+    const struct pt_design_ops *ops;
+    uint64_t call0 = now_ns(), per_io, max_entries = 0, total_entries = 0, ios = 0;
+    uint64_t *io_bytes = NULL, vec_bytes;
+    int rc;
+
+    if (!a || !cfg || !times || !stats)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "NULL argument");
+    ops = a->ops;
+    if (cfg->op != PT_READ && cfg->op != PT_WRITE)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "unknown op %d", cfg->op);
+    if (cfg->cache != PT_CACHE_WARM && cfg->cache != PT_CACHE_COLD)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "unknown cache mode %d", cfg->cache);
+    if (cfg->reps == 0)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "reps must be at least 1");
+    if (cfg->cache == PT_CACHE_COLD && (!cfg->evict_buf || cfg->evict_bytes == 0))
+        return pt_set_error(err, PT_EINVAL, 0, 0, "cold cache needs an eviction buffer");
+    if (!buf)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "buffer pointer is NULL");
+    if ((rc = pt_validate(a, ext, n, buf_bytes, err)) != PT_OK)
+        return rc;
+    if (cfg->op == PT_WRITE && !a->backing->writable)
+        return pt_set_error(err, PT_EPERM, 0, 0,
+                            "the backing is mapped read-only; a scatter would write it");
+
+    per_io = cfg->segs_per_io ? cfg->segs_per_io : n;
+    io_bytes = calloc(n / per_io + 1, sizeof(*io_bytes));
+    if (!io_bytes)
+        return pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "out of memory");
+    for (uint64_t i = 0; i < n; i += per_io) {
+        uint64_t k = n - i < per_io ? n - i : per_io;
+        uint64_t e = ops->entries(a, ext + i, k);
+        max_entries = e > max_entries ? e : max_entries;
+        total_entries += e;
+        for (uint64_t j = i; j < i + k; j++)
+            io_bytes[ios] += ext[j].len;
+        ios++;
+    }
+
+    /* Allocate and touch the vector before timing; keep it for the next run. */
+    vec_bytes = (max_entries * ops->entry_bytes + PT_CACHELINE) & ~(uint64_t)(PT_CACHELINE - 1);
+    if (vec_bytes > a->vec_bytes) {
+        void *vec = aligned_alloc(PT_CACHELINE, vec_bytes);
+        if (!vec) {
+            rc = pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "cannot allocate a vector of %llu entries",
+                              (unsigned long long)max_entries);
+            goto out;
+        }
+        memset(vec, 0, vec_bytes);
+        free(a->vec);
+        a->vec = vec;
+        a->vec_bytes = vec_bytes;
+    }
+
+    for (int64_t r = -(int64_t)cfg->warmup; r < (int64_t)cfg->reps; r++) {
+        uint64_t t[3] = {0, 0, 0}, boff = 0;
+
+        if (cfg->cache == PT_CACHE_COLD)
+            evict_caches(cfg->evict_buf, cfg->evict_bytes, (unsigned)r);
+        for (uint64_t i = 0, k = 0; i < n; i += per_io, k++) {
+            struct pt_io io;
+            io.ext = ext + i;
+            io.n = n - i < per_io ? n - i : per_io;
+            io.bytes = io_bytes[k];
+            io.buf = buf + boff;
+            io.buf_off = boff;
+            io.vec = a->vec;
+            io.nvec = 0;
+            rc = one_io(ops, a, cfg->op, &io, t, err);
+            if (rc != PT_OK)
+                goto out;
+            boff += io.bytes;
+        }
+        if (a->ref_errors) {
+            rc = pt_set_error(err, PT_EREF, 0, 0,
+                              "%llu descriptor references dropped below zero",
+                              (unsigned long long)a->ref_errors);
+            goto out;
+        }
+        if (r >= 0) {
+            times[r].build_ns = t[0];
+            times[r].copy_ns = t[1];
+            times[r].release_ns = t[2];
+        }
+    }
+    stats->ios = ios;
+    stats->entries = total_entries;
+    stats->vector_bytes = total_entries * ops->entry_bytes;
+    rc = PT_OK;
+out:
+    free(io_bytes);
+    stats->call_ns = now_ns() - call0;
+    return rc;
+}

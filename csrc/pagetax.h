@@ -1,0 +1,117 @@
+/*
+ * pagetax.h - the public C API of the pagetax engine.
+ *
+ * The Python binding's cdef is the text between the cdef markers below, read
+ * verbatim by csrc/build_core.py, so the header and the binding cannot drift.
+ * Keep that part free of preprocessor conditionals and C-only syntax.
+ */
+#ifndef PAGETAX_H
+#define PAGETAX_H
+
+#include <stdint.h>
+
+/* cdef-begin */
+
+/* Return codes: 0 or a negative pt_errcode. struct pt_error says more. */
+enum pt_errcode {
+    PT_OK = 0,
+    PT_EINVAL = -1,   /* bad argument: extent, size, design, op */
+    PT_ERANGE = -2,   /* extent or buffer out of bounds */
+    PT_ENOMEM = -3,   /* allocation failed */
+    PT_ESYS = -4,     /* a system call failed; sys_errno holds errno */
+    PT_EPERM = -5,    /* write to a read-only backing */
+    PT_EREF = -6      /* a descriptor reference count went wrong */
+};
+
+enum pt_op { PT_READ = 0, PT_WRITE = 1 };        /* gather, scatter */
+enum pt_cache { PT_CACHE_WARM = 0, PT_CACHE_COLD = 1 };
+
+/* One segment of a request: a byte range of the backing's data area.
+ * The buffer side is packed: segment i lands right after segment i-1. */
+struct pt_extent {
+    uint64_t off;
+    uint64_t len;
+};
+
+struct pt_error {
+    int code;
+    int sys_errno;
+    uint64_t index;          /* offending extent, where one is to blame */
+    char msg[256];
+};
+
+/* Static metadata a design keeps per byte of capacity. */
+struct pt_metadata {
+    uint64_t dram_bytes;
+    uint64_t device_bytes;
+};
+
+struct pt_run_config {
+    int op;                  /* enum pt_op */
+    int cache;               /* enum pt_cache */
+    uint32_t reps;           /* timed repetitions, >= 1 */
+    uint32_t warmup;         /* untimed repetitions before them */
+    uint64_t segs_per_io;    /* extents per build/copy/release cycle; 0 = all */
+    uint8_t *evict_buf;      /* cold cache: written before each repetition; */
+    uint64_t evict_bytes;    /* make it a few times the LLC */
+};
+
+/* Phase times of one repetition, CLOCK_MONOTONIC nanoseconds. */
+struct pt_rep_times {
+    uint64_t build_ns;
+    uint64_t copy_ns;
+    uint64_t release_ns;
+};
+
+struct pt_run_stats {
+    uint64_t ios;            /* build/copy/release cycles per repetition */
+    uint64_t entries;        /* vector entries built per repetition */
+    uint64_t vector_bytes;   /* entries * entry size */
+    uint64_t call_ns;        /* the whole pt_run call, as C saw it */
+};
+
+typedef struct pt_backing pt_backing;
+typedef struct pt_attachment pt_attachment;
+
+/* Map an open file descriptor of `size` bytes.  With `reserve`, the size is
+ * first reserved with posix_fallocate (the file grows; never pass it for a
+ * file you may not write).  Every page is touched before this returns. */
+int pt_backing_map(int fd, uint64_t size, int writable, int reserve,
+                   pt_backing **out, struct pt_error *err);
+void pt_backing_unmap(pt_backing *b);
+void *pt_backing_base(const pt_backing *b);
+uint64_t pt_backing_size(const pt_backing *b);
+
+/* The design registry (csrc/designs.def). */
+int pt_design_count(void);
+const char *pt_design_name(int design);
+unsigned pt_design_entry_bytes(int design);
+void pt_design_metadata(int design, uint64_t capacity, struct pt_metadata *out);
+
+/* Allocate a design's per-capacity state (for `page`, the descriptor table)
+ * for one backing.  The backing must outlive the attachment. */
+int pt_attach(pt_backing *b, int design, pt_attachment **out, struct pt_error *err);
+void pt_detach(pt_attachment *a);
+uint64_t pt_attachment_meta_bytes(const pt_attachment *a);
+uint64_t pt_attachment_data_bytes(const pt_attachment *a);
+
+/* Check extents against the attachment's data area and a buffer of
+ * buf_bytes.  pt_run does this itself; it is exported for tests. */
+int pt_validate(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
+                uint64_t buf_bytes, struct pt_error *err);
+
+/* Vector entries one build of these extents produces. */
+uint64_t pt_vector_entries(const pt_attachment *a, const struct pt_extent *ext,
+                           uint64_t n);
+
+/* Validate, then run warmup + reps repetitions of build, copy, release over
+ * all extents; times[] gets reps entries.  One call, no Python in between. */
+int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
+           const struct pt_extent *ext, uint64_t n,
+           uint8_t *buf, uint64_t buf_bytes,
+           struct pt_rep_times *times, struct pt_run_stats *stats,
+           struct pt_error *err);
+
+/* cdef-end */
+
+#endif /* PAGETAX_H */

@@ -1,0 +1,113 @@
+/*
+ * pt_internal.h - what the engine and the designs share.
+ *
+ * A design is one file that fills one struct pt_design_ops, in the spirit of
+ * fio's struct ioengine_ops, and one line in designs.def.  The engine calls
+ * each op once per I/O (a batch of segments), never once per segment, so
+ * every hot loop below an op is the design's own.
+ */
+#ifndef PT_INTERNAL_H
+#define PT_INTERNAL_H
+
+#include <stddef.h>
+#include <string.h>
+#include "pagetax.h"
+
+#define PT_PAGE_SHIFT 12
+#define PT_PAGE_SIZE (1ULL << PT_PAGE_SHIFT)
+#define PT_CACHELINE 64
+
+/* bio_vec and friends keep lengths in 32 bits; so do all designs here. */
+#define PT_MAX_SEG_LEN 0xffffffffULL
+
+/*
+ * How many segments ahead the copy loops prefetch, and the build/release
+ * loops of refcounting designs prefetch descriptors.  One constant for all
+ * designs: a random gather of small segments is bound by memory latency, and
+ * overlapping misses is the optimisation every design gets alike.
+ */
+#define PT_PREFETCH_AHEAD 16
+
+struct pt_backing {
+    int fd;
+    int writable;
+    uint8_t *base;
+    uint64_t size;
+};
+
+struct pt_design_ops;
+
+struct pt_attachment {
+    const struct pt_design_ops *ops;
+    struct pt_backing *backing;
+    uint8_t *data;           /* where extent offset 0 lives */
+    uint64_t data_bytes;
+    void *meta;              /* per-capacity descriptors, if any */
+    uint64_t meta_bytes;     /* bytes allocated for them */
+    uint64_t ref_errors;     /* puts that found a count already at zero */
+    void *vec;               /* the vector, kept between runs: allocated */
+    uint64_t vec_bytes;      /* and touched outside any timed phase */
+};
+
+/* One build -> copy -> release cycle: a request of n segments. */
+struct pt_io {
+    const struct pt_extent *ext;
+    uint64_t n;
+    uint8_t *buf;            /* this I/O's part of the packed buffer */
+    uint64_t buf_off;        /* and its offset in the whole buffer */
+    uint64_t bytes;          /* sum of ext[].len */
+    void *vec;               /* descriptor vector, built by build() */
+    uint64_t nvec;
+};
+
+struct pt_design_ops {
+    const char *name;
+    unsigned entry_bytes;
+    /* Per-capacity state; NULL when a design keeps none. */
+    int (*attach)(struct pt_attachment *a, struct pt_error *err);
+    void (*detach)(struct pt_attachment *a);
+    /* Static metadata for a capacity, the model that attach() must match. */
+    void (*metadata)(uint64_t capacity, struct pt_metadata *out);
+    /* Upper bound of entries build() makes for these extents. */
+    uint64_t (*entries)(const struct pt_attachment *a, const struct pt_extent *ext,
+                        uint64_t n);
+    void (*build)(struct pt_attachment *a, struct pt_io *io);
+    /* backing -> buffer, and buffer -> backing. */
+    int (*gather)(struct pt_attachment *a, struct pt_io *io, struct pt_error *err);
+    int (*scatter)(struct pt_attachment *a, struct pt_io *io, struct pt_error *err);
+    void (*release)(struct pt_attachment *a, struct pt_io *io);
+};
+
+int pt_set_error(struct pt_error *err, int code, int sys_errno, uint64_t index,
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/*
+ * The one segment copy every design uses.  glibc's memcpy picks the
+ * instruction sequence by length at run time; using it for all designs keeps
+ * them on equal terms.
+ */
+static inline void pt_copy_seg(void *dst, const void *src, uint64_t len)
+{
+    memcpy(dst, src, len);
+}
+
+/* Prefetch the first line of a segment about to be read or written. */
+static inline void pt_prefetch_read(const void *p)
+{
+    __builtin_prefetch(p, 0, 3);
+}
+
+static inline void pt_prefetch_write(const void *p)
+{
+    __builtin_prefetch(p, 1, 3);
+}
+
+/* Designs with no per-capacity state. */
+void pt_metadata_none(uint64_t capacity, struct pt_metadata *out);
+/* Designs with one vector entry per extent. */
+uint64_t pt_entries_per_extent(const struct pt_attachment *a,
+                               const struct pt_extent *ext, uint64_t n);
+/* Designs that hold nothing to drop at release. */
+void pt_release_nothing(struct pt_attachment *a, struct pt_io *io);
+
+#endif /* PT_INTERNAL_H */

@@ -1,0 +1,173 @@
+"""The pagetax command line: `pagetax run` (also `python -m pagetax run`)."""
+import argparse
+import signal
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import extents as _ext
+from . import report, runner
+from .core import CACHE_MODES, DESIGNS, OPS
+from .errors import PagetaxError
+from .sizes import parse_size
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line, not a usage dump."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so cleanup runs as for Ctrl-C."""
+
+
+def _size(what):
+    def parse(text):
+        try:
+            return parse_size(text, what)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
+
+
+def _names(kind, allowed):
+    def parse(text):
+        items = [x.strip() for x in text.split(",") if x.strip()]
+        for x in items:
+            if x not in allowed:
+                raise argparse.ArgumentTypeError(
+                    f"unknown {kind} {x!r} (choose from {', '.join(allowed)})")
+        if not items:
+            raise argparse.ArgumentTypeError(f"no {kind} given")
+        return items
+    return parse
+
+
+def _sizes(text):
+    try:
+        items = [parse_size(x, "segment size") for x in text.split(",") if x.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if not items:
+        raise argparse.ArgumentTypeError("no segment sizes given")
+    return items
+
+
+def _count(what, minimum):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} {text!r} is not a whole number") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {minimum} (got {v})")
+        return v
+    return parse
+
+
+def build_parser():
+    p = _Parser(prog="pagetax", description="What struct page costs scatter-gather I/O, "
+                "against raw (address, length) vectors.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    d = runner.RunConfig()
+    r = sub.add_parser("run", help="run the benchmark matrix and print the table",
+                       description="Run every design over the same extents and buffer; print "
+                       "a table and write a JSON result file.")
+    r.add_argument("--designs", type=_names("design", DESIGNS), default=d.designs,
+                   help=f"comma list (default: {','.join(d.designs)})")
+    r.add_argument("--ops", type=_names("op", OPS), default=d.ops,
+                   help="read (gather) and/or write (scatter) (default: read,write)")
+    r.add_argument("--patterns", type=_names("pattern", _ext.PATTERNS), default=d.patterns,
+                   help="seq and/or rand (default: seq,rand)")
+    r.add_argument("--seg-sizes", type=_sizes, default=d.seg_sizes,
+                   help="comma list of segment sizes (default: 64,4K,64K)")
+    r.add_argument("--size", type=_size("--size"), default=d.size,
+                   help="backing size (default: 1G); K/M/G/T and KiB.. are powers of 2, KB.. of 10")
+    r.add_argument("--io-size", type=_size("--io-size"), default=d.io_size,
+                   help="bytes copied per repetition (default: 64M)")
+    r.add_argument("--repeat", type=_count("--repeat", 1), default=d.repeat,
+                   help="timed repetitions per row (default: 5)")
+    r.add_argument("--warmup", type=_count("--warmup", 0), default=d.warmup,
+                   help="untimed repetitions first (default: 1)")
+    r.add_argument("--cache", choices=CACHE_MODES, default=d.cache,
+                   help="cold evicts the LLC before each repetition (default: cold)")
+    r.add_argument("--backing", default=d.backing, metavar="tmpfs|PATH",
+                   help="tmpfs (a scratch file on /dev/shm, or a memfd) or a file path; "
+                   "a new file is removed at exit, an existing one only read without --overwrite")
+    r.add_argument("--overwrite", action="store_true",
+                   help="allow writes to an existing --backing file (destroys its contents)")
+    r.add_argument("--json", metavar="PATH", help="result file (default: results/pagetax-run-TIME.json)")
+    r.add_argument("--force", action="store_true", help="replace an existing --json file")
+    r.add_argument("--seed", type=_count("--seed", 0), default=d.seed, help="extent seed (default: 1)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _config(args):
+    return runner.RunConfig(designs=args.designs, ops=args.ops, patterns=args.patterns,
+                            seg_sizes=args.seg_sizes, size=args.size, io_size=args.io_size,
+                            repeat=args.repeat, warmup=args.warmup, cache=args.cache,
+                            backing=args.backing, overwrite=args.overwrite, seed=args.seed)
+
+
+def cmd_run(args, out, err):
+    cfg = _config(args)
+    cfg.check()
+    if args.json:
+        report.check_json_path(args.json, args.force)  # fail before a long run, not after
+    rows = []
+    total = runner.steps(cfg)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err, transient=True,
+                        disable=args.no_progress)
+    doc = None
+    status = 0
+    with progress:
+        task = progress.add_task("attaching backing", total=total)
+
+        def on_step(design):
+            progress.update(task, advance=1, description=design)
+
+        def on_row(row):
+            progress.update(task, description=runner.row_label(row))
+        try:
+            doc = runner.run(cfg, rows, on_row, on_step)
+        except (KeyboardInterrupt, _Terminated) as e:
+            status = 130 if isinstance(e, KeyboardInterrupt) else 143
+    if doc is None:
+        err.print(f"pagetax: interrupted after {len(rows)} rows; no result file written")
+        return status
+    report.print_table(doc, out)
+    path = report.write_json(doc, args.json or report.default_path(), force=args.force)
+    err.print(f"results: {path}")
+    return status
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    def on_term(signum, frame):
+        raise _Terminated()
+    signal.signal(signal.SIGTERM, on_term)
+    out = Console()
+    err = Console(stderr=True)
+    try:
+        return {"run": cmd_run}[args.command](args, out, err)
+    except PagetaxError as e:
+        err.print(f"pagetax: error: {e}", markup=False, highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        err.print("pagetax: interrupted")
+        return 130
+    except _Terminated:
+        err.print("pagetax: terminated")
+        return 143
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,311 @@
+"""The Python face of the C core: backings, design attachments, runs.
+
+C error codes become exceptions here, with the message the core wrote.
+"""
+import mmap
+import os
+import secrets
+import stat
+import time
+
+import numpy as np
+
+from . import extents as _ext
+from ._core import ffi, lib
+from .errors import BackingError, ExtentError, PagetaxError
+from .machine import mount_of
+
+OPS = ("read", "write")
+CACHE_MODES = ("warm", "cold")
+_OP_CODE = {"read": lib.PT_READ, "write": lib.PT_WRITE}
+_CACHE_CODE = {"warm": lib.PT_CACHE_WARM, "cold": lib.PT_CACHE_COLD}
+SCRATCH_PREFIX = "pagetax-"
+
+
+def aligned_buffer(nbytes, fill=0):
+    """A page-aligned, touched uint8 array.
+
+    numpy's own large arrays start 16 bytes past a page boundary, and on some
+    CPUs (AMD Zen 3 here) `rep movsb` into such a destination runs at a third
+    of the speed; every buffer pagetax times is page-aligned instead."""
+    if nbytes <= 0:
+        raise ExtentError(f"buffer size {nbytes} must be positive")
+    arr = np.frombuffer(mmap.mmap(-1, nbytes), np.uint8)
+    arr[:] = fill
+    return arr
+
+
+def _raise(rc, err):
+    if rc != lib.PT_OK:
+        cls = ExtentError if rc in (lib.PT_EINVAL, lib.PT_ERANGE) else PagetaxError
+        raise cls(ffi.string(err.msg).decode(errors="replace"), code=rc,
+                  index=int(err.index), sys_errno=err.sys_errno)
+
+
+DESIGNS = tuple(ffi.string(lib.pt_design_name(i)).decode() for i in range(lib.pt_design_count()))
+_DESIGN_ID = {name: i for i, name in enumerate(DESIGNS)}
+
+
+def design_id(name):
+    try:
+        return _DESIGN_ID[name]
+    except KeyError:
+        raise PagetaxError(f"unknown design {name!r} (choose from {', '.join(DESIGNS)})") from None
+
+
+def design_entry_bytes(name):
+    return int(lib.pt_design_entry_bytes(design_id(name)))
+
+
+def design_metadata(name, capacity):
+    """(DRAM bytes, device bytes) a design keeps for `capacity` bytes."""
+    out = ffi.new("struct pt_metadata *")
+    lib.pt_design_metadata(design_id(name), capacity, out)
+    return int(out.dram_bytes), int(out.device_bytes)
+
+
+class Backing:
+    """A memory-mapped file that the designs copy to and from.
+
+    Files pagetax creates are unlinked as soon as they are open, so no exit
+    path (Ctrl-C, SIGTERM, SIGKILL, a crash) can leave one behind; the memory
+    returns when the mapping and descriptor go.  A user's file that already
+    exists is mapped read-only unless ``overwrite`` is given.
+    """
+
+    def __init__(self, fd, size, *, writable, reserve, kind, path, created):
+        self._ptr = ffi.NULL
+        self.fd = fd
+        self.kind = kind
+        self.path = path
+        self.created = created
+        self.writable = writable
+        err = ffi.new("struct pt_error *")
+        out = ffi.new("pt_backing **")
+        rc = lib.pt_backing_map(fd, size, int(writable), int(reserve), out, err)
+        if rc != lib.PT_OK:
+            os.close(fd)
+            self.fd = -1
+            msg = ffi.string(err.msg).decode(errors="replace")
+            raise BackingError(f"{path}: {msg}", code=rc, sys_errno=err.sys_errno)
+        self._ptr = out[0]
+        self.size = size
+        self.base = int(ffi.cast("uintptr_t", lib.pt_backing_base(self._ptr)))
+
+    # -- constructors ----------------------------------------------------
+    @classmethod
+    def scratch(cls, size, directory="/dev/shm"):
+        """A new tmpfs file: on /dev/shm, or a memfd where that is missing."""
+        if directory and os.path.isdir(directory) and os.access(directory, os.W_OK) \
+                and mount_of(directory)[1] == "tmpfs":
+            path = os.path.join(directory, f"{SCRATCH_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            os.unlink(path)
+            return cls(fd, size, writable=True, reserve=True, kind="tmpfs",
+                       path=path, created=True)
+        fd = os.memfd_create(f"{SCRATCH_PREFIX}{os.getpid()}", os.MFD_CLOEXEC)
+        return cls(fd, size, writable=True, reserve=True, kind="memfd", path="memfd", created=True)
+
+    @classmethod
+    def from_path(cls, path, size=None, *, overwrite=False):
+        """A user's path.  A new file is created (and unlinked); an existing
+        one is only read, unless overwrite=True lets pagetax size and write it."""
+        path = os.fspath(path)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            parent = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(parent):
+                raise BackingError(f"{path}: parent directory {parent} does not exist") from None
+            if size is None:
+                raise BackingError(f"{path}: does not exist, and no size was given to create it")
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except OSError as e:
+                raise BackingError(f"{path}: cannot create: {e.strerror}") from None
+            os.unlink(path)
+            return cls(fd, size, writable=True, reserve=True, kind="file", path=path, created=True)
+        except OSError as e:
+            raise BackingError(f"{path}: {e.strerror}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise BackingError(f"{path}: is a directory; give a file path (pagetax creates "
+                               "and removes the file when it does not exist)")
+        if not stat.S_ISREG(st.st_mode):
+            raise BackingError(f"{path}: is not a regular file")
+        if size is None:
+            size = st.st_size - st.st_size % 4096
+        if overwrite:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except OSError as e:
+                raise BackingError(f"{path}: cannot open for writing: {e.strerror}") from None
+            return cls(fd, size, writable=True, reserve=True, kind="file", path=path, created=False)
+        if st.st_size < size or size == 0:
+            raise BackingError(f"{path}: holds {st.st_size} bytes, fewer than the {size} "
+                               "needed; pagetax does not grow an existing file without --overwrite")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise BackingError(f"{path}: cannot open: {e.strerror}") from None
+        return cls(fd, size, writable=False, reserve=False, kind="file", path=path, created=False)
+
+    # -- use ---------------------------------------------------------------
+    def view(self):
+        """The mapping as a numpy uint8 array (read-only unless writable)."""
+        arr = np.frombuffer(ffi.buffer(ffi.cast("uint8_t *", self.base), self.size), np.uint8)
+        if not self.writable:
+            arr = arr.view()
+            arr.flags.writeable = False
+        return arr
+
+    def attach(self, design):
+        return Attachment(self, design)
+
+    def close(self):
+        if self._ptr != ffi.NULL:
+            lib.pt_backing_unmap(self._ptr)
+            self._ptr = ffi.NULL
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class Measurement:
+    """What one pt_run call saw: per-repetition phase times and counts."""
+
+    def __init__(self, phases, ios, entries, vector_bytes, call_ns, wall_ns, segments, nbytes):
+        self.phases = phases           # (reps, 3) ns: build, copy, release
+        self.total_ns = phases.sum(axis=1)
+        self.ios = ios                 # per repetition
+        self.entries = entries         # per repetition
+        self.vector_bytes = vector_bytes
+        self.call_ns = call_ns         # the C calls, whole
+        self.wall_ns = wall_ns         # the same calls, seen from Python
+        self.segments = segments
+        self.bytes = nbytes
+
+    @classmethod
+    def combine(cls, ms):
+        """One Measurement from several calls over the same workload."""
+        first = ms[0]
+        return cls(np.concatenate([m.phases for m in ms]), first.ios, first.entries,
+                   first.vector_bytes, sum(m.call_ns for m in ms), sum(m.wall_ns for m in ms),
+                   first.segments, first.bytes)
+
+
+class Attachment:
+    """A design attached to a backing: its descriptor table, if it has one."""
+
+    def __init__(self, backing, design):
+        self.backing = backing
+        self.design = design
+        self._ptr = ffi.NULL
+        err = ffi.new("struct pt_error *")
+        out = ffi.new("pt_attachment **")
+        _raise(lib.pt_attach(backing._ptr, design_id(design), out, err), err)
+        self._ptr = out[0]
+        self.meta_bytes = int(lib.pt_attachment_meta_bytes(self._ptr))
+        self.data_bytes = int(lib.pt_attachment_data_bytes(self._ptr))
+
+    def entries(self, ext):
+        _ext.check_array(ext)
+        return int(lib.pt_vector_entries(self._ptr, ffi.from_buffer("struct pt_extent[]", ext),
+                                         ext.shape[0]))
+
+    def validate_in_c(self, ext, buf_bytes):
+        """Only the C validator (for tests): raises what the core refuses."""
+        err = ffi.new("struct pt_error *")
+        c_ext = ffi.from_buffer("struct pt_extent[]", ext) if len(ext) else ffi.NULL
+        _raise(lib.pt_validate(self._ptr, c_ext, len(ext), buf_bytes, err), err)
+
+    def run(self, op, ext, buf, *, reps=1, warmup=0, cache="warm", evict=None,
+            segs_per_io=0):
+        """Time reps repetitions of build, copy, release in one C call.
+
+        The cheap checks run here; the bounds checks run in C, before any
+        copy (use pagetax.extents.check first for friendlier messages).
+        A cold cache writes all of `evict` (a uint8 array a few times the
+        LLC, see eviction_buffer) before each repetition."""
+        if op not in _OP_CODE:
+            raise PagetaxError(f"unknown op {op!r} (choose from {', '.join(OPS)})")
+        if cache not in _CACHE_CODE:
+            raise PagetaxError(f"unknown cache mode {cache!r} (choose from {', '.join(CACHE_MODES)})")
+        if reps < 1:
+            raise PagetaxError(f"repetitions must be at least 1 (got {reps})")
+        if self._ptr == ffi.NULL or self.backing._ptr == ffi.NULL:
+            raise PagetaxError("the attachment or its backing is closed")
+        _ext.check_array(ext)
+        _ext.check_buffer(buf, writable=(op == "read"))
+        if op == "write" and not self.backing.writable:
+            raise PagetaxError(f"{self.backing.path} is mapped read-only (it already held data); "
+                               "pass overwrite=True / --overwrite to let pagetax write it")
+        if cache == "cold":
+            if evict is None:
+                raise PagetaxError("a cold cache needs an eviction buffer (pagetax.eviction_buffer())")
+            _ext.check_buffer(evict, writable=True)
+        c_evict = ffi.from_buffer("uint8_t[]", evict, require_writable=True) \
+            if evict is not None else ffi.NULL
+        cfg = ffi.new("struct pt_run_config *", {
+            "op": _OP_CODE[op], "cache": _CACHE_CODE[cache], "reps": reps, "warmup": warmup,
+            "segs_per_io": segs_per_io, "evict_buf": c_evict,
+            "evict_bytes": evict.nbytes if evict is not None else 0})
+        times = np.zeros((reps, 3), np.uint64)
+        c_times = ffi.from_buffer("struct pt_rep_times[]", times, require_writable=True)
+        c_ext = ffi.from_buffer("struct pt_extent[]", ext)
+        c_buf = ffi.from_buffer("uint8_t[]", buf, require_writable=(op == "read"))
+        stats = ffi.new("struct pt_run_stats *")
+        err = ffi.new("struct pt_error *")
+        n = ext.shape[0]
+        t0 = time.perf_counter_ns()
+        rc = lib.pt_run(self._ptr, cfg, c_ext, n, c_buf, buf.nbytes, c_times, stats, err)
+        wall = time.perf_counter_ns() - t0
+        _raise(rc, err)
+        return Measurement(times, int(stats.ios), int(stats.entries), int(stats.vector_bytes),
+                           int(stats.call_ns), wall, n, int(ext["len"].sum(dtype=np.uint64)))
+
+    def close(self):
+        if self._ptr != ffi.NULL:
+            lib.pt_detach(self._ptr)
+            self._ptr = ffi.NULL
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+def eviction_buffer(llc_bytes=None):
+    """What a cold cache writes before each repetition: 4x the LLC, so that
+    data, descriptors and vector all start out of every cache level."""
+    from .machine import llc_bytes as _llc
+    return aligned_buffer(4 * (llc_bytes or _llc()))
+
+
+def _copy(op, backing, design, ext, buf):
+    with backing.attach(design) as att:
+        _ext.check_buffer(buf, writable=(op == "read"))
+        _ext.check(ext, att.data_bytes, buf.nbytes, op)
+        return att.run(op, ext, buf).bytes
+
+
+def gather(backing, design, ext, buf):
+    """Copy the extents of the backing into buf, packed; returns bytes moved."""
+    return _copy("read", backing, design, ext, buf)
+
+
+def scatter(backing, design, ext, buf):
+    """Copy buf, packed, out to the extents of the backing; returns bytes moved."""
+    return _copy("write", backing, design, ext, buf)

@@ -1,0 +1,167 @@
+"""What the machine and the backing are: the context every number needs."""
+import os
+import platform
+
+import numpy as np
+
+_SYSFS_CACHE = "/sys/devices/system/cpu/cpu0/cache"
+
+
+def _read(path, default=None):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+def cpu_model():
+    text = _read("/proc/cpuinfo", "")
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _cache_bytes(text):
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip()
+    if text and text[-1].upper() in units:
+        return int(text[:-1]) * units[text[-1].upper()]
+    return int(text)
+
+
+def caches():
+    """{level: bytes} of the data/unified caches cpu0 sees, from sysfs."""
+    out = {}
+    try:
+        entries = sorted(os.listdir(_SYSFS_CACHE))
+    except OSError:
+        return out
+    for name in entries:
+        if not name.startswith("index"):
+            continue
+        d = os.path.join(_SYSFS_CACHE, name)
+        if _read(os.path.join(d, "type")) in ("Data", "Unified"):
+            size = _read(os.path.join(d, "size"))
+            level = _read(os.path.join(d, "level"))
+            if size and level:
+                out[int(level)] = _cache_bytes(size)
+    return out
+
+
+def llc_bytes():
+    c = caches()
+    return c[max(c)] if c else 32 << 20
+
+
+def _bracketed(path):
+    """The selected value of a sysfs choice file: 'always [madvise] never' -> 'madvise'."""
+    text = _read(path)
+    if text is None:
+        return None
+    for word in text.split():
+        if word.startswith("["):
+            return word.strip("[]")
+    return text
+
+
+def thp_settings():
+    base = "/sys/kernel/mm/transparent_hugepage"
+    return {"enabled": _bracketed(f"{base}/enabled"),
+            "shmem_enabled": _bracketed(f"{base}/shmem_enabled")}
+
+
+def mount_of(path):
+    """(mount point, fs type, options) of the longest mount holding path."""
+    real = os.path.realpath(path)
+    best = ("", None, "")
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                fields = left.split()
+                mnt = fields[4].replace("\\040", " ")
+                inside = real == mnt or real.startswith(mnt.rstrip("/") + "/")
+                if inside and len(mnt) >= len(best[0]):
+                    rfields = right.split()
+                    best = (mnt, rfields[0], fields[5] + "," + (rfields[2] if len(rfields) > 2 else ""))
+    except OSError:
+        pass
+    return best
+
+
+def smaps_of(address):
+    """The /proc/self/smaps fields (in bytes) of the mapping at address."""
+    fields = {}
+    found = False
+    try:
+        with open("/proc/self/smaps") as f:
+            for line in f:
+                head = line.split(None, 1)[0]
+                if "-" in head and not head.endswith(":"):
+                    if found:
+                        break
+                    lo, hi = (int(x, 16) for x in head.split("-"))
+                    found = lo <= address < hi
+                elif found:
+                    key, _, rest = line.partition(":")
+                    parts = rest.split()
+                    if len(parts) == 2 and parts[1] == "kB":
+                        fields[key] = int(parts[0]) * 1024
+    except OSError:
+        pass
+    return fields
+
+
+def mapping_page_size(smaps):
+    """What the kernel really mapped: '4K', '2M' or 'mixed', with the evidence."""
+    kernel_page = smaps.get("KernelPageSize", 4096)
+    pmd = smaps.get("ShmemPmdMapped", 0) + smaps.get("FilePmdMapped", 0) + smaps.get("AnonHugePages", 0)
+    rss = smaps.get("Rss", 0)
+    if kernel_page >= (2 << 20) or (rss and pmd >= rss):
+        label = "2M" if kernel_page <= (2 << 20) else f"{kernel_page >> 20}M"
+    elif pmd:
+        label = "mixed"
+    else:
+        label = "4K" if kernel_page == 4096 else f"{kernel_page >> 10}K"
+    return {"page_size": label, "kernel_page_size": kernel_page, "pmd_mapped_bytes": pmd,
+            "rss_bytes": rss}
+
+
+def describe(backing=None):
+    """The `machine` object of a result file."""
+    uname = platform.uname()
+    info = {
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "caches_bytes": {f"L{k}": v for k, v in sorted(caches().items())},
+        "llc_bytes": llc_bytes(),
+        "kernel": f"{uname.system} {uname.release}",
+        "arch": uname.machine,
+        "thp": thp_settings(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    if backing is not None:
+        info["backing"] = describe_backing(backing)
+    return info
+
+
+def describe_backing(backing):
+    if backing.kind == "memfd":
+        mnt, fstype, opts = "memfd", "tmpfs", ""
+    else:
+        mnt, fstype, opts = mount_of(os.path.dirname(os.path.abspath(backing.path)))
+    return {
+        "kind": backing.kind,
+        "path": backing.path,
+        "created_by_pagetax": backing.created,
+        "writable": backing.writable,
+        "size_bytes": backing.size,
+        "fs_type": fstype,
+        "mount_point": mnt,
+        "mount_options": opts,
+        "mapping": mapping_page_size(smaps_of(backing.base)),
+    }

@@ -1,0 +1,110 @@
+"""The run table and the result file."""
+import json
+import os
+import tempfile
+import time
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from .errors import PagetaxError
+from .sizes import format_size
+
+
+def _ratio(x):
+    return "-" if x is None else f"{x:.2f}"
+
+
+def table(doc):
+    """Per op, pattern and segment size: each design's throughput and cost."""
+    cfg = doc["config"]
+    backing = doc["machine"].get("backing", {})
+    mapping = backing.get("mapping", {})
+    t = Table(title=(f"pagetax run: {doc['machine']['cpu_model']}, backing {backing.get('kind')} "
+                     f"({backing.get('fs_type')}, {mapping.get('page_size')} pages), "
+                     f"{format_size(cfg['size'])}, cache {cfg['cache']}"),
+              caption=("GB/s = bytes copied once / median time per repetition, GB = 1e9; "
+                       f"median of {cfg['repeat']} reps of {format_size(cfg['io_size'])}, "
+                       "spread = (worst - best) / median; ns/seg split into build + copy + release"),
+              header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name, justify in (("op", "left"), ("pattern", "left"), ("seg", "right"),
+                          ("design", "left"), ("GB/s", "right"), ("best", "right"),
+                          ("spread", "right"), ("ns/seg", "right"), ("build", "right"),
+                          ("copy", "right"), ("release", "right"), ("x vec", "right"),
+                          ("x memcpy", "right")):
+        t.add_column(name, justify=justify, no_wrap=True)
+    last = None
+    for r in sorted(doc["results"], key=lambda r: (r["op"], r["pattern"], r["seg_bytes"])):
+        cell = (r["op"], r["pattern"], r["seg_bytes"])
+        if last is not None and cell != last:
+            t.add_section()
+        first = cell != last
+        last = cell
+        ph = r["phase_ns"]
+        n = r["segments"]
+        t.add_row(r["op"] if first else "", r["pattern"] if first else "",
+                  format_size(r["seg_bytes"]) if first else "", r["design"],
+                  f"{r['gbps']:.2f}", f"{r['gbps_best']:.2f}", f"{r['spread_pct']:.1f}%",
+                  f"{r['ns_per_seg']:.1f}", f"{ph['build'] / n:.1f}", f"{ph['copy'] / n:.1f}",
+                  f"{ph['release'] / n:.1f}", _ratio(r.get("ratio_vec")),
+                  _ratio(r.get("ratio_memcpy")))
+    return t
+
+
+def print_table(doc, console=None):
+    """Print the table; off a terminal, wide enough that no column is cut."""
+    console = console or Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 120)
+    console.print(table(doc))
+
+
+def default_path(directory="results"):
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return os.path.join(directory, f"pagetax-run-{stamp}-{os.getpid()}.json")
+
+
+def check_json_path(path, force=False):
+    """Refuse a result path that cannot or must not be written."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        raise PagetaxError(f"--json {path}: is a directory")
+    if os.path.exists(path) and not force:
+        raise PagetaxError(f"--json {path}: exists; pass --force to replace it")
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise PagetaxError(f"--json {path}: {parent} is not a writable directory")
+    return path
+
+
+def write_json(doc, path, force=False):
+    """Write atomically (temp file, fsync, then link or rename into place).
+    An existing file is replaced only with force."""
+    path = check_json_path(path, force)
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".pagetax-", suffix=".json.tmp", dir=directory)
+    except OSError as e:
+        raise PagetaxError(f"--json {path}: cannot write there: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails rather than clobber a file made meanwhile
+            os.unlink(tmp)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise PagetaxError(f"--json {path}: cannot write: {e.strerror}") from None
+    return path

@@ -1,0 +1,205 @@
+"""The benchmark matrix: every design over the same extents and buffer.
+
+Byte counting follows the bcopy convention (lmbench bw_mem): a copy of N
+bytes counts N, not 2N.  GB = 10^9, so GB/s is simply bytes per ns.
+"""
+import dataclasses
+import time
+from typing import List
+
+import numpy as np
+
+from . import extents as _ext
+from . import machine
+from .core import (CACHE_MODES, DESIGNS, OPS, Backing, Measurement, aligned_buffer,
+                   design_entry_bytes, design_metadata, eviction_buffer)
+from .errors import PagetaxError
+from .sizes import format_size
+
+SCHEMA = "pagetax-run/1"
+DEFAULT_DESIGNS = ("vec", "pfn", "page", "memcpy", "kernel")
+DEFAULT_SEG_SIZES = (64, 4096, 65536)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    designs: List[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_DESIGNS))
+    ops: List[str] = dataclasses.field(default_factory=lambda: list(OPS))
+    patterns: List[str] = dataclasses.field(default_factory=lambda: list(_ext.PATTERNS))
+    seg_sizes: List[int] = dataclasses.field(default_factory=lambda: list(DEFAULT_SEG_SIZES))
+    size: int = 1 << 30            # backing bytes
+    io_size: int = 64 << 20        # bytes per repetition
+    repeat: int = 5                # timed repetitions per row
+    warmup: int = 1
+    cache: str = "cold"
+    backing: str = "tmpfs"         # 'tmpfs' or a file path
+    overwrite: bool = False        # may pagetax write an existing file?
+    seed: int = 1
+    segs_per_io: int = 0           # 0: one vector per repetition
+
+    def check(self):
+        """Refuse a bad matrix before any backing is made."""
+        def known(kind, values, allowed):
+            if not values:
+                raise PagetaxError(f"no {kind} given")
+            for v in values:
+                if v not in allowed:
+                    raise PagetaxError(f"unknown {kind[:-1]} {v!r} (choose from {', '.join(allowed)})")
+        known("designs", self.designs, DESIGNS)
+        known("ops", self.ops, OPS)
+        known("patterns", self.patterns, _ext.PATTERNS)
+        if self.cache not in CACHE_MODES:
+            raise PagetaxError(f"unknown cache mode {self.cache!r} (choose from {', '.join(CACHE_MODES)})")
+        if not self.seg_sizes:
+            raise PagetaxError("no segment sizes given")
+        if self.size % 4096:
+            raise PagetaxError(f"--size {self.size} is not a multiple of 4096 (the backing is mapped in pages)")
+        if self.io_size > self.size:
+            raise PagetaxError(f"--io-size {self.io_size} is larger than --size {self.size}")
+        for seg in self.seg_sizes:
+            if seg > self.io_size:
+                raise PagetaxError(f"segment size {seg} is larger than --io-size {self.io_size}")
+            if self.io_size % seg:
+                raise PagetaxError(f"--io-size {self.io_size} is not a multiple of segment size {seg}")
+            if seg > _ext.MAX_SEG_LEN:
+                raise PagetaxError(f"segment size {seg} is over the 32-bit segment limit")
+        if self.repeat < 1:
+            raise PagetaxError(f"--repeat must be at least 1 (got {self.repeat})")
+        if self.warmup < 0:
+            raise PagetaxError(f"--warmup must not be negative (got {self.warmup})")
+        if self.segs_per_io < 0:
+            raise PagetaxError(f"--segs-per-io must not be negative (got {self.segs_per_io})")
+
+
+def open_backing(cfg):
+    if cfg.backing == "tmpfs":
+        return Backing.scratch(cfg.size)
+    b = Backing.from_path(cfg.backing, cfg.size, overwrite=cfg.overwrite)
+    if "write" in cfg.ops and not b.writable:
+        b.close()
+        raise PagetaxError(f"--backing {cfg.backing} already holds data, so pagetax only reads it; "
+                           "drop 'write' from --ops or pass --overwrite to let scatters write it")
+    return b
+
+
+def summarize(m, design, op, pattern, seg, cfg, working_set, meta):
+    """One result row from a Measurement: median, best, worst, spread."""
+    total = m.total_ns.astype(np.float64)
+    med, best, worst = float(np.median(total)), float(total.min()), float(total.max())
+    phases = np.median(m.phases.astype(np.float64), axis=0)
+    timed = float(total.sum())
+    return {
+        "design": design, "op": op, "pattern": pattern, "seg_bytes": seg, "cache": cfg.cache,
+        "io_bytes": m.bytes, "segments": m.segments, "reps": len(total),
+        # bcopy convention: bytes moved once; bytes/ns == GB/s with GB = 1e9
+        "gbps": m.bytes / med, "gbps_best": m.bytes / best, "gbps_worst": m.bytes / worst,
+        "spread_pct": 100.0 * (worst - best) / med,
+        "ns_per_seg": med / m.segments, "ns_per_seg_best": best / m.segments,
+        "phase_ns": dict(zip(("build", "copy", "release"), map(float, phases))),
+        "ios": m.ios, "entries": m.entries, "entry_bytes": design_entry_bytes(design),
+        "working_set": dict(working_set, vector_bytes=m.vector_bytes),
+        "metadata": meta,
+        "timing": {"call_ns": m.call_ns, "wall_ns": m.wall_ns, "timed_ns": timed,
+                   "python_overhead_pct": 100.0 * (m.wall_ns - m.call_ns) / m.call_ns},
+        "reps_ns": m.phases.tolist(),
+    }
+
+
+def add_ratios(rows):
+    """gbps relative to vec and to memcpy within each (op, pattern, seg) cell."""
+    cells = {}
+    for r in rows:
+        cells.setdefault((r["op"], r["pattern"], r["seg_bytes"]), {})[r["design"]] = r["gbps"]
+    for r in rows:
+        cell = cells[(r["op"], r["pattern"], r["seg_bytes"])]
+        r["ratio_vec"] = r["gbps"] / cell["vec"] if "vec" in cell else None
+        r["ratio_memcpy"] = r["gbps"] / cell["memcpy"] if "memcpy" in cell else None
+
+
+def cells(cfg):
+    return [(op, pattern, seg) for pattern in cfg.patterns for seg in cfg.seg_sizes
+            for op in cfg.ops]
+
+
+def steps(cfg):
+    """pt_run calls a run makes, for progress bars."""
+    return len(cells(cfg)) * len(cfg.designs) * (cfg.repeat + (1 if cfg.warmup else 0))
+
+
+def measure_cell(attachments, op, ext, buf, cfg, evict, on_step=None):
+    """Every design over one workload, repetitions interleaved round-robin
+    (with the starting design rotating) so that a noisy neighbour or a
+    frequency change hits all designs alike instead of one design's batch."""
+    designs = list(attachments)
+    kw = dict(cache=cfg.cache, evict=evict, segs_per_io=cfg.segs_per_io)
+    if cfg.warmup:
+        for d in designs:
+            attachments[d].run(op, ext, buf, reps=cfg.warmup, **kw)
+            if on_step:
+                on_step(d)
+    reps = {d: [] for d in designs}
+    for r in range(cfg.repeat):
+        k = r % len(designs)
+        for d in designs[k:] + designs[:k]:
+            reps[d].append(attachments[d].run(op, ext, buf, reps=1, **kw))
+            if on_step:
+                on_step(d)
+    return {d: Measurement.combine(ms) for d, ms in reps.items()}
+
+
+def run(cfg, rows, on_row=None, on_step=None):
+    """Run the matrix, appending result rows to `rows` as they finish (so an
+    interrupted run keeps what it measured).  Returns the result document."""
+    cfg.check()
+    llc = machine.llc_bytes()
+    evict = eviction_buffer(llc) if cfg.cache == "cold" else None
+    started = time.time()
+    with open_backing(cfg) as backing:
+        attachments = {d: backing.attach(d) for d in cfg.designs}
+        doc = {
+            "schema": SCHEMA,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "machine": machine.describe(backing),
+            "config": dict(dataclasses.asdict(cfg),
+                           evict_bytes=evict.nbytes if evict is not None else 0,
+                           byte_convention="bcopy: bytes moved counted once; GB = 1e9",
+                           buffer="page-aligned, packed in extent order",
+                           repetition_order="round-robin across designs, rotating start"),
+            "results": rows,
+        }
+        page_size = doc["machine"]["backing"]["mapping"]["page_size"]
+        buf = aligned_buffer(cfg.io_size, fill=0xA5)
+        try:
+            workloads = {}
+            for op, pattern, seg in cells(cfg):
+                key = (pattern, seg)
+                if key not in workloads:
+                    ext = _ext.generate(pattern, seg, cfg.io_size, backing.size, cfg.seed)
+                    pages = _ext.union_bytes(ext, 4096) // 4096
+                    workloads[key] = (ext, pages, _ext.union_bytes(ext, 64))
+                ext, pages, lines = workloads[key]
+                _ext.check(ext, backing.size, buf.nbytes, op)
+                measured = measure_cell(attachments, op, ext, buf, cfg, evict, on_step)
+                for design, m in measured.items():
+                    att = attachments[design]
+                    dram, device = design_metadata(design, backing.size)
+                    per_page = sum(design_metadata(design, 4096))
+                    ws = {"data_bytes": m.bytes, "data_lines_bytes": lines,
+                          "descriptor_bytes": pages * per_page, "llc_bytes": llc,
+                          "page_size": page_size}
+                    meta = {"model_dram_bytes": dram, "model_device_bytes": device,
+                            "allocated_bytes": att.meta_bytes,
+                            "per_io_bytes": m.vector_bytes // max(m.ios, 1)}
+                    rows.append(summarize(m, design, op, pattern, seg, cfg, ws, meta))
+                    if on_row:
+                        on_row(rows[-1])
+        finally:
+            for att in attachments.values():
+                att.close()
+    add_ratios(rows)
+    doc["elapsed_s"] = time.time() - started
+    return doc
+
+
+def row_label(row):
+    return f"{row['op']} {row['pattern']} {format_size(row['seg_bytes'])} {row['design']}"
