@@ -13,6 +13,11 @@ from .errors import PagetaxError
 from .sizes import parse_size
 
 
+def _say(line):
+    """One unwrapped line on stderr, for messages scripts and tests read."""
+    print(line, file=sys.stderr, flush=True)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad option is one line, not a usage dump."""
 
@@ -123,7 +128,7 @@ def cmd_run(args, out, err):
     total = runner.steps(cfg)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, transient=True,
-                        disable=args.no_progress)
+                        disable=args.no_progress or not err.is_terminal)
     doc = None
     status = 0
     with progress:
@@ -139,11 +144,11 @@ def cmd_run(args, out, err):
         except (KeyboardInterrupt, _Terminated) as e:
             status = 130 if isinstance(e, KeyboardInterrupt) else 143
     if doc is None:
-        err.print(f"pagetax: interrupted after {len(rows)} rows; no result file written")
+        _say(f"pagetax: interrupted after {len(rows)} rows; no result file written")
         return status
     report.print_table(doc, out)
     path = report.write_json(doc, args.json or report.default_path(), force=args.force)
-    err.print(f"results: {path}")
+    _say(f"results: {path}")
     return status
 
 
@@ -159,13 +164,13 @@ def main(argv=None):
     try:
         return {"run": cmd_run}[args.command](args, out, err)
     except PagetaxError as e:
-        err.print(f"pagetax: error: {e}", markup=False, highlight=False)
+        _say(f"pagetax: error: {e}")
         return 1
     except KeyboardInterrupt:
-        err.print("pagetax: interrupted")
+        _say("pagetax: interrupted")
         return 130
     except _Terminated:
-        err.print("pagetax: terminated")
+        _say("pagetax: terminated")
         return 143
 
 

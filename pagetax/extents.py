@@ -14,19 +14,31 @@ PATTERNS = ("seq", "rand")
 _PATTERN_ID = {p: i for i, p in enumerate(PATTERNS)}
 
 
+def _as_u64(values, name):
+    a = np.asarray(values)
+    if a.dtype.kind not in "iu" and a.size:
+        # Python ints past int64 arrive as float64 or object; keep them exact.
+        items = np.asarray(values, dtype=object).ravel().tolist()
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items):
+            raise ExtentError(f"{name}s must be integers (got {a.dtype})")
+        for i, v in enumerate(items):
+            if v < 0 or v >= 1 << 64:
+                raise ExtentError(f"extent {i}: {name} {v} is "
+                                  f"{'negative' if v < 0 else 'beyond 64 bits'}")
+        return np.array(items, dtype=np.uint64).reshape(a.shape)
+    if a.size and a.dtype.kind == "i" and a.min() < 0:
+        i = int(np.argmax(a.ravel() < 0))
+        raise ExtentError(f"extent {i}: {name} {int(a.ravel()[i])} is negative")
+    return a
+
+
 def make(offsets, lengths):
     """Build an extent array from offsets and lengths (any integer sequences)."""
-    off = np.asarray(offsets)
-    length = np.asarray(lengths)
+    off = _as_u64(offsets, "offset")
+    length = _as_u64(lengths, "length")
     if off.shape != length.shape or off.ndim != 1:
         raise ExtentError(f"offsets and lengths must be 1-D and of one length "
                           f"(got shapes {off.shape} and {length.shape})")
-    for name, a in (("offsets", off), ("lengths", length)):
-        if a.size and a.dtype.kind not in "iu":
-            raise ExtentError(f"{name} must be integers (got {a.dtype})")
-        if a.size and a.dtype.kind == "i" and a.min() < 0:
-            i = int(np.argmax(a < 0))
-            raise ExtentError(f"extent {i}: {name[:-1]} {int(a[i])} is negative")
     ext = np.empty(off.shape[0], EXTENT_DTYPE)
     ext["off"] = off
     ext["len"] = length

@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+
+import pagetax
+
+SIZE = 8 << 20  # 2048 pages: small enough for many tests, big enough to cross pages
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def backing(rng):
+    """A scratch tmpfs backing filled with random bytes."""
+    with pagetax.Backing.scratch(SIZE) as b:
+        b.view()[:] = rng.integers(0, 256, SIZE, dtype=np.uint8)
+        yield b
+
+
+def random_extents(rng, space, n, max_len=3 * 4096 + 100):
+    """Non-overlapping extents at unaligned offsets, many crossing page
+    boundaries, in random order."""
+    lengths = rng.integers(1, max_len, n)
+    gaps = rng.integers(0, 5000, n)
+    starts = np.cumsum(gaps + np.concatenate(([0], lengths[:-1])))
+    assert starts[-1] + lengths[-1] <= space, "test extents do not fit"
+    order = rng.permutation(n)
+    return pagetax.extents.make(starts[order], lengths[order])
+
+
+def expected_gather(view, ext):
+    """What numpy says a gather must produce: the extents' bytes, packed."""
+    return np.concatenate([view[o:o + n] for o, n in zip(ext["off"].tolist(), ext["len"].tolist())])

@@ -1,0 +1,116 @@
+"""`pagetax run` end to end, in a subprocess, as a user runs it."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import pagetax
+
+SMALL = ["--size", "16M", "--io-size", "1M", "--seg-sizes", "64,4K", "--repeat", "2",
+         "--no-progress"]
+
+
+def pagetax_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "pagetax", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_run_prints_table_and_writes_results(tmp_path):
+    p = pagetax_cli("run", *SMALL, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    for design in pagetax.DESIGNS:
+        assert design in p.stdout
+    assert "GB/s" in p.stdout and "x memcpy" in p.stdout
+    files = list((tmp_path / "results").glob("pagetax-run-*.json"))
+    assert len(files) == 1 and f"results: {files[0]}" in p.stderr.replace("\n", "")
+    doc = json.loads(files[0].read_text())
+    assert doc["schema"] == "pagetax-run/1"
+    m = doc["machine"]
+    for key in ("cpu_model", "cores", "llc_bytes", "kernel", "thp", "backing"):
+        assert key in m
+    assert m["backing"]["fs_type"] == "tmpfs" and m["backing"]["mapping"]["page_size"]
+    assert doc["config"]["size"] == 16 << 20 and doc["config"]["io_size"] == 1 << 20
+    rows = doc["results"]
+    assert len(rows) == 5 * 2 * 2 * 2  # designs x ops x patterns x seg sizes
+    for r in rows:
+        for key in ("design", "op", "pattern", "seg_bytes", "cache", "gbps", "gbps_best",
+                    "ns_per_seg", "reps", "phase_ns", "spread_pct", "working_set"):
+            assert key in r
+        assert r["reps"] == 2 and len(r["reps_ns"]) == 2
+        assert set(r["phase_ns"]) == {"build", "copy", "release"}
+        assert r["io_bytes"] == 1 << 20 and r["segments"] == (1 << 20) // r["seg_bytes"]
+        total = sorted(sum(x) for x in r["reps_ns"])
+        assert r["gbps_best"] == pytest.approx((1 << 20) / total[0])
+        assert r["gbps_best"] >= r["gbps"] > 0
+        if r["design"] == "vec":
+            assert r["ratio_vec"] == 1.0
+        if r["design"] == "page":
+            assert r["entries"] >= r["segments"]
+            assert r["working_set"]["descriptor_bytes"] > 0
+            assert r["metadata"]["allocated_bytes"] == (16 << 20) // 4096 * 64
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith("pagetax")]
+
+
+def test_json_path_and_no_clobber(tmp_path):
+    out = tmp_path / "r.json"
+    args = ["run", *SMALL, "--designs", "vec,memcpy", "--ops", "read", "--patterns", "seq",
+            "--seg-sizes", "4K", "--json", str(out)]
+    assert pagetax_cli(*args, cwd=tmp_path).returncode == 0
+    first = out.read_text()
+    p = pagetax_cli(*args, cwd=tmp_path)
+    assert p.returncode == 1
+    assert p.stderr.strip() == f"pagetax: error: --json {out}: exists; pass --force to replace it"
+    assert out.read_text() == first
+    assert pagetax_cli(*args, "--force", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["run", "--designs", "vec,folio"], 2, "argument --designs: unknown design 'folio' (choose from vec, pfn, page, memcpy, kernel)"),
+    (["run", "--ops", "copy"], 2, "argument --ops: unknown op 'copy'"),
+    (["run", "--patterns", "zigzag"], 2, "argument --patterns: unknown pattern 'zigzag'"),
+    (["run", "--cache", "lukewarm"], 2, "argument --cache: invalid choice: 'lukewarm'"),
+    (["run", "--seg-sizes", "0"], 2, "argument --seg-sizes: segment size '0' must be positive"),
+    (["run", "--seg-sizes", "-64"], 2, "argument --seg-sizes: segment size '-64' is not a size"),
+    (["run", "--size", "12XB"], 2, "argument --size: --size '12XB' has an unknown unit 'XB'"),
+    (["run", "--size", "99999999999999999999"], 2, "does not fit in 64 bits"),
+    (["run", "--repeat", "0"], 2, "argument --repeat: --repeat must be at least 1 (got 0)"),
+    (["run", "--repeat", "many"], 2, "argument --repeat: --repeat 'many' is not a whole number"),
+    (["run", "--size", "1M", "--io-size", "2M"], 1, "pagetax: error: --io-size 2097152 is larger than --size 1048576"),
+    (["run", "--size", "5000"], 1, "pagetax: error: --size 5000 is not a multiple of 4096"),
+    (["run", "--io-size", "1M", "--seg-sizes", "3000"], 1, "is not a multiple of segment size 3000"),
+    (["run", "--io-size", "1M", "--seg-sizes", "4M"], 1, "segment size 4194304 is larger than --io-size 1048576"),
+    (["run", "--size", "1T", "--io-size", "1M"], 1, "posix_fallocate of 1099511627776 bytes failed"),
+    (["run", "--backing", "/nonexistent-dir/x", "--size", "1M", "--io-size", "64K"], 1,
+     "pagetax: error: /nonexistent-dir/x: parent directory /nonexistent-dir does not exist"),
+    (["run", "--backing", "/", "--size", "1M", "--io-size", "64K"], 1, "/: is a directory"),
+    (["run", "--json", "/proc/nope/r.json"], 1, "pagetax: error: --json /proc/nope/r.json: cannot write there"),
+    (["run", "--json", "/proc/r.json"], 1, "pagetax: error: --json /proc/r.json: cannot write there"),
+    (["bogus"], 2, "argument COMMAND: invalid choice: 'bogus'"),
+    ([], 2, "the following arguments are required: COMMAND"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, args, code, message):
+    p = pagetax_cli(*args, cwd=tmp_path)
+    assert p.returncode == code
+    assert "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert message in p.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_existing_backing_with_data_is_not_written(tmp_path):
+    f = tmp_path / "data.bin"
+    f.write_bytes(b"\x5a" * (2 << 20))
+    p = pagetax_cli("run", "--backing", str(f), "--size", "2M", "--io-size", "64K",
+                    "--seg-sizes", "4K", cwd=tmp_path)
+    assert p.returncode == 1
+    assert "already holds data, so pagetax only reads it; drop 'write' from --ops or pass --overwrite" in p.stderr
+    p = pagetax_cli("run", "--backing", str(f), "--size", "2M", "--io-size", "64K",
+                    "--seg-sizes", "4K", "--ops", "read", "--repeat", "1", "--no-progress",
+                    "--json", str(tmp_path / "r.json"), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert f.read_bytes() == b"\x5a" * (2 << 20)
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["machine"]["backing"]["kind"] == "file"
+    assert doc["machine"]["backing"]["writable"] is False

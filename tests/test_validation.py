@@ -1,0 +1,145 @@
+"""Bad extents and buffers are refused, in Python and again in C, before any copy."""
+import numpy as np
+import pytest
+
+import pagetax
+from conftest import SIZE
+
+E = pagetax.extents.make
+
+
+def _gather(backing, ext, buf, design="vec"):
+    return pagetax.gather(backing, design, ext, buf)
+
+
+@pytest.mark.parametrize("ext, message", [
+    (E([SIZE - 10], [11]), r"extent 0 \[off=8388598, len=11\] ends at 8388609, beyond the backing's data area of 8388608 bytes"),
+    (E([0, SIZE], [1, 1]), r"extent 1 \[off=8388608, len=1\] ends at 8388609"),
+    (E([0, 2**64 - 1], [1, 2]), r"extent 1 \[off=18446744073709551615, len=2\]"),
+    (E([0, 10], [5, 0]), r"extent 1: length must be positive \(got 0\)"),
+    (E([0], [2**32]), r"extent 0: length 4294967296 is over the 32-bit segment limit"),
+])
+def test_python_refuses_bad_extents(backing, ext, message):
+    before = backing.view().copy()
+    buf = pagetax.aligned_buffer(1 << 20, fill=7)
+    with pytest.raises(pagetax.ExtentError, match=message):
+        _gather(backing, ext, buf)
+    assert (buf == 7).all()
+    with pytest.raises(pagetax.ExtentError, match=message):
+        pagetax.scatter(backing, "page", ext, buf)
+    np.testing.assert_array_equal(backing.view(), before)
+
+
+@pytest.mark.parametrize("ext, message", [
+    (E([SIZE - 10], [11]), r"extent 0 \[8388598, \+11\) runs past the data area of 8388608 bytes"),
+    (E([0, 2**64 - 1], [1, 2]), r"extent 1 \[18446744073709551615, \+2\) runs past"),
+    (E([0, 10], [5, 0]), r"extent 1 has length 0"),
+    (E([0], [2**32]), r"extent 0 is 4294967296 bytes, over the 32-bit segment limit"),
+])
+@pytest.mark.parametrize("design", pagetax.DESIGNS)
+def test_c_refuses_bad_extents_without_python(backing, ext, message, design):
+    """The C validator alone (Python's checks bypassed) refuses the same input."""
+    with backing.attach(design) as att:
+        with pytest.raises(pagetax.ExtentError, match=message) as info:
+            att.validate_in_c(ext, 1 << 40)
+        assert info.value.index == len(ext) - 1
+
+
+def test_c_refuses_extents_beyond_the_buffer(backing):
+    with backing.attach("vec") as att:
+        with pytest.raises(pagetax.ExtentError, match=r"extents need more than the buffer's 100 bytes \(at extent 1\)"):
+            att.validate_in_c(E([0, 4096], [64, 64]), 100)
+        with pytest.raises(pagetax.ExtentError, match=r"^no extents$"):
+            att.validate_in_c(np.empty(0, pagetax.EXTENT_DTYPE), 100)
+
+
+def test_run_checks_in_c_when_python_checks_are_skipped(backing):
+    """Attachment.run leaves bounds to C; a bad extent still never reaches a copy."""
+    buf = pagetax.aligned_buffer(4096, fill=3)
+    with backing.attach("vec") as att:
+        with pytest.raises(pagetax.ExtentError, match="runs past the data area"):
+            att.run("read", E([SIZE - 1], [2]), buf)
+        with pytest.raises(pagetax.ExtentError, match="extents need more than the buffer's 4096 bytes"):
+            att.run("read", E([0, 8192], [4096, 1]), buf)
+    assert (buf == 3).all()
+
+
+def test_buffer_too_small(backing):
+    with pytest.raises(pagetax.ExtentError, match="buffer holds 100 bytes but the extents need 128"):
+        _gather(backing, E([0, 4096], [64, 64]), pagetax.aligned_buffer(100))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((3, 2), np.uint64), r"extents must have dtype .* got uint64"),
+    (np.zeros(3, np.dtype([("off", "<i8"), ("len", "<i8")])), r"extents must have dtype"),
+    (np.zeros((2, 2), pagetax.EXTENT_DTYPE), r"extents must be 1-D; got shape \(2, 2\)"),
+    (np.zeros(6, pagetax.EXTENT_DTYPE)[::2], r"extents must be C-contiguous"),
+    (np.zeros(0, pagetax.EXTENT_DTYPE), r"^no extents$"),
+    ([(0, 64)], r"extents must be a numpy array .* not list"),
+])
+def test_wrong_extent_arrays(backing, bad, message):
+    with pytest.raises(pagetax.ExtentError, match=message):
+        _gather(backing, bad, pagetax.aligned_buffer(4096))
+
+
+@pytest.mark.parametrize("buf, message", [
+    (np.zeros(4096, np.int32), r"buffer must have dtype uint8; got int32"),
+    (np.zeros(8192, np.uint8)[::2], r"buffer must be C-contiguous"),
+    (np.zeros((64, 64), np.uint8), r"buffer must be 1-D"),
+    (bytearray(4096), r"buffer must be a numpy uint8 array, not bytearray"),
+])
+def test_wrong_buffers(backing, buf, message):
+    with pytest.raises(pagetax.ExtentError, match=message):
+        _gather(backing, E([0], [64]), buf)
+
+
+def test_read_only_buffer_refused_for_gather_but_fine_for_scatter(backing):
+    buf = np.zeros(64, np.uint8)
+    buf.flags.writeable = False
+    with pytest.raises(pagetax.ExtentError, match="buffer is read-only, but a gather writes into it"):
+        _gather(backing, E([0], [64]), buf)
+    assert pagetax.scatter(backing, "vec", E([0], [64]), buf) == 64
+    assert (backing.view()[:64] == 0).all()
+
+
+def test_overlapping_extents_refused_for_scatter(backing):
+    with pytest.raises(pagetax.ExtentError, match="extents 1 and 0 overlap"):
+        pagetax.scatter(backing, "vec", E([100, 50], [10, 60]), np.zeros(70, np.uint8))
+
+
+@pytest.mark.parametrize("offsets, lengths, message", [
+    ([0, 5], [10, -1], r"extent 1: length -1 is negative"),
+    ([-4096], [10], r"extent 0: offset -4096 is negative"),
+    ([0.5], [10], r"offsets must be integers \(got float64\)"),
+    ([0, 1], [10], r"offsets and lengths must be 1-D and of one length"),
+])
+def test_make_refuses_bad_numbers(offsets, lengths, message):
+    with pytest.raises(pagetax.ExtentError, match=message):
+        E(offsets, lengths)
+
+
+def test_unknown_design_op_cache(backing):
+    with pytest.raises(pagetax.PagetaxError, match=r"unknown design 'folio' \(choose from vec, pfn, page, memcpy, kernel\)"):
+        backing.attach("folio")
+    buf = pagetax.aligned_buffer(64)
+    with backing.attach("vec") as att:
+        with pytest.raises(pagetax.PagetaxError, match="unknown op 'copy'"):
+            att.run("copy", E([0], [64]), buf)
+        with pytest.raises(pagetax.PagetaxError, match="unknown cache mode 'lukewarm'"):
+            att.run("read", E([0], [64]), buf, cache="lukewarm")
+        with pytest.raises(pagetax.PagetaxError, match="a cold cache needs an eviction buffer"):
+            att.run("read", E([0], [64]), buf, cache="cold")
+        with pytest.raises(pagetax.PagetaxError, match="repetitions must be at least 1"):
+            att.run("read", E([0], [64]), buf, reps=0)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("rand", 0, 4096, 1 << 20), "segment size 0 must be positive"),
+    (("rand", 8192, 4096, 1 << 20), "segment size 8192 is larger than the I/O size 4096"),
+    (("rand", 4096, 6000, 1 << 20), "I/O size 6000 is not a multiple of the segment size 4096"),
+    (("rand", 4096, 2 << 20, 1 << 20), r"I/O size 2097152 is larger than the backing \(1048576 bytes\)"),
+    (("zigzag", 4096, 4096, 1 << 20), r"unknown pattern 'zigzag' \(choose from seq, rand\)"),
+])
+def test_generate_refuses(args, message):
+    with pytest.raises(pagetax.ExtentError, match=message):
+        pagetax.extents.generate(*args)
