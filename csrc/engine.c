@@ -215,7 +215,7 @@ uint64_t pt_attachment_data_bytes(const pt_attachment *a) { return a->data_bytes
 /* ---- validation -------------------------------------------------------- */
 
 int pt_validate(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
-                uint64_t buf_bytes, struct pt_error *err)
+                uint64_t buf_bytes, uint64_t *total_out, struct pt_error *err)
 {
     uint64_t total = 0;
 
@@ -248,6 +248,8 @@ int pt_validate(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
         return pt_set_error(err, PT_ERANGE, 0, 0,
                             "extents total %llu bytes, more than the data area of %llu",
                             (unsigned long long)total, (unsigned long long)a->data_bytes);
+    if (total_out)
+        *total_out = total;
     return PT_OK;
 }
 
@@ -294,7 +296,7 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
 {
     const struct pt_design_ops *ops;
     uint64_t call0 = now_ns(), per_io, max_entries = 0, total_entries = 0, ios = 0;
-    uint64_t *io_bytes = NULL, vec_bytes;
+    uint64_t *io_bytes = NULL, vec_bytes, total;
     int rc;
 
     if (!a || !cfg || !times || !stats)
@@ -310,7 +312,7 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
         return pt_set_error(err, PT_EINVAL, 0, 0, "cold cache needs an eviction buffer");
     if (!buf)
         return pt_set_error(err, PT_EINVAL, 0, 0, "buffer pointer is NULL");
-    if ((rc = pt_validate(a, ext, n, buf_bytes, err)) != PT_OK)
+    if ((rc = pt_validate(a, ext, n, buf_bytes, &total, err)) != PT_OK)
         return rc;
     if (cfg->op == PT_WRITE && !a->backing->writable)
         return pt_set_error(err, PT_EPERM, 0, 0,
@@ -325,8 +327,11 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
         uint64_t e = ops->entries(a, ext + i, k);
         max_entries = e > max_entries ? e : max_entries;
         total_entries += e;
-        for (uint64_t j = i; j < i + k; j++)
-            io_bytes[ios] += ext[j].len;
+        if (k == n)
+            io_bytes[ios] = total;
+        else
+            for (uint64_t j = i; j < i + k; j++)
+                io_bytes[ios] += ext[j].len;
         ios++;
     }
 
@@ -376,6 +381,7 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
             times[r].release_ns = t[2];
         }
     }
+    stats->bytes = total;
     stats->ios = ios;
     stats->entries = total_entries;
     stats->vector_bytes = total_entries * ops->entry_bytes;

@@ -64,6 +64,7 @@ struct pt_rep_times {
 };
 
 struct pt_run_stats {
+    uint64_t bytes;          /* copied per repetition: the sum of lengths */
     uint64_t ios;            /* build/copy/release cycles per repetition */
     uint64_t entries;        /* vector entries built per repetition */
     uint64_t vector_bytes;   /* entries * entry size */
@@ -96,9 +97,10 @@ uint64_t pt_attachment_meta_bytes(const pt_attachment *a);
 uint64_t pt_attachment_data_bytes(const pt_attachment *a);
 
 /* Check extents against the attachment's data area and a buffer of
- * buf_bytes.  pt_run does this itself; it is exported for tests. */
+ * buf_bytes; *total gets the sum of lengths (total may be NULL).
+ * pt_run does this itself; it is exported for tests. */
 int pt_validate(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
-                uint64_t buf_bytes, struct pt_error *err);
+                uint64_t buf_bytes, uint64_t *total, struct pt_error *err);
 
 /* Vector entries one build of these extents produces. */
 uint64_t pt_vector_entries(const pt_attachment *a, const struct pt_extent *ext,

@@ -193,13 +193,68 @@ class Measurement:
         self.segments = segments
         self.bytes = nbytes
 
-    @classmethod
-    def combine(cls, ms):
-        """One Measurement from several calls over the same workload."""
-        first = ms[0]
-        return cls(np.concatenate([m.phases for m in ms]), first.ios, first.entries,
-                   first.vector_bytes, sum(m.call_ns for m in ms), sum(m.wall_ns for m in ms),
-                   first.segments, first.bytes)
+
+
+class PreparedRun:
+    """One design, op and workload, checked once and ready to call.
+
+    Each call is one pt_run call; its phase times land in a preallocated
+    array, so the Python between two timed repetitions is a few statements
+    (after a 64 MiB copy every cache line Python touches is a miss)."""
+
+    def __init__(self, att, op, ext, buf, reps, warmup, cache, evict, segs_per_io, calls):
+        if op not in _OP_CODE:
+            raise PagetaxError(f"unknown op {op!r} (choose from {', '.join(OPS)})")
+        if cache not in _CACHE_CODE:
+            raise PagetaxError(f"unknown cache mode {cache!r} (choose from {', '.join(CACHE_MODES)})")
+        if reps < 1:
+            raise PagetaxError(f"repetitions must be at least 1 (got {reps})")
+        if att._ptr == ffi.NULL or att.backing._ptr == ffi.NULL:
+            raise PagetaxError("the attachment or its backing is closed")
+        _ext.check_array(ext)
+        _ext.check_buffer(buf, writable=(op == "read"))
+        if op == "write" and not att.backing.writable:
+            raise PagetaxError(f"{att.backing.path} is mapped read-only (it already held data); "
+                               "pass overwrite=True / --overwrite to let pagetax write it")
+        if cache == "cold":
+            if evict is None:
+                raise PagetaxError("a cold cache needs an eviction buffer (pagetax.eviction_buffer())")
+            _ext.check_buffer(evict, writable=True)
+        self._keep = (att, ext, buf, evict)  # the C side points into these
+        self._args = (
+            att._ptr,
+            ffi.new("struct pt_run_config *", {
+                "op": _OP_CODE[op], "cache": _CACHE_CODE[cache], "reps": reps,
+                "warmup": warmup, "segs_per_io": segs_per_io,
+                "evict_buf": ffi.from_buffer("uint8_t[]", evict, require_writable=True)
+                if evict is not None else ffi.NULL,
+                "evict_bytes": evict.nbytes if evict is not None else 0}),
+            ffi.from_buffer("struct pt_extent[]", ext), ext.shape[0],
+            ffi.from_buffer("uint8_t[]", buf, require_writable=(op == "read")), buf.nbytes)
+        self.reps = reps
+        self.times = np.zeros((reps * calls, 3), np.uint64)
+        self._c_times = ffi.from_buffer("struct pt_rep_times[]", self.times, require_writable=True)
+        self._stats = ffi.new("struct pt_run_stats *")
+        self._err = ffi.new("struct pt_error *")
+        self.calls = 0
+        self.call_ns = 0
+        self.wall_ns = 0
+
+    def __call__(self):
+        if self.calls * self.reps >= self.times.shape[0]:
+            raise PagetaxError("this PreparedRun has made all its calls")
+        t0 = time.perf_counter_ns()
+        rc = lib.pt_run(*self._args, self._c_times + self.calls * self.reps, self._stats, self._err)
+        self.wall_ns += time.perf_counter_ns() - t0
+        _raise(rc, self._err)
+        self.calls += 1
+        self.call_ns += self._stats.call_ns
+
+    def measurement(self):
+        s = self._stats
+        return Measurement(self.times[:self.calls * self.reps], int(s.ios), int(s.entries),
+                           int(s.vector_bytes), self.call_ns, self.wall_ns, self._args[3],
+                           int(s.bytes))
 
 
 class Attachment:
@@ -225,52 +280,26 @@ class Attachment:
         """Only the C validator (for tests): raises what the core refuses."""
         err = ffi.new("struct pt_error *")
         c_ext = ffi.from_buffer("struct pt_extent[]", ext) if len(ext) else ffi.NULL
-        _raise(lib.pt_validate(self._ptr, c_ext, len(ext), buf_bytes, err), err)
+        total = ffi.new("uint64_t *")
+        _raise(lib.pt_validate(self._ptr, c_ext, len(ext), buf_bytes, total, err), err)
+        return int(total[0])
 
-    def run(self, op, ext, buf, *, reps=1, warmup=0, cache="warm", evict=None,
-            segs_per_io=0):
-        """Time reps repetitions of build, copy, release in one C call.
+    def prepare(self, op, ext, buf, *, reps=1, warmup=0, cache="warm", evict=None,
+                segs_per_io=0, calls=1):
+        """Check everything once and return a PreparedRun: `calls` C calls of
+        `reps` repetitions each, with as little Python as possible between.
 
-        The cheap checks run here; the bounds checks run in C, before any
-        copy (use pagetax.extents.check first for friendlier messages).
+        The cheap checks run here; the bounds checks run in C on every call,
+        before any copy (pagetax.extents.check gives friendlier messages).
         A cold cache writes all of `evict` (a uint8 array a few times the
         LLC, see eviction_buffer) before each repetition."""
-        if op not in _OP_CODE:
-            raise PagetaxError(f"unknown op {op!r} (choose from {', '.join(OPS)})")
-        if cache not in _CACHE_CODE:
-            raise PagetaxError(f"unknown cache mode {cache!r} (choose from {', '.join(CACHE_MODES)})")
-        if reps < 1:
-            raise PagetaxError(f"repetitions must be at least 1 (got {reps})")
-        if self._ptr == ffi.NULL or self.backing._ptr == ffi.NULL:
-            raise PagetaxError("the attachment or its backing is closed")
-        _ext.check_array(ext)
-        _ext.check_buffer(buf, writable=(op == "read"))
-        if op == "write" and not self.backing.writable:
-            raise PagetaxError(f"{self.backing.path} is mapped read-only (it already held data); "
-                               "pass overwrite=True / --overwrite to let pagetax write it")
-        if cache == "cold":
-            if evict is None:
-                raise PagetaxError("a cold cache needs an eviction buffer (pagetax.eviction_buffer())")
-            _ext.check_buffer(evict, writable=True)
-        c_evict = ffi.from_buffer("uint8_t[]", evict, require_writable=True) \
-            if evict is not None else ffi.NULL
-        cfg = ffi.new("struct pt_run_config *", {
-            "op": _OP_CODE[op], "cache": _CACHE_CODE[cache], "reps": reps, "warmup": warmup,
-            "segs_per_io": segs_per_io, "evict_buf": c_evict,
-            "evict_bytes": evict.nbytes if evict is not None else 0})
-        times = np.zeros((reps, 3), np.uint64)
-        c_times = ffi.from_buffer("struct pt_rep_times[]", times, require_writable=True)
-        c_ext = ffi.from_buffer("struct pt_extent[]", ext)
-        c_buf = ffi.from_buffer("uint8_t[]", buf, require_writable=(op == "read"))
-        stats = ffi.new("struct pt_run_stats *")
-        err = ffi.new("struct pt_error *")
-        n = ext.shape[0]
-        t0 = time.perf_counter_ns()
-        rc = lib.pt_run(self._ptr, cfg, c_ext, n, c_buf, buf.nbytes, c_times, stats, err)
-        wall = time.perf_counter_ns() - t0
-        _raise(rc, err)
-        return Measurement(times, int(stats.ios), int(stats.entries), int(stats.vector_bytes),
-                           int(stats.call_ns), wall, n, int(ext["len"].sum(dtype=np.uint64)))
+        return PreparedRun(self, op, ext, buf, reps, warmup, cache, evict, segs_per_io, calls)
+
+    def run(self, op, ext, buf, **kw):
+        """Time reps repetitions of build, copy, release in one C call."""
+        prepared = self.prepare(op, ext, buf, **kw)
+        prepared()
+        return prepared.measurement()
 
     def close(self):
         if self._ptr != ffi.NULL:

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import extents as _ext
 from . import machine
-from .core import (CACHE_MODES, DESIGNS, OPS, Backing, Measurement, aligned_buffer,
+from .core import (CACHE_MODES, DESIGNS, OPS, Backing, aligned_buffer,
                    design_entry_bytes, design_metadata, eviction_buffer)
 from .errors import PagetaxError
 from .sizes import format_size
@@ -137,14 +137,14 @@ def measure_cell(attachments, op, ext, buf, cfg, evict, on_step=None):
             attachments[d].run(op, ext, buf, reps=cfg.warmup, **kw)
             if on_step:
                 on_step(d)
-    reps = {d: [] for d in designs}
+    prepared = {d: attachments[d].prepare(op, ext, buf, calls=cfg.repeat, **kw) for d in designs}
     for r in range(cfg.repeat):
         k = r % len(designs)
         for d in designs[k:] + designs[:k]:
-            reps[d].append(attachments[d].run(op, ext, buf, reps=1, **kw))
+            prepared[d]()
             if on_step:
                 on_step(d)
-    return {d: Measurement.combine(ms) for d, ms in reps.items()}
+    return {d: p.measurement() for d, p in prepared.items()}
 
 
 def run(cfg, rows, on_row=None, on_step=None):
