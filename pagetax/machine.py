@@ -129,6 +129,30 @@ def mapping_page_size(smaps):
             "rss_bytes": rss}
 
 
+def timing_context():
+    """What can bend timings on this machine: virtualisation, the clock
+    source, and DAMON (which samples and clears page-table accessed bits)."""
+    flags = ""
+    for line in (_read("/proc/cpuinfo", "") or "").splitlines():
+        if line.startswith("flags"):
+            flags = line
+            break
+    damon_dir = "/sys/kernel/mm/damon/admin/kdamonds"
+    damon = []
+    try:
+        for k in sorted(os.listdir(damon_dir)):
+            if k.isdigit():
+                damon.append(_read(os.path.join(damon_dir, k, "state")))
+    except OSError:
+        pass
+    return {
+        "virtualized": " hypervisor" in flags,
+        "clocksource": _read("/sys/devices/system/clocksource/clocksource0/current_clocksource"),
+        "damon_kdamonds_on": sum(1 for s in damon if s == "on"),
+        "cpufreq_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+    }
+
+
 def describe(backing=None):
     """The `machine` object of a result file."""
     uname = platform.uname()
@@ -141,6 +165,7 @@ def describe(backing=None):
         "kernel": f"{uname.system} {uname.release}",
         "arch": uname.machine,
         "thp": thp_settings(),
+        "timing_context": timing_context(),
         "python": platform.python_version(),
         "numpy": np.__version__,
     }

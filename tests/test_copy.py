@@ -161,3 +161,22 @@ def test_every_small_length(backing, rng, design, op):
             pos += n
         pagetax.scatter(backing, design, ext, src)
         np.testing.assert_array_equal(view, want)
+
+
+@pytest.mark.parametrize("op", ["read", "write"])
+def test_kernel_batches_contiguous_runs_by_iov_max(backing, rng, op):
+    """3000 file-contiguous 64 B extents, then a jump: preadv/pwritev calls of
+    at most IOV_MAX iovecs each, and every byte where numpy says."""
+    starts = np.concatenate((np.arange(3000) * 64 + 4096, [SIZE - 4096]))
+    ext = pagetax.extents.make(starts, np.full(3001, 64))
+    view = backing.view()
+    if op == "read":
+        want = expected_gather(view, ext)
+        buf = pagetax.aligned_buffer(want.size)
+        pagetax.gather(backing, "kernel", ext, buf)
+        np.testing.assert_array_equal(buf, want)
+    else:
+        src = rng.integers(0, 256, 3001 * 64, dtype=np.uint8)
+        pagetax.scatter(backing, "kernel", ext, src)
+        np.testing.assert_array_equal(view[4096:4096 + 3000 * 64], src[:3000 * 64])
+        np.testing.assert_array_equal(view[SIZE - 4096:SIZE - 4032], src[3000 * 64:])
