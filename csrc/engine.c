@@ -152,6 +152,18 @@ void pt_design_metadata(int design, uint64_t capacity, struct pt_metadata *out)
         ops->metadata(capacity, out);
 }
 
+int pt_design_layout(int design, uint64_t size, uint64_t *data_off, uint64_t *data_bytes)
+{
+    const struct pt_design_ops *ops = design_ops(design);
+    if (!ops)
+        return -1;
+    if (ops->layout)
+        return ops->layout(size, data_off, data_bytes);
+    *data_off = 0;
+    *data_bytes = size;
+    return 0;
+}
+
 void pt_metadata_none(uint64_t capacity, struct pt_metadata *out)
 {
     (void)capacity;
@@ -174,27 +186,62 @@ void pt_release_nothing(struct pt_attachment *a, struct pt_io *io)
 
 /* ---- attachments ------------------------------------------------------- */
 
-int pt_attach(pt_backing *b, int design, pt_attachment **out, struct pt_error *err)
+/* Resident bytes of this process, from /proc/self/statm.  open/read into a
+ * stack buffer: stdio would allocate, and move the figure it reads. */
+static int64_t resident_bytes(void)
+{
+    char text[128];
+    long size = 0, resident = 0;
+    ssize_t got;
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    got = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (got <= 0)
+        return 0;
+    text[got] = 0;
+    if (sscanf(text, "%ld %ld", &size, &resident) != 2)
+        return 0;
+    return (int64_t)resident * sysconf(_SC_PAGESIZE);
+}
+
+int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes,
+              pt_attachment **out, struct pt_error *err)
 {
     const struct pt_design_ops *ops = design_ops(design);
     struct pt_attachment *a;
+    int64_t rss0;
     int rc;
 
     *out = NULL;
     if (!ops)
         return pt_set_error(err, PT_EINVAL, 0, 0, "no design number %d (there are %d)",
                             design, NDESIGNS);
+    if (data_off == 0 && data_bytes == 0 &&
+        pt_design_layout(design, b->size, &data_off, &data_bytes))
+        return pt_set_error(err, PT_EINVAL, 0, 0, "a %llu-byte backing is too small for %s",
+                            (unsigned long long)b->size, ops->name);
+    if (data_off % PT_PAGE_SIZE || data_bytes == 0 || data_off > b->size ||
+        data_bytes > b->size - data_off)
+        return pt_set_error(err, PT_ERANGE, 0, 0,
+                            "data area [%llu, +%llu) is not a page-aligned part of the %llu-byte backing",
+                            (unsigned long long)data_off, (unsigned long long)data_bytes,
+                            (unsigned long long)b->size);
     a = calloc(1, sizeof(*a));
     if (!a)
         return pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "out of memory");
     a->ops = ops;
     a->backing = b;
-    a->data = b->base;
-    a->data_bytes = b->size;
+    a->data = b->base + data_off;
+    a->data_bytes = data_bytes;
+    (void)resident_bytes();  /* the first call faults in its own code and stack */
+    rss0 = resident_bytes();
     if (ops->attach && (rc = ops->attach(a, err)) != PT_OK) {
         free(a);
         return rc;
     }
+    a->rss_delta = resident_bytes() - rss0;
     *out = a;
     return PT_OK;
 }
@@ -210,6 +257,11 @@ void pt_detach(pt_attachment *a)
 }
 
 uint64_t pt_attachment_meta_bytes(const pt_attachment *a) { return a->meta_bytes; }
+int64_t pt_attachment_rss_delta(const pt_attachment *a) { return a->rss_delta; }
+uint64_t pt_attachment_data_offset(const pt_attachment *a)
+{
+    return (uint64_t)(a->data - a->backing->base);
+}
 uint64_t pt_attachment_data_bytes(const pt_attachment *a) { return a->data_bytes; }
 
 /* ---- validation -------------------------------------------------------- */

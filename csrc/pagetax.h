@@ -88,12 +88,22 @@ int pt_design_count(void);
 const char *pt_design_name(int design);
 unsigned pt_design_entry_bytes(int design);
 void pt_design_metadata(int design, uint64_t capacity, struct pt_metadata *out);
+/* Where a design would put the data area of a backing of `size` bytes
+ * (altmap reserves the start for descriptors).  -1: too small. */
+int pt_design_layout(int design, uint64_t size, uint64_t *data_off, uint64_t *data_bytes);
 
 /* Allocate a design's per-capacity state (for `page`, the descriptor table)
- * for one backing.  The backing must outlive the attachment. */
-int pt_attach(pt_backing *b, int design, pt_attachment **out, struct pt_error *err);
+ * for the data area [data_off, data_off + data_bytes) of a backing; both 0
+ * means the design's own layout.  Every design in one run gets the same
+ * area.  The backing must outlive the attachment. */
+int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes,
+              pt_attachment **out, struct pt_error *err);
 void pt_detach(pt_attachment *a);
+/* Bytes allocated for descriptors (for altmap, taken from the backing). */
 uint64_t pt_attachment_meta_bytes(const pt_attachment *a);
+/* Growth of the process's resident memory across the design's attach. */
+int64_t pt_attachment_rss_delta(const pt_attachment *a);
+uint64_t pt_attachment_data_offset(const pt_attachment *a);
 uint64_t pt_attachment_data_bytes(const pt_attachment *a);
 
 /* Check extents against the attachment's data area and a buffer of

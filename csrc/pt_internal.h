@@ -44,6 +44,7 @@ struct pt_attachment {
     uint64_t data_bytes;
     void *meta;              /* per-capacity descriptors, if any */
     uint64_t meta_bytes;     /* bytes allocated for them */
+    int64_t rss_delta;       /* resident memory growth across attach() */
     uint64_t ref_errors;     /* puts that found a count already at zero */
     void *vec;               /* the vector, kept between runs: allocated */
     uint64_t vec_bytes;      /* and touched outside any timed phase */
@@ -68,6 +69,9 @@ struct pt_design_ops {
     void (*detach)(struct pt_attachment *a);
     /* Static metadata for a capacity, the model that attach() must match. */
     void (*metadata)(uint64_t capacity, struct pt_metadata *out);
+    /* Where the data area of a backing of `size` bytes lies; NULL: all of
+     * it.  Returns -1 when the backing is too small. */
+    int (*layout)(uint64_t size, uint64_t *data_off, uint64_t *data_bytes);
     /* Upper bound of entries build() makes for these extents. */
     uint64_t (*entries)(const struct pt_attachment *a, const struct pt_extent *ext,
                         uint64_t n);

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import extents as _ext
+from . import metadata as _metadata
 from . import report, runner
 from .core import CACHE_MODES, DESIGNS, OPS
 from .errors import PagetaxError
@@ -109,6 +110,15 @@ def build_parser():
     r.add_argument("--force", action="store_true", help="replace an existing --json file")
     r.add_argument("--seed", type=_count("--seed", 0), default=d.seed, help="extent seed (default: 1)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    m = sub.add_parser("metadata", help="what each design keeps per capacity and per I/O",
+                       description="The metadata model of every design, and of the vmemmap "
+                       "reduction schemes, at the capacities given.")
+    m.add_argument("--capacity", type=_size("--capacity"), action="append", metavar="SIZE",
+                   help="capacity, repeatable (default: 400GB, the 2015 thread's DIMM); "
+                   "G/GiB are powers of 2, GB of 10")
+    m.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    m.add_argument("--force", action="store_true", help="replace an existing --json file")
     return p
 
 
@@ -152,9 +162,40 @@ def cmd_run(args, out, err):
     return status
 
 
+def cmd_metadata(args, out, err):
+    capacities = args.capacity or [_metadata.SEED_CAPACITY]
+    if args.json:
+        report.check_json_path(args.json, args.force)
+    doc = {"schema": "pagetax-metadata/1", "io_bytes": 1 << 20,
+           "byte_convention": "GB = 1e9; G and GiB = 2^30", "capacities": []}
+    for cap in capacities:
+        rows = _metadata.table(cap)
+        report.print_wide(out, report.metadata_table(cap, rows), 100)
+        note = _metadata.seed_note(cap)
+        out.print(note, markup=False, highlight=False)
+        out.print()
+        doc["capacities"].append({"capacity_bytes": cap, "designs": rows, "note": note})
+    if args.json:
+        _say(f"metadata: {report.write_json(doc, args.json, force=args.force)}")
+    return 0
+
+
+def _glue_negative_values(argv):
+    """`--size -5G` would read -5G as an option; glue it to its option so
+    that the size parser can say what is wrong with it."""
+    out = []
+    for tok in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and \
+                len(tok) > 1 and tok[0] == "-" and (tok[1].isdigit() or tok[1] == "."):
+            out[-1] = f"{out[-1]}={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_glue_negative_values(sys.argv[1:] if argv is None else argv))
 
     def on_term(signum, frame):
         raise _Terminated()
@@ -162,7 +203,7 @@ def main(argv=None):
     out = Console()
     err = Console(stderr=True)
     try:
-        return {"run": cmd_run}[args.command](args, out, err)
+        return {"run": cmd_run, "metadata": cmd_metadata}[args.command](args, out, err)
     except PagetaxError as e:
         _say(f"pagetax: error: {e}")
         return 1

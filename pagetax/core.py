@@ -57,6 +57,24 @@ def design_entry_bytes(name):
     return int(lib.pt_design_entry_bytes(design_id(name)))
 
 
+def design_layout(name, size):
+    """(data offset, data bytes) a design would use on a backing of `size`."""
+    off = ffi.new("uint64_t *")
+    nbytes = ffi.new("uint64_t *")
+    if lib.pt_design_layout(design_id(name), size, off, nbytes):
+        raise PagetaxError(f"a {size}-byte backing is too small for {name}")
+    return int(off[0]), int(nbytes[0])
+
+
+def common_layout(designs, size):
+    """The one data area every design in a run can share: it starts after
+    the largest reserve (altmap's) and ends at the earliest end."""
+    areas = [design_layout(d, size) for d in designs]
+    start = max(off for off, _ in areas)
+    end = min(off + n for off, n in areas)
+    return start, end - start
+
+
 def design_metadata(name, capacity):
     """(DRAM bytes, device bytes) a design keeps for `capacity` bytes."""
     out = ffi.new("struct pt_metadata *")
@@ -158,8 +176,10 @@ class Backing:
             arr.flags.writeable = False
         return arr
 
-    def attach(self, design):
-        return Attachment(self, design)
+    def attach(self, design, data_off=0, data_bytes=0):
+        """A design's descriptors for this backing; the data area is
+        [data_off, data_off + data_bytes), or the design's own by default."""
+        return Attachment(self, design, data_off, data_bytes)
 
     def close(self):
         if self._ptr != ffi.NULL:
@@ -260,15 +280,22 @@ class PreparedRun:
 class Attachment:
     """A design attached to a backing: its descriptor table, if it has one."""
 
-    def __init__(self, backing, design):
+    def __init__(self, backing, design, data_off=0, data_bytes=0):
         self.backing = backing
         self.design = design
         self._ptr = ffi.NULL
+        if backing._ptr == ffi.NULL:
+            raise PagetaxError("the backing is closed")
         err = ffi.new("struct pt_error *")
         out = ffi.new("pt_attachment **")
-        _raise(lib.pt_attach(backing._ptr, design_id(design), out, err), err)
+        rc = lib.pt_attach(backing._ptr, design_id(design), data_off, data_bytes, out, err)
+        if rc != lib.PT_OK:
+            raise PagetaxError(f"{design}: " + ffi.string(err.msg).decode(errors="replace"),
+                               code=rc, sys_errno=err.sys_errno)
         self._ptr = out[0]
-        self.meta_bytes = int(lib.pt_attachment_meta_bytes(self._ptr))
+        self.meta_bytes = int(lib.pt_attachment_meta_bytes(self._ptr))  # allocated for descriptors
+        self.rss_delta = int(lib.pt_attachment_rss_delta(self._ptr))    # resident growth at attach
+        self.data_offset = int(lib.pt_attachment_data_offset(self._ptr))
         self.data_bytes = int(lib.pt_attachment_data_bytes(self._ptr))
 
     def entries(self, ext):

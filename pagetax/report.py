@@ -12,8 +12,47 @@ from .errors import PagetaxError
 from .sizes import format_size
 
 
+def human_bytes(n):
+    """Decimal units, as every figure here (GB = 10^9)."""
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
+
+
+def capacity_text(n):
+    """'400 GB' for decimal capacities, '1 TiB' for binary ones."""
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)):
+        if n % scale == 0:
+            return f"{n // scale} {unit}"
+    return human_bytes(n)
+
+
+def metadata_table(capacity, rows):
+    """`pagetax metadata`: every design's footprint at one capacity."""
+    t = Table(title=f"metadata for {capacity_text(capacity)} = {capacity:,} bytes",
+              caption=("static bytes; the last two columns are vector bytes per 1 MiB I/O of "
+                       "aligned 4 KiB or 64 B segments; * = modelled, no data path; "
+                       "sources: pagetax/metadata.py"),
+              header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("design", "DRAM", "device", "% capacity", "4K segs", "64B segs"):
+        t.add_column(name, justify="left" if name == "design" else "right", no_wrap=True)
+    for r in rows:
+        t.add_row(r["design"] + ("" if r["data_path"] else " *"), f"{r['dram_bytes']:,}",
+                  f"{r['device_bytes']:,}", f"{r['percent']:.6g} %",
+                  f"{r['per_io_bytes']['4096']:,}", f"{r['per_io_bytes']['64']:,}")
+    return t
+
+
 def _ratio(x):
     return "-" if x is None else f"{x:.2f}"
+
+
+def meta_cell(meta):
+    """Static metadata as a share of capacity, and where it lives."""
+    if not meta or not meta.get("allocated_bytes"):
+        return "-"
+    return f"{meta['percent']:.3g}% {'dev' if meta['allocated_where'] == 'device' else 'dram'}"
 
 
 def table(doc):
@@ -26,13 +65,14 @@ def table(doc):
                      f"{format_size(cfg['size'])}, cache {cfg['cache']}"),
               caption=("GB/s = bytes copied once / median time per repetition, GB = 1e9; "
                        f"median of {cfg['repeat']} reps of {format_size(cfg['io_size'])}, "
-                       "spread = (worst - best) / median; ns/seg split into build + copy + release"),
+                       "spread = (worst - best) / median; ns/seg split into build + copy + release; "
+                       "metadata = static descriptor bytes / capacity, and where they live"),
               header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for name, justify in (("op", "left"), ("pattern", "left"), ("seg", "right"),
                           ("design", "left"), ("GB/s", "right"), ("best", "right"),
                           ("spread", "right"), ("ns/seg", "right"), ("build", "right"),
                           ("copy", "right"), ("release", "right"), ("x vec", "right"),
-                          ("x memcpy", "right")):
+                          ("x memcpy", "right"), ("metadata", "right")):
         t.add_column(name, justify=justify, no_wrap=True)
     last = None
     for r in sorted(doc["results"], key=lambda r: (r["op"], r["pattern"], r["seg_bytes"])):
@@ -48,16 +88,23 @@ def table(doc):
                   f"{r['gbps']:.2f}", f"{r['gbps_best']:.2f}", f"{r['spread_pct']:.1f}%",
                   f"{r['ns_per_seg']:.1f}", f"{ph['build'] / n:.1f}", f"{ph['copy'] / n:.1f}",
                   f"{ph['release'] / n:.1f}", _ratio(r.get("ratio_vec")),
-                  _ratio(r.get("ratio_memcpy")))
+                  _ratio(r.get("ratio_memcpy")), meta_cell(r.get("metadata")))
     return t
 
 
+def print_wide(console, renderable, width):
+    """Print at least `width` columns wide: a narrow terminal wraps lines,
+    which is better than rich cutting a figure short with an ellipsis."""
+    saved = console.width
+    console.width = max(saved, width)
+    try:
+        console.print(renderable)
+    finally:
+        console.width = saved
+
+
 def print_table(doc, console=None):
-    """Print the table; off a terminal, wide enough that no column is cut."""
-    console = console or Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 120)
-    console.print(table(doc))
+    print_wide(console or Console(), table(doc), 140)
 
 
 def default_path(directory="results"):

@@ -11,13 +11,14 @@ import numpy as np
 
 from . import extents as _ext
 from . import machine
-from .core import (CACHE_MODES, DESIGNS, OPS, Backing, aligned_buffer,
-                   design_entry_bytes, design_metadata, eviction_buffer)
+from . import metadata as _meta
+from .core import (CACHE_MODES, DESIGNS, OPS, Backing, aligned_buffer, common_layout,
+                   design_entry_bytes, eviction_buffer)
 from .errors import PagetaxError
 from .sizes import format_size
 
 SCHEMA = "pagetax-run/1"
-DEFAULT_DESIGNS = ("vec", "pfn", "page", "memcpy", "kernel")
+DEFAULT_DESIGNS = ("vec", "pfn", "page", "huge", "altmap", "memdesc", "sgl", "memcpy", "kernel")
 DEFAULT_SEG_SIZES = (64, 4096, 65536)
 
 
@@ -79,6 +80,10 @@ def open_backing(cfg):
         b.close()
         raise PagetaxError(f"--backing {cfg.backing} already holds data, so pagetax only reads it; "
                            "drop 'write' from --ops or pass --overwrite to let scatters write it")
+    if "altmap" in cfg.designs and not b.writable:
+        b.close()
+        raise PagetaxError(f"--backing {cfg.backing} is read-only to pagetax, and altmap keeps its "
+                           "descriptors on the backing; drop altmap from --designs or pass --overwrite")
     return b
 
 
@@ -147,6 +152,24 @@ def measure_cell(attachments, op, ext, buf, cfg, evict, on_step=None):
     return {d: p.measurement() for d, p in prepared.items()}
 
 
+def design_metadata(att, backing):
+    """The model beside the measurement for one attached design.  Each model
+    is evaluated on the capacity the design manages: altmap its namespace
+    (the whole backing, from which it reserves), the others their data area."""
+    m = _meta.model(att.design)
+    capacity = backing.size if att.design == "altmap" else att.data_bytes
+    fp = m.footprint(capacity)
+    on_device = fp["device_bytes"] > 0
+    ok, why = _meta.rss_verdict(att.meta_bytes, att.rss_delta, on_device)
+    return {"capacity_bytes": capacity,
+            "model_dram_bytes": fp["dram_bytes"], "model_device_bytes": fp["device_bytes"],
+            "percent": fp["percent"],
+            "allocated_bytes": att.meta_bytes,
+            "allocated_where": "device" if on_device else ("dram" if att.meta_bytes else "none"),
+            "rss_delta_bytes": att.rss_delta, "rss_agrees": ok, "rss_note": why,
+            "source": m.source}
+
+
 def run(cfg, rows, on_row=None, on_step=None):
     """Run the matrix, appending result rows to `rows` as they finish (so an
     interrupted run keeps what it measured).  Returns the result document."""
@@ -155,41 +178,47 @@ def run(cfg, rows, on_row=None, on_step=None):
     evict = eviction_buffer(llc) if cfg.cache == "cold" else None
     started = time.time()
     with open_backing(cfg) as backing:
-        attachments = {d: backing.attach(d) for d in cfg.designs}
-        doc = {
-            "schema": SCHEMA,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-            "machine": machine.describe(backing),
-            "config": dict(dataclasses.asdict(cfg),
-                           evict_bytes=evict.nbytes if evict is not None else 0,
-                           byte_convention="bcopy: bytes moved counted once; GB = 1e9",
-                           buffer="page-aligned, packed in extent order",
-                           repetition_order="round-robin across designs, rotating start"),
-            "results": rows,
-        }
-        page_size = doc["machine"]["backing"]["mapping"]["page_size"]
-        buf = aligned_buffer(cfg.io_size, fill=0xA5)
+        data_off, space = common_layout(cfg.designs, backing.size)
+        if cfg.io_size > space:
+            raise PagetaxError(f"--io-size {cfg.io_size} is larger than the {space}-byte data "
+                               f"area left after altmap's reserve")
+        attachments = {}
         try:
+            for d in cfg.designs:
+                attachments[d] = backing.attach(d, data_off, space)
+            metas = {d: design_metadata(att, backing) for d, att in attachments.items()}
+            doc = {
+                "schema": SCHEMA,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+                "machine": machine.describe(backing),
+                "config": dict(dataclasses.asdict(cfg),
+                               evict_bytes=evict.nbytes if evict is not None else 0,
+                               data_offset=data_off, data_bytes=space,
+                               byte_convention="bcopy: bytes moved counted once; GB = 1e9",
+                               buffer="page-aligned, packed in extent order",
+                               repetition_order="round-robin across designs, rotating start"),
+                "metadata": metas,
+                "results": rows,
+            }
+            page_size = doc["machine"]["backing"]["mapping"]["page_size"]
+            buf = aligned_buffer(cfg.io_size, fill=0xA5)
             workloads = {}
             for op, pattern, seg in cells(cfg):
                 key = (pattern, seg)
                 if key not in workloads:
-                    ext = _ext.generate(pattern, seg, cfg.io_size, backing.size, cfg.seed)
-                    pages = _ext.union_bytes(ext, 4096) // 4096
-                    workloads[key] = (ext, pages, _ext.union_bytes(ext, 64))
-                ext, pages, lines = workloads[key]
-                _ext.check(ext, backing.size, buf.nbytes, op)
+                    ext = _ext.generate(pattern, seg, cfg.io_size, space, cfg.seed)
+                    workloads[key] = (ext, _ext.union_bytes(ext, 64))
+                ext, lines = workloads[key]
+                _ext.check(ext, space, buf.nbytes, op)
                 measured = measure_cell(attachments, op, ext, buf, cfg, evict, on_step)
                 for design, m in measured.items():
-                    att = attachments[design]
-                    dram, device = design_metadata(design, backing.size)
-                    per_page = sum(design_metadata(design, 4096))
+                    model = _meta.model(design)
                     ws = {"data_bytes": m.bytes, "data_lines_bytes": lines,
-                          "descriptor_bytes": pages * per_page, "llc_bytes": llc,
-                          "page_size": page_size}
-                    meta = {"model_dram_bytes": dram, "model_device_bytes": device,
-                            "allocated_bytes": att.meta_bytes,
-                            "per_io_bytes": m.vector_bytes // max(m.ios, 1)}
+                          "descriptor_bytes": model.descriptors_touched(ext),
+                          "llc_bytes": llc, "page_size": page_size}
+                    meta = dict(metas[design], per_io_bytes=m.vector_bytes // max(m.ios, 1),
+                                model_per_io_bytes=model.per_io_bytes(ext)
+                                if not cfg.segs_per_io else None)
                     rows.append(summarize(m, design, op, pattern, seg, cfg, ws, meta))
                     if on_row:
                         on_row(rows[-1])

@@ -22,6 +22,8 @@ def parse_size(text, what="size"):
     if isinstance(text, int) and not isinstance(text, bool):
         value = text
     else:
+        if str(text).strip().startswith("-"):
+            raise ValueError(f"{what} {text!r} must be positive")
         m = _SIZE.match(str(text))
         if not m:
             raise ValueError(f"{what} {text!r} is not a size (examples: 4096, 4K, 2MiB, 400GB)")

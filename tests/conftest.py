@@ -30,6 +30,13 @@ def random_extents(rng, space, n, max_len=3 * 4096 + 100):
     return pagetax.extents.make(starts[order], lengths[order])
 
 
+def data_view(backing, design):
+    """The design's data area of the backing (altmap's starts after its
+    descriptor reserve), as a numpy view: extents are offsets into it."""
+    off, nbytes = pagetax.core.design_layout(design, backing.size)
+    return backing.view()[off:off + nbytes]
+
+
 def expected_gather(view, ext):
     """What numpy says a gather must produce: the extents' bytes, packed."""
     return np.concatenate([view[o:o + n] for o, n in zip(ext["off"].tolist(), ext["len"].tolist())])

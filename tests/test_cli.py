@@ -33,7 +33,7 @@ def test_run_prints_table_and_writes_results(tmp_path):
     assert m["backing"]["fs_type"] == "tmpfs" and m["backing"]["mapping"]["page_size"]
     assert doc["config"]["size"] == 16 << 20 and doc["config"]["io_size"] == 1 << 20
     rows = doc["results"]
-    assert len(rows) == 5 * 2 * 2 * 2  # designs x ops x patterns x seg sizes
+    assert len(rows) == 9 * 2 * 2 * 2  # designs x ops x patterns x seg sizes
     for r in rows:
         for key in ("design", "op", "pattern", "seg_bytes", "cache", "gbps", "gbps_best",
                     "ns_per_seg", "reps", "phase_ns", "spread_pct", "working_set"):
@@ -49,7 +49,16 @@ def test_run_prints_table_and_writes_results(tmp_path):
         if r["design"] == "page":
             assert r["entries"] >= r["segments"]
             assert r["working_set"]["descriptor_bytes"] > 0
-            assert r["metadata"]["allocated_bytes"] == (16 << 20) // 4096 * 64
+            # altmap's 2 MiB reserve shrinks every design's data area alike
+            assert doc["config"]["data_offset"] == 2 << 20
+            assert doc["config"]["data_bytes"] == 14 << 20
+            assert r["metadata"]["allocated_bytes"] == (14 << 20) // 4096 * 64
+        meta = r["metadata"]
+        for key in ("model_dram_bytes", "model_device_bytes", "allocated_bytes",
+                    "rss_delta_bytes", "per_io_bytes"):
+            assert key in meta
+        assert meta["allocated_bytes"] == meta["model_dram_bytes"] + meta["model_device_bytes"]
+        assert meta["per_io_bytes"] == r["entries"] * r["entry_bytes"] == meta["model_per_io_bytes"]
     assert not [n for n in os.listdir("/dev/shm") if n.startswith("pagetax")]
 
 
@@ -67,12 +76,13 @@ def test_json_path_and_no_clobber(tmp_path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["run", "--designs", "vec,folio"], 2, "argument --designs: unknown design 'folio' (choose from vec, pfn, page, memcpy, kernel)"),
+    (["run", "--designs", "vec,folio"], 2, "argument --designs: unknown design 'folio' (choose from vec, pfn, page, memcpy, kernel, huge, altmap, memdesc, sgl)"),
     (["run", "--ops", "copy"], 2, "argument --ops: unknown op 'copy'"),
     (["run", "--patterns", "zigzag"], 2, "argument --patterns: unknown pattern 'zigzag'"),
     (["run", "--cache", "lukewarm"], 2, "argument --cache: invalid choice: 'lukewarm'"),
     (["run", "--seg-sizes", "0"], 2, "argument --seg-sizes: segment size '0' must be positive"),
-    (["run", "--seg-sizes", "-64"], 2, "argument --seg-sizes: segment size '-64' is not a size"),
+    (["run", "--seg-sizes", "-64"], 2, "argument --seg-sizes: segment size '-64' must be positive"),
+    (["run", "--size", "-1G"], 2, "argument --size: --size '-1G' must be positive"),
     (["run", "--size", "12XB"], 2, "argument --size: --size '12XB' has an unknown unit 'XB'"),
     (["run", "--size", "99999999999999999999"], 2, "does not fit in 64 bits"),
     (["run", "--repeat", "0"], 2, "argument --repeat: --repeat must be at least 1 (got 0)"),
@@ -101,16 +111,20 @@ def test_bad_options_are_one_line_errors(tmp_path, args, code, message):
 
 def test_existing_backing_with_data_is_not_written(tmp_path):
     f = tmp_path / "data.bin"
-    f.write_bytes(b"\x5a" * (2 << 20))
-    p = pagetax_cli("run", "--backing", str(f), "--size", "2M", "--io-size", "64K",
-                    "--seg-sizes", "4K", cwd=tmp_path)
+    f.write_bytes(b"\x5a" * (4 << 20))
+    args = ("run", "--backing", str(f), "--size", "4M", "--io-size", "64K", "--seg-sizes", "4K")
+    p = pagetax_cli(*args, cwd=tmp_path)
     assert p.returncode == 1
     assert "already holds data, so pagetax only reads it; drop 'write' from --ops or pass --overwrite" in p.stderr
-    p = pagetax_cli("run", "--backing", str(f), "--size", "2M", "--io-size", "64K",
-                    "--seg-sizes", "4K", "--ops", "read", "--repeat", "1", "--no-progress",
-                    "--json", str(tmp_path / "r.json"), cwd=tmp_path)
+    p = pagetax_cli(*args, "--ops", "read", cwd=tmp_path)
+    assert p.returncode == 1
+    assert ("is read-only to pagetax, and altmap keeps its descriptors on the backing; "
+            "drop altmap from --designs or pass --overwrite") in p.stderr
+    p = pagetax_cli(*args, "--ops", "read", "--designs", "vec,page,huge,memcpy,kernel",
+                    "--repeat", "1", "--no-progress", "--json", str(tmp_path / "r.json"),
+                    cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    assert f.read_bytes() == b"\x5a" * (2 << 20)
+    assert f.read_bytes() == b"\x5a" * (4 << 20)
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["machine"]["backing"]["kind"] == "file"
     assert doc["machine"]["backing"]["writable"] is False

@@ -3,22 +3,24 @@ import numpy as np
 import pytest
 
 import pagetax
-from conftest import SIZE, expected_gather, random_extents
+from conftest import SIZE, data_view, expected_gather, random_extents
 
 SG_DESIGNS = [d for d in pagetax.DESIGNS if d != "memcpy"]
+SPACE = 6 << 20  # fits every design's data area of an 8 MiB backing (altmap keeps 2 MiB)
 
 
 def test_registry_lists_the_designs():
-    assert pagetax.DESIGNS == ("vec", "pfn", "page", "memcpy", "kernel")
+    assert pagetax.DESIGNS == ("vec", "pfn", "page", "memcpy", "kernel",
+                               "huge", "altmap", "memdesc", "sgl")
     for d in pagetax.DESIGNS:
-        assert pagetax.design_entry_bytes(d) == 16
+        assert pagetax.design_entry_bytes(d) == (32 if d == "sgl" else 16)
 
 
 @pytest.mark.parametrize("design", SG_DESIGNS)
 def test_gather_matches_numpy(backing, rng, design):
-    ext = random_extents(rng, SIZE, 300)
+    ext = random_extents(rng, SPACE, 300)
     assert ((ext["off"] % 4096) + ext["len"] > 4096).sum() > 100  # many cross a page
-    want = expected_gather(backing.view(), ext)
+    want = expected_gather(data_view(backing, design), ext)
     buf = pagetax.aligned_buffer(want.size + 7, fill=0xEE)
     moved = pagetax.gather(backing, design, ext, buf)
     assert moved == want.size
@@ -28,22 +30,23 @@ def test_gather_matches_numpy(backing, rng, design):
 
 @pytest.mark.parametrize("design", SG_DESIGNS)
 def test_scatter_matches_numpy(backing, rng, design):
-    ext = random_extents(rng, SIZE, 300)
+    ext = random_extents(rng, SPACE, 300)
     total = int(ext["len"].sum())
     src = rng.integers(0, 256, total, dtype=np.uint8)
-    want = backing.view().copy()
+    view = data_view(backing, design)
+    want = view.copy()
     pos = 0
     for o, n in zip(ext["off"].tolist(), ext["len"].tolist()):
         want[o:o + n] = src[pos:pos + n]
         pos += n
     moved = pagetax.scatter(backing, design, ext, src)
     assert moved == total
-    np.testing.assert_array_equal(backing.view(), want)
+    np.testing.assert_array_equal(view, want)
 
 
 @pytest.mark.parametrize("op", ["read", "write"])
 def test_memcpy_roofline_copies_same_bytes_contiguously(backing, rng, op):
-    ext = random_extents(rng, SIZE, 50)
+    ext = random_extents(rng, SPACE, 50)
     total = int(ext["len"].sum())
     view = backing.view()
     if op == "read":
@@ -61,9 +64,9 @@ def test_memcpy_roofline_copies_same_bytes_contiguously(backing, rng, op):
 @pytest.mark.parametrize("design", pagetax.DESIGNS)
 @pytest.mark.parametrize("segs_per_io", [0, 1, 7])
 def test_split_into_ios_moves_the_same_bytes(backing, rng, design, segs_per_io):
-    ext = random_extents(rng, SIZE, 40)
-    want = expected_gather(backing.view(), ext) if design != "memcpy" else \
-        backing.view()[:int(ext["len"].sum())]
+    ext = random_extents(rng, SPACE, 40)
+    view = data_view(backing, design)
+    want = expected_gather(view, ext) if design != "memcpy" else view[:int(ext["len"].sum())]
     buf = pagetax.aligned_buffer(want.size)
     with backing.attach(design) as att:
         m = att.run("read", ext, buf, reps=2, warmup=1, segs_per_io=segs_per_io)
@@ -94,19 +97,20 @@ def test_page_table_is_one_64_byte_descriptor_per_page(backing):
         assert pagetax.design_metadata(d, 1 << 40) == (0, 0)
 
 
-def test_page_references_are_balanced_after_runs(backing, rng):
+def test_references_are_balanced_after_runs(backing, rng):
     """Every get_page has its put_page: a second run would otherwise fail
     the engine's below-zero check or leave counts high."""
-    ext = random_extents(rng, SIZE, 100)
+    ext = random_extents(rng, SPACE, 100)
     buf = pagetax.aligned_buffer(int(ext["len"].sum()))
-    with backing.attach("page") as att:
-        for _ in range(3):
-            att.run("read", ext, buf, reps=3, warmup=1)
-            att.run("write", ext, buf, reps=2)
+    for design in ("page", "huge", "altmap", "memdesc", "sgl"):
+        with backing.attach(design) as att:
+            for _ in range(3):
+                att.run("read", ext, buf, reps=3, warmup=1)
+                att.run("write", ext, buf, reps=2, segs_per_io=7)
 
 
 def test_cold_cache_run_moves_the_same_bytes(backing, rng):
-    ext = random_extents(rng, SIZE, 64)
+    ext = random_extents(rng, SPACE, 64)
     want = expected_gather(backing.view(), ext)
     buf = pagetax.aligned_buffer(want.size)
     with backing.attach("page") as att:
@@ -145,7 +149,7 @@ def test_every_small_length(backing, rng, design, op):
     lengths = np.arange(1, 131)
     starts = np.cumsum(np.concatenate(([4093], lengths[:-1] + 7)))
     ext = pagetax.extents.make(starts, lengths)
-    view = backing.view()
+    view = data_view(backing, design)
     if op == "read":
         want = expected_gather(view, ext)
         buf = pagetax.aligned_buffer(want.size + 64, fill=0xEE)

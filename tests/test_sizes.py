@@ -14,7 +14,7 @@ def test_parse(text, value):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("0", "must be positive"), ("-5G", "is not a size"), ("12XB", "unknown unit 'XB'"),
+    ("0", "must be positive"), ("-5G", "must be positive"), ("-1", "must be positive"), ("12XB", "unknown unit 'XB'"),
     ("", "is not a size"), ("abc", "is not a size"), ("1.3", "not a whole number of bytes"),
     ("18446744073709551616", "does not fit in 64 bits"), ("16777216T", "does not fit in 64 bits"),
 ])

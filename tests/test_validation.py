@@ -31,15 +31,16 @@ def test_python_refuses_bad_extents(backing, ext, message):
 
 
 @pytest.mark.parametrize("ext, message", [
-    (E([SIZE - 10], [11]), r"extent 0 \[8388598, \+11\) runs past the data area of 8388608 bytes"),
+    (E([6 << 20], [1]), r"extent 0 \[6291456, \+1\) runs past the data area of 6291456 bytes"),
     (E([0, 2**64 - 1], [1, 2]), r"extent 1 \[18446744073709551615, \+2\) runs past"),
     (E([0, 10], [5, 0]), r"extent 1 has length 0"),
     (E([0], [2**32]), r"extent 0 is 4294967296 bytes, over the 32-bit segment limit"),
 ])
 @pytest.mark.parametrize("design", pagetax.DESIGNS)
 def test_c_refuses_bad_extents_without_python(backing, ext, message, design):
-    """The C validator alone (Python's checks bypassed) refuses the same input."""
-    with backing.attach(design) as att:
+    """The C validator alone (Python's checks bypassed) refuses the same input,
+    with every design on the run's common data area (after altmap's reserve)."""
+    with backing.attach(design, *pagetax.core.common_layout(pagetax.DESIGNS, SIZE)) as att:
         with pytest.raises(pagetax.ExtentError, match=message) as info:
             att.validate_in_c(ext, 1 << 40)
         assert info.value.index == len(ext) - 1
@@ -119,7 +120,7 @@ def test_make_refuses_bad_numbers(offsets, lengths, message):
 
 
 def test_unknown_design_op_cache(backing):
-    with pytest.raises(pagetax.PagetaxError, match=r"unknown design 'folio' \(choose from vec, pfn, page, memcpy, kernel\)"):
+    with pytest.raises(pagetax.PagetaxError, match=r"unknown design 'folio' \(choose from vec, pfn, page, memcpy, kernel, huge, altmap, memdesc, sgl\)"):
         backing.attach("folio")
     buf = pagetax.aligned_buffer(64)
     with backing.attach("vec") as att:

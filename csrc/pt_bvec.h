@@ -1,0 +1,180 @@
+/*
+ * pt_bvec.h - the bio_vec family: page, altmap, memdesc and huge.
+ *
+ * Their entries are all {descriptor, len, offset}, one per (compound) page an
+ * extent touches, with a reference taken on the descriptor at build and
+ * dropped at release.  They differ only in the descriptor's size, the page
+ * size a descriptor stands for, and where the table lives.  The loops below
+ * take those as compile-time constants: each design instantiates them with
+ * PT_BVEC_OPS, so every design still gets its own specialised hot loops.
+ */
+#ifndef PT_BVEC_H
+#define PT_BVEC_H
+
+#include <stddef.h>
+#include "pt_internal.h"
+
+/* The size of struct page on x86-64; the fields stand in for the real ones. */
+struct pt_page {
+    uint64_t flags;
+    uint64_t lru[2];          /* or compound_head */
+    void *mapping;
+    uint64_t index;
+    uint64_t private_;
+    int32_t mapcount;
+    int32_t refcount;         /* _refcount */
+    uint64_t memcg_data;
+};
+_Static_assert(sizeof(struct pt_page) == 64, "struct page is 64 bytes");
+
+#define PT_PAGE_DESC_SHIFT 6  /* log2(sizeof(struct pt_page)) */
+
+struct pt_bvec {
+    void *desc;               /* struct page *, or another descriptor */
+    uint32_t len;
+    uint32_t offset;          /* within the (compound) page */
+};
+_Static_assert(sizeof(struct pt_bvec) == 16, "bio_vec is 16 bytes");
+
+/* Anonymous DRAM table of n descriptors of 2^desc_shift bytes, each at
+ * refcount 1 (ZONE_DEVICE pages sit there while the device is live).
+ * Exactly n << desc_shift bytes, so RSS growth can be checked against it. */
+int pt_table_alloc(struct pt_attachment *a, uint64_t n, unsigned desc_shift,
+                   size_t ref_off, struct pt_error *err);
+void pt_table_free(struct pt_attachment *a);
+/* Initialise n descriptors at `table` (which may be on the backing). */
+void pt_table_init(void *table, uint64_t n, unsigned desc_shift, size_t ref_off);
+
+static inline int32_t *bvec_ref(void *desc, size_t ref_off)
+{
+    return (int32_t *)((uint8_t *)desc + ref_off);
+}
+
+/* page_to_virt() on vmemmap: arithmetic on the descriptor's address only. */
+static inline uint8_t *bvec_addr(uint8_t *data, const uint8_t *table, const struct pt_bvec *bv,
+                                 unsigned ds, unsigned ps)
+{
+    return data + ((uint64_t)((const uint8_t *)bv->desc - table) >> ds << ps) + bv->offset;
+}
+
+static inline uint64_t bvec_entries(const struct pt_extent *ext, uint64_t n, unsigned ps)
+{
+    uint64_t e = 0;
+    for (uint64_t i = 0; i < n; i++)
+        e += ((ext[i].off + ext[i].len - 1) >> ps) - (ext[i].off >> ps) + 1;
+    return e;
+}
+
+static inline void bvec_build(struct pt_attachment *a, struct pt_io *io, unsigned ds,
+                              unsigned ps, size_t ro)
+{
+    uint8_t *const table = a->meta;
+    const struct pt_extent *ext = io->ext;
+    const uint64_t n = io->n, page = 1ULL << ps;
+    struct pt_bvec *v = io->vec;
+    uint64_t nv = 0;
+
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t off = ext[i].off, left = ext[i].len;
+        if (i + PT_PREFETCH_AHEAD < n)
+            pt_prefetch_write(table + ((ext[i + PT_PREFETCH_AHEAD].off >> ps) << ds) + ro);
+        while (left) {
+            uint64_t in_page = off & (page - 1);
+            uint64_t chunk = page - in_page < left ? page - in_page : left;
+            void *desc = table + ((off >> ps) << ds);
+            __atomic_fetch_add(bvec_ref(desc, ro), 1, __ATOMIC_RELAXED);  /* get_page */
+            v[nv].desc = desc;
+            v[nv].len = (uint32_t)chunk;
+            v[nv].offset = (uint32_t)in_page;
+            nv++;
+            off += chunk;
+            left -= chunk;
+        }
+    }
+    io->nvec = nv;
+}
+
+static inline int bvec_gather(struct pt_attachment *a, struct pt_io *io, unsigned ds,
+                              unsigned ps)
+{
+    const struct pt_bvec *v = io->vec;
+    const uint64_t nvec = io->nvec;
+    uint8_t *const data = a->data;
+    const uint8_t *const table = a->meta;
+    uint8_t *dst = io->buf;
+    for (uint64_t i = 0; i < nvec; i++) {
+        if (i + PT_PREFETCH_AHEAD < nvec)
+            pt_prefetch_read(bvec_addr(data, table, &v[i + PT_PREFETCH_AHEAD], ds, ps));
+        pt_copy_seg(dst, bvec_addr(data, table, &v[i], ds, ps), v[i].len);
+        dst += v[i].len;
+    }
+    return PT_OK;
+}
+
+static inline int bvec_scatter(struct pt_attachment *a, struct pt_io *io, unsigned ds,
+                               unsigned ps)
+{
+    const struct pt_bvec *v = io->vec;
+    const uint64_t nvec = io->nvec;
+    uint8_t *const data = a->data;
+    const uint8_t *const table = a->meta;
+    const uint8_t *src = io->buf;
+    for (uint64_t i = 0; i < nvec; i++) {
+        if (i + PT_PREFETCH_AHEAD < nvec)
+            pt_prefetch_write(bvec_addr(data, table, &v[i + PT_PREFETCH_AHEAD], ds, ps));
+        pt_copy_seg(bvec_addr(data, table, &v[i], ds, ps), src, v[i].len);
+        src += v[i].len;
+    }
+    return PT_OK;
+}
+
+static inline void bvec_release(struct pt_attachment *a, struct pt_io *io, size_t ro)
+{
+    const struct pt_bvec *v = io->vec;
+    const uint64_t nvec = io->nvec;
+    uint64_t bad = 0;
+    for (uint64_t i = 0; i < nvec; i++) {
+        if (i + PT_PREFETCH_AHEAD < nvec)
+            pt_prefetch_write(bvec_ref(v[i + PT_PREFETCH_AHEAD].desc, ro));
+        /* put_page: the last put would free the page; here it is a bug. */
+        bad += __atomic_sub_fetch(bvec_ref(v[i].desc, ro), 1, __ATOMIC_ACQ_REL) <= 0;
+    }
+    a->ref_errors += bad;
+}
+
+/* The hot-loop ops of one bio_vec design: descriptor size 2^DS bytes, one
+ * descriptor per 2^PS bytes of data, reference count at byte RO of it. */
+#define PT_BVEC_OPS(name, DS, PS, RO)                                                   \
+    static uint64_t name##_entries(const struct pt_attachment *a,                       \
+                                   const struct pt_extent *ext, uint64_t n)             \
+    {                                                                                   \
+        (void)a;                                                                        \
+        return bvec_entries(ext, n, PS);                                                \
+    }                                                                                   \
+    static void name##_build(struct pt_attachment *a, struct pt_io *io)                 \
+    {                                                                                   \
+        bvec_build(a, io, DS, PS, RO);                                                  \
+    }                                                                                   \
+    static int name##_gather(struct pt_attachment *a, struct pt_io *io,                 \
+                             struct pt_error *err)                                      \
+    {                                                                                   \
+        (void)err;                                                                      \
+        return bvec_gather(a, io, DS, PS);                                              \
+    }                                                                                   \
+    static int name##_scatter(struct pt_attachment *a, struct pt_io *io,                \
+                              struct pt_error *err)                                     \
+    {                                                                                   \
+        (void)err;                                                                      \
+        return bvec_scatter(a, io, DS, PS);                                             \
+    }                                                                                   \
+    static void name##_release(struct pt_attachment *a, struct pt_io *io)               \
+    {                                                                                   \
+        bvec_release(a, io, RO);                                                        \
+    }
+
+#define PT_BVEC_OPS_FIELDS(name)                                                        \
+    .entry_bytes = sizeof(struct pt_bvec), .entries = name##_entries,                   \
+    .build = name##_build, .gather = name##_gather, .scatter = name##_scatter,          \
+    .release = name##_release
+
+#endif /* PT_BVEC_H */

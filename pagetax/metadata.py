@@ -1,0 +1,180 @@
+"""The metadata model: what each design keeps per byte of capacity, and per I/O.
+
+Every figure cites its source.  The designs with a data path are checked
+against the C core (tests/test_metadata.py): what the core allocates must
+equal this model, byte for byte.
+
+Sources
+  [page]    struct page is 64 bytes on x86-64: MAX_STRUCT_PAGE_SIZE = 64,
+            drivers/nvdimm/pfn_devs.c; 64/4096 = 1.5625 % of capacity.
+  [altmap]  drivers/nvdimm/pfn_devs.c, nd_pfn_init(), PFN_MODE_PMEM:
+            npfns = PHYS_PFN(size - SZ_8K);
+            offset = ALIGN(SZ_8K + 64 * npfns, align), align = 2 MiB;
+            ndctl create-namespace --map=dev: "64-bytes per 4K (16GB per 1TB)".
+  [bvec]    struct bio_vec {page *bv_page; unsigned bv_len, bv_offset} = 16 B,
+            include/linux/bvec.h; multi-page bvecs (5.1) may span a compound page.
+  [sgl]     struct scatterlist {page_link, offset, length, dma_address,
+            dma_length} = 32 B on x86-64, include/linux/scatterlist.h.
+  [iovec]   struct iovec {iov_base, iov_len} = 16 B; struct phys_vec {paddr,
+            len} (block/blk-mq-dma.c) likewise 16 B with padding.
+  [pfn_t]   pfn_t is 8 B (include/linux/pfn_t.h, removed in 6.17); with
+            len and offset, 16 B: the 2015 RFC's __pfn_t bio_vec.
+  [huge]    one struct page per 2 MiB compound page (Harrosh, 2015 thread).
+  [memdesc] Wilcox's memdesc plan: an 8-byte descriptor per 4 KiB page.
+  [dedup]   device-dax compound-page vmemmap dedup (Joao Martins, 2022,
+            mm/sparse-vmemmap.c): of a compound page's vmemmap, 2 pages
+            (8 KiB) are kept; 2 MiB: 8 KiB of 32 KiB; 1 GiB: 8 KiB of 16 MiB.
+  [hvo]     HugeTLB Vmemmap Optimization (2021; Documentation/mm/
+            vmemmap_dedup.rst): 1 vmemmap page (4 KiB) kept per huge page.
+The vmemmap's own page-table pages are not counted for any design.
+"""
+import dataclasses
+from typing import Callable, Optional
+
+import numpy as np
+
+from .extents import union_bytes
+
+KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
+PAGE = 4096
+STRUCT_PAGE = 64
+ALTMAP_INFO = 8 * KIB
+ALTMAP_ALIGN = 2 * MIB
+SEED_CAPACITY = 400 * 10**9  # "a 400GB DIMM", the 2015 thread
+
+
+def _per(granule, nbytes):
+    """nbytes for every granule of capacity, rounded up to whole granules."""
+    return lambda cap: -(-cap // granule) * nbytes
+
+
+def _none(cap):
+    return 0
+
+
+def altmap_reserve(capacity):
+    """Bytes an fsdax/devdax namespace of `capacity` loses to --map=dev [altmap]."""
+    npfns = max(capacity - ALTMAP_INFO, 0) // PAGE
+    return -(-(ALTMAP_INFO + STRUCT_PAGE * npfns) // ALTMAP_ALIGN) * ALTMAP_ALIGN
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    name: str
+    dram: Callable[[int], int]      # static bytes in DRAM for a capacity
+    device: Callable[[int], int]    # static bytes taken from the device
+    entry_bytes: int                # one vector entry
+    split: Optional[int]            # entries split at this granule; None: one per extent
+    data_path: bool                 # has a gather/scatter path in the core
+    source: str
+    desc_bytes: int = 0             # one descriptor the data path touches
+    desc_granule: int = PAGE        # ... per this many bytes of data
+
+    def footprint(self, capacity):
+        dram, device = self.dram(capacity), self.device(capacity)
+        return {"dram_bytes": dram, "device_bytes": device,
+                "percent": 100.0 * (dram + device) / capacity}
+
+    def entries(self, ext):
+        """Vector entries for a request's extents (with page splitting)."""
+        if self.name == "memcpy":
+            return 1
+        if self.split is None:
+            return len(ext)
+        g = np.uint64(self.split)
+        first = ext["off"] // g
+        last = (ext["off"] + ext["len"] - np.uint64(1)) // g
+        return int((last - first + np.uint64(1)).sum())
+
+    def per_io_bytes(self, ext):
+        return self.entries(ext) * self.entry_bytes
+
+    def descriptors_touched(self, ext):
+        """Distinct descriptor bytes a request's build and release touch."""
+        if not self.desc_bytes:
+            return 0
+        return union_bytes(ext, self.desc_granule) // self.desc_granule * self.desc_bytes
+
+
+MODELS = {m.name: m for m in (
+    Model("vec", _none, _none, 16, None, True, "[iovec] no per-page state"),
+    Model("pfn", _none, _none, 16, None, True, "[pfn_t] address from the pfn"),
+    Model("page", _per(PAGE, STRUCT_PAGE), _none, 16, PAGE, True,
+          "[page][bvec] ndctl --map=mem", STRUCT_PAGE),
+    Model("memcpy", _none, _none, 16, None, True, "roofline: one contiguous copy"),
+    Model("kernel", _none, _none, 16, None, True,
+          "[iovec] preadv/pwritev; the kernel's own folios are not counted"),
+    Model("huge", _per(2 * MIB, STRUCT_PAGE), _none, 16, 2 * MIB, True, "[huge][bvec]",
+          STRUCT_PAGE, 2 * MIB),
+    Model("altmap", _none, altmap_reserve, 16, PAGE, True, "[altmap][bvec] ndctl --map=dev",
+          STRUCT_PAGE),
+    Model("memdesc", _per(PAGE, 8), _none, 16, PAGE, True, "[memdesc][bvec]", 8),
+    Model("sgl", _per(PAGE, STRUCT_PAGE), _none, 32, None, True,
+          "[sgl] with the [page] table for its references", STRUCT_PAGE),
+    Model("devdax-dedup-2M", _per(2 * MIB, 8 * KIB), _none, 16, 2 * MIB, False, "[dedup][bvec]"),
+    Model("devdax-dedup-1G", _per(GIB, 8 * KIB), _none, 16, GIB, False, "[dedup][bvec]"),
+    Model("hvo-2M", _per(2 * MIB, 4 * KIB), _none, 16, 2 * MIB, False, "[hvo][bvec]"),
+    Model("hvo-1G", _per(GIB, 4 * KIB), _none, 16, GIB, False, "[hvo][bvec]"),
+)}
+
+
+def model(name):
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"no metadata model for {name!r}") from None
+
+
+def aligned_request(io_bytes, seg_bytes):
+    """A request of io_bytes in aligned segments of seg_bytes."""
+    n = io_bytes // seg_bytes
+    ext = np.empty(n, [("off", "<u8"), ("len", "<u8")])
+    ext["off"] = np.arange(n, dtype=np.uint64) * np.uint64(seg_bytes)
+    ext["len"] = seg_bytes
+    return ext
+
+
+def table(capacity, io_bytes=MIB, seg_sizes=(4096, 64)):
+    """Every model's footprint for one capacity, and its bytes per I/O."""
+    requests = {seg: aligned_request(io_bytes, seg) for seg in seg_sizes}
+    rows = []
+    for m in MODELS.values():
+        row = {"design": m.name, "data_path": m.data_path, **m.footprint(capacity),
+               "per_io_bytes": {str(seg): m.per_io_bytes(ext) for seg, ext in requests.items()},
+               "source": m.source}
+        rows.append(row)
+    return rows
+
+
+def seed_note(capacity):
+    """How `page` at this capacity relates to the thread's "6.4 GB"."""
+    exact = MODELS["page"].dram(capacity)
+    thread = capacity // 4000 * STRUCT_PAGE
+    return (f"page: {capacity:,} B x 64/4096 = {exact:,} B, {100 * exact / capacity:.4f} % of "
+            f"capacity. Counting 4 KiB as 4000 bytes, as the 2015 thread did (its \"6.4 GB\" "
+            f"for 400 GB), gives {thread:,} B.")
+
+
+def rss_verdict(allocated, rss_delta, on_device, page_bytes=4096):
+    """Does the measured RSS growth agree with the allocation (within 5 %)?
+    Returns (ok, reason); the reason says why when it does not."""
+    expected = 0 if on_device else allocated
+    if allocated == 0:
+        return True, "no descriptor table"
+    if on_device:
+        ok = abs(rss_delta) <= 0.05 * allocated
+        why = ("the table lives on the backing, whose pages were already resident: "
+               "no DRAM was allocated for it") if ok else \
+              (f"RSS grew by {rss_delta} B although the table is on the backing")
+        return ok, why
+    ok = abs(rss_delta - expected) <= 0.05 * expected
+    if ok:
+        return True, ""
+    rounded = -(-allocated // page_bytes) * page_bytes
+    if rss_delta == rounded or (allocated < 20 * page_bytes and 0 <= rss_delta - allocated < page_bytes):
+        return False, (f"the table is {allocated} B; RSS grows in whole {page_bytes} B pages, "
+                       f"so it shows {rss_delta} B")
+    if rss_delta > expected and rss_delta % (2 * MIB) == 0:
+        return False, "RSS grew in 2 MiB steps: transparent huge pages backed the table"
+    return False, (f"RSS grew by {rss_delta} B for a {allocated} B table: other memory of the "
+                   "process changed meanwhile (allocator, page cache, reclaim)")
