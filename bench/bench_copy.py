@@ -1,0 +1,59 @@
+"""Scatter-gather throughput and cost per segment, per design."""
+from . import common
+
+
+class _Copy:
+    """One repetition per sample, cold: setup evicts the caches untimed."""
+    params = [common.DESIGNS, common.SEG_SIZES, common.PATTERNS]
+    param_names = ["design", "seg_bytes", "pattern"]
+    number = 1           # so that setup (the eviction) runs before every timed call
+    repeat = (3, 10, 20.0)
+    timeout = 180
+    version = 1
+    op = None
+
+    def setup(self, design, seg, pattern):
+        self.call = common.prepared(design, self.op, seg, pattern, calls=1 << 12)
+        common.evict()
+
+
+class Gather(_Copy):
+    """Backing -> buffer."""
+    op = "read"
+
+    def time_gather(self, design, seg, pattern):
+        self.call()
+
+
+class Scatter(_Copy):
+    """Buffer -> backing."""
+    op = "write"
+
+    def time_scatter(self, design, seg, pattern):
+        self.call()
+
+
+class Throughput:
+    """GB/s and ns per segment as `pagetax run` measures them: every design
+    over the same extents, repetitions round-robin, cold cache, timed in C,
+    median of common.REPS.  Measured once per commit in setup_cache."""
+    params = [common.DESIGNS, common.OPS, common.SEG_SIZES, common.PATTERNS]
+    param_names = ["design", "op", "seg_bytes", "pattern"]
+    timeout = 900
+    version = 1
+
+    def setup_cache(self):
+        return common.run_matrix()
+
+    def setup(self, rows, design, op, seg, pattern):
+        common.skip_unless_available(design)
+
+    def track_gbps(self, rows, design, op, seg, pattern):
+        return rows[(design, op, seg, pattern)]["gbps"]
+
+    track_gbps.unit = "GB/s"
+
+    def track_ns_per_seg(self, rows, design, op, seg, pattern):
+        return rows[(design, op, seg, pattern)]["ns_per_seg"]
+
+    track_ns_per_seg.unit = "ns"

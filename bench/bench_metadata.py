@@ -1,0 +1,69 @@
+"""Metadata memory: descriptor bytes per capacity and per I/O, and the peak
+resident memory of attaching a design's table."""
+import pagetax
+from pagetax import metadata
+
+from . import common
+
+
+class TableBytes:
+    """Descriptor bytes the engine allocates for 1 GiB of backing."""
+    params = [common.DESIGNS]
+    param_names = ["design"]
+    timeout = 120
+    version = 1
+
+    def setup(self, design):
+        common.skip_unless_available(design)
+        with pagetax.Backing.scratch(common.META_BACKING_BYTES) as b, b.attach(design) as att:
+            on_device = metadata.model(design).device(common.GIB) > 0
+            self.dram = 0 if on_device else att.meta_bytes
+            self.device = att.meta_bytes if on_device else 0
+
+    def track_dram_bytes_per_gib(self, design):
+        return self.dram
+
+    track_dram_bytes_per_gib.unit = "bytes"
+
+    def track_device_bytes_per_gib(self, design):
+        return self.device
+
+    track_device_bytes_per_gib.unit = "bytes"
+
+
+class VectorBytes:
+    """Vector bytes the engine builds for a 1 MiB I/O of aligned segments."""
+    params = [common.DESIGNS, common.META_SEG_SIZES]
+    param_names = ["design", "seg_bytes"]
+    version = 1
+
+    def setup(self, design, seg):
+        common.skip_unless_available(design)
+        request = metadata.aligned_request(common.MIB, seg)
+        with pagetax.Backing.scratch(8 * common.MIB) as b, b.attach(design) as att:
+            entries = att.entries(request) if design != "memcpy" else 1
+        self.bytes = entries * pagetax.design_entry_bytes(design)
+
+    def track_bytes_per_mib_io(self, design, seg):
+        return self.bytes
+
+    track_bytes_per_mib_io.unit = "bytes"
+
+
+class AttachPeakMemory:
+    """Peak RSS while a design's table is attached to a 1 GiB tmpfs backing
+    (the backing's own resident pages included, alike for every design)."""
+    params = [common.DESIGNS]
+    param_names = ["design"]
+    timeout = 120
+    version = 1
+
+    def setup(self, design):
+        common.skip_unless_available(design)
+        self.backing = pagetax.Backing.scratch(common.META_BACKING_BYTES)
+
+    def teardown(self, design):
+        self.backing.close()
+
+    def peakmem_attach(self, design):
+        self.backing.attach(design).close()

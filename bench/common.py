@@ -1,0 +1,88 @@
+"""Workloads shared by the asv suite (bench_*.py) and the pytest-benchmark
+suite (local/): defined once, so both compare the same things.
+
+APPEND ONLY.  asv compares each benchmark's history across commits; change
+a size, a seed or a list below and that history compares different things.
+Add new entries instead, and when a benchmark's meaning must change, bump
+its `version` attribute so asv starts a new history.
+"""
+import functools
+
+import pagetax
+from pagetax import machine
+
+BACKING_BYTES = 256 << 20   # the mapped file, tmpfs
+IO_BYTES = 16 << 20         # copied per repetition
+SEED = 1
+SEG_SIZES = [64, 4096, 65536]
+PATTERNS = ["seq", "rand"]
+OPS = ["read", "write"]
+DESIGNS = ["vec", "pfn", "page", "huge", "altmap", "memdesc", "sgl", "memcpy", "kernel"]
+REPS = 5                    # timed repetitions behind each track_ figure
+META_BACKING_BYTES = 1 << 30
+META_SEG_SIZES = [4096, 64]
+MIB, GIB = 1 << 20, 1 << 30
+
+
+def skip_unless_available(design):
+    """asv: NotImplementedError in setup marks a combination as n/a, which a
+    commit from before a design existed needs (a failure would fail asv run)."""
+    if design not in pagetax.DESIGNS:
+        raise NotImplementedError(f"design {design!r} not in this build")
+
+
+@functools.lru_cache(maxsize=None)
+def backing():
+    """One scratch backing per process, every design on one data area."""
+    return pagetax.Backing.scratch(BACKING_BYTES)
+
+
+@functools.lru_cache(maxsize=None)
+def data_area():
+    return pagetax.core.common_layout([d for d in DESIGNS if d in pagetax.DESIGNS],
+                                      BACKING_BYTES)
+
+
+@functools.lru_cache(maxsize=None)
+def attachment(design):
+    return backing().attach(design, *data_area())
+
+
+@functools.lru_cache(maxsize=None)
+def extents(pattern, seg):
+    return pagetax.extents.generate(pattern, seg, IO_BYTES, data_area()[1], SEED)
+
+
+@functools.lru_cache(maxsize=None)
+def buffer():
+    return pagetax.aligned_buffer(IO_BYTES, fill=0xA5)
+
+
+@functools.lru_cache(maxsize=None)
+def eviction():
+    return pagetax.eviction_buffer(machine.llc_bytes())
+
+
+def evict():
+    """Out of every cache level: run it untimed before each timed call."""
+    e = eviction()
+    e[:] = e[0] + 1
+
+
+def prepared(design, op, seg, pattern, calls=1, cache="warm"):
+    skip_unless_available(design)
+    kw = {"evict": eviction()} if cache == "cold" else {}
+    return attachment(design).prepare(op, extents(pattern, seg), buffer(), calls=calls,
+                                      cache=cache, **kw)
+
+
+def run_matrix():
+    """The whole matrix through pagetax's own runner, as `pagetax run` does it;
+    {(design, op, seg, pattern): result row}."""
+    from pagetax import runner
+    cfg = runner.RunConfig(designs=[d for d in DESIGNS if d in pagetax.DESIGNS], ops=OPS,
+                           patterns=PATTERNS, seg_sizes=SEG_SIZES, size=BACKING_BYTES,
+                           io_size=IO_BYTES, repeat=REPS, warmup=1, cache="cold", seed=SEED)
+    rows = []
+    runner.run(cfg, rows)
+    return {(r["design"], r["op"], r["seg_bytes"], r["pattern"]): r for r in rows}

@@ -1,0 +1,61 @@
+"""pytest-benchmark: every design over the same workloads as the asv suite.
+
+    pytest bench/ --benchmark-only                      # measure
+    pytest bench/ --benchmark-only --benchmark-json=out.json
+    pytest bench/ --benchmark-only --benchmark-autosave # then, later:
+    pytest bench/ --benchmark-only --benchmark-compare --benchmark-compare-fail=median:10%
+
+Groups are op, pattern and segment size, so each group compares the
+designs.  Each round is one repetition; the caches are evicted before it,
+untimed (pedantic's setup).  extra_info carries the C core's own figures.
+Under the plain test command (--benchmark-disable) each runs once and its
+bytes are checked against numpy, so the suite cannot rot.
+"""
+import numpy as np
+import pytest
+
+import common
+import pagetax
+from pagetax import metadata
+from pagetax.sizes import format_size
+
+ROUNDS = 7
+
+
+def _check_bytes(design, op, ext, buf):
+    """A sample of the segments moved must be where numpy says."""
+    view = common.backing().view()
+    off0 = common.data_area()[0]
+    rng = np.random.default_rng(0)
+    lens = ext["len"].astype(np.int64)
+    pos = np.concatenate(([0], np.cumsum(lens)[:-1]))
+    for i in rng.choice(len(ext), size=min(64, len(ext)), replace=False):
+        o, n, p = int(ext["off"][i]), int(lens[i]), int(pos[i])
+        src = view[off0 + p:off0 + p + n] if design == "memcpy" else view[off0 + o:off0 + o + n]
+        np.testing.assert_array_equal(buf[p:p + n], src)
+
+
+@pytest.mark.parametrize("seg", common.SEG_SIZES, ids=format_size)
+@pytest.mark.parametrize("pattern", common.PATTERNS)
+@pytest.mark.parametrize("op", common.OPS)
+@pytest.mark.parametrize("design", [d for d in common.DESIGNS if d in pagetax.DESIGNS])
+def test_copy(benchmark, design, op, pattern, seg):
+    benchmark.group = f"{op} {pattern} {format_size(seg)}"
+    run = common.prepared(design, op, seg, pattern, calls=ROUNDS + 2)
+    benchmark.pedantic(run, setup=common.evict, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    m = run.measurement()
+    assert m.bytes == common.IO_BYTES and m.segments == common.IO_BYTES // seg
+    att = common.attachment(design)
+    median = float(np.median(m.total_ns))
+    benchmark.extra_info.update(
+        gbps=m.bytes / median,             # bytes counted once, GB = 1e9, C-timed
+        ns_per_seg=median / m.segments,
+        phase_ns=dict(zip(("build", "copy", "release"),
+                          np.median(m.phases, axis=0).astype(float).tolist())),
+        metadata_allocated_bytes=att.meta_bytes,
+        metadata_percent=metadata.model(design).footprint(
+            common.BACKING_BYTES if design == "altmap" else att.data_bytes)["percent"],
+        per_io_bytes=m.vector_bytes,
+    )
+    if op == "read":
+        _check_bytes(design, op, common.extents(pattern, seg), common.buffer())
