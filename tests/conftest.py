@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 import pagetax
-
-SIZE = 8 << 20  # 2048 pages: small enough for many tests, big enough to cross pages
+from helpers import SIZE
 
 
 @pytest.fixture
@@ -17,26 +16,3 @@ def backing(rng):
     with pagetax.Backing.scratch(SIZE) as b:
         b.view()[:] = rng.integers(0, 256, SIZE, dtype=np.uint8)
         yield b
-
-
-def random_extents(rng, space, n, max_len=3 * 4096 + 100):
-    """Non-overlapping extents at unaligned offsets, many crossing page
-    boundaries, in random order."""
-    lengths = rng.integers(1, max_len, n)
-    gaps = rng.integers(0, 5000, n)
-    starts = np.cumsum(gaps + np.concatenate(([0], lengths[:-1])))
-    assert starts[-1] + lengths[-1] <= space, "test extents do not fit"
-    order = rng.permutation(n)
-    return pagetax.extents.make(starts[order], lengths[order])
-
-
-def data_view(backing, design):
-    """The design's data area of the backing (altmap's starts after its
-    descriptor reserve), as a numpy view: extents are offsets into it."""
-    off, nbytes = pagetax.core.design_layout(design, backing.size)
-    return backing.view()[off:off + nbytes]
-
-
-def expected_gather(view, ext):
-    """What numpy says a gather must produce: the extents' bytes, packed."""
-    return np.concatenate([view[o:o + n] for o, n in zip(ext["off"].tolist(), ext["len"].tolist())])

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import pagetax
-from conftest import SIZE, data_view, expected_gather, random_extents
+from helpers import SIZE, data_view, expected_gather, random_extents
 
 SG_DESIGNS = [d for d in pagetax.DESIGNS if d != "memcpy"]
 SPACE = 6 << 20  # fits every design's data area of an 8 MiB backing (altmap keeps 2 MiB)

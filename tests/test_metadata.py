@@ -8,7 +8,7 @@ import pytest
 
 import pagetax
 from pagetax import metadata as md
-from conftest import data_view, expected_gather
+from helpers import data_view, expected_gather
 
 MIB, GIB, TIB = 1 << 20, 1 << 30, 1 << 40
 DATA_PATH = [m for m in md.MODELS.values() if m.data_path]

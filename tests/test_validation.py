@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import pagetax
-from conftest import SIZE
+from helpers import SIZE
 
 E = pagetax.extents.make
 

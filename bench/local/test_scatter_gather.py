@@ -11,13 +11,18 @@ untimed (pedantic's setup).  extra_info carries the C core's own figures.
 Under the plain test command (--benchmark-disable) each runs once and its
 bytes are checked against numpy, so the suite cannot rot.
 """
+import pathlib
+import sys
+
 import numpy as np
 import pytest
 
-import common
-import pagetax
-from pagetax import metadata
-from pagetax.sizes import format_size
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # bench/common.py
+import common  # noqa: E402
+
+import pagetax  # noqa: E402
+from pagetax import metadata  # noqa: E402
+from pagetax.sizes import format_size  # noqa: E402
 
 ROUNDS = 7
 
