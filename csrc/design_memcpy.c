@@ -3,7 +3,7 @@
  * (or to) the start of the data area.  Its single entry is built like any
  * other vector so that the phases line up with the other designs.
  */
-#include "pt_internal.h"
+#include "pt_persist.h"
 
 struct span {
     uint8_t *addr;
@@ -36,13 +36,21 @@ static int memcpy_gather(struct pt_attachment *a, struct pt_io *io, struct pt_er
     return PT_OK;
 }
 
+static inline __attribute__((always_inline)) int
+memcpy_scatter_as(struct pt_io *io, const int mode, const int each)
+{
+    (void)each;
+    const struct span *s = io->vec;
+    io->lines_flushed += pt_store_seg(s->addr, io->buf, s->len, mode);
+    io->fences += pt_persist_fence(mode);
+    return PT_OK;
+}
+
 static int memcpy_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
 {
-    const struct span *s = io->vec;
     (void)a;
-    (void)err;
-    pt_copy_seg(s->addr, io->buf, s->len);
-    return PT_OK;
+    /* One entry: a fence per entry is the fence per I/O. */
+    PT_PERSIST_DISPATCH(io, err, memcpy_scatter_as, io)
 }
 
 const struct pt_design_ops pt_design_memcpy = {

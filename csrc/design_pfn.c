@@ -3,7 +3,7 @@
  * The address is computed from the page frame number; no descriptor exists.
  * An entry may span pages, as a physically contiguous pfn range may.
  */
-#include "pt_internal.h"
+#include "pt_persist.h"
 
 struct pfn_entry {
     uint64_t pfn;       /* pfn_t: a frame number relative to the data area */
@@ -46,20 +46,32 @@ static int pfn_gather(struct pt_attachment *a, struct pt_io *io, struct pt_error
     return PT_OK;
 }
 
-static int pfn_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
+static inline __attribute__((always_inline)) int
+pfn_scatter_as(struct pt_attachment *a, struct pt_io *io, const int mode, const int each)
 {
     const struct pfn_entry *v = io->vec;
     const uint64_t nvec = io->nvec;
     uint8_t *const data = a->data;
     const uint8_t *src = io->buf;
-    (void)err;
+    uint64_t lines = 0, fences = 0;
     for (uint64_t i = 0; i < nvec; i++) {
         if (i + PT_PREFETCH_AHEAD < nvec)
             pt_prefetch_write(pfn_addr(data, &v[i + PT_PREFETCH_AHEAD]));
-        pt_copy_seg(pfn_addr(data, &v[i]), src, v[i].len);
+        lines += pt_store_seg(pfn_addr(data, &v[i]), src, v[i].len, mode);
+        if (each)
+            fences += pt_persist_fence(mode);
         src += v[i].len;
     }
+    if (!each)
+        fences += pt_persist_fence(mode);
+    io->lines_flushed += lines;
+    io->fences += fences;
     return PT_OK;
+}
+
+static int pfn_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
+{
+    PT_PERSIST_DISPATCH(io, err, pfn_scatter_as, a, io)
 }
 
 const struct pt_design_ops pt_design_pfn = {

@@ -7,6 +7,7 @@
  * run's offset in the data area.
  */
 #include "pt_bvec.h"
+#include "pt_persist.h"
 
 struct pt_sg {
     unsigned long page_link;   /* struct page *, low bits: chain / end marks */
@@ -97,21 +98,33 @@ static int sgl_gather(struct pt_attachment *a, struct pt_io *io, struct pt_error
     return PT_OK;
 }
 
-static int sgl_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
+static inline __attribute__((always_inline)) int
+sgl_scatter_as(struct pt_attachment *a, struct pt_io *io, const int mode, const int each)
 {
     const struct pt_sg *v = io->vec;
     const uint64_t nvec = io->nvec;
     uint8_t *const data = a->data;
     const struct pt_page *const table = a->meta;
     const uint8_t *src = io->buf;
-    (void)err;
+    uint64_t lines = 0, fences = 0;
     for (uint64_t i = 0; i < nvec; i++) {
         if (i + PT_PREFETCH_AHEAD < nvec)
             pt_prefetch_write(sg_virt(data, table, &v[i + PT_PREFETCH_AHEAD]));
-        pt_copy_seg(sg_virt(data, table, &v[i]), src, v[i].length);
+        lines += pt_store_seg(sg_virt(data, table, &v[i]), src, v[i].length, mode);
+        if (each)
+            fences += pt_persist_fence(mode);
         src += v[i].length;
     }
+    if (!each)
+        fences += pt_persist_fence(mode);
+    io->lines_flushed += lines;
+    io->fences += fences;
     return PT_OK;
+}
+
+static int sgl_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
+{
+    PT_PERSIST_DISPATCH(io, err, sgl_scatter_as, a, io)
 }
 
 static void sgl_release(struct pt_attachment *a, struct pt_io *io)

@@ -2,7 +2,7 @@
  * vec - raw (address, length) entries, the iovec / phys_vec shape.
  * No per-capacity state: the address is all the copy needs.
  */
-#include "pt_internal.h"
+#include "pt_persist.h"
 
 struct vec_entry {
     uint8_t *addr;
@@ -36,20 +36,32 @@ static int vec_gather(struct pt_attachment *a, struct pt_io *io, struct pt_error
     return PT_OK;
 }
 
-static int vec_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
+static inline __attribute__((always_inline)) int
+vec_scatter_as(struct pt_io *io, const int mode, const int each)
 {
     const struct vec_entry *v = io->vec;
     const uint64_t nvec = io->nvec;
     const uint8_t *src = io->buf;
-    (void)a;
-    (void)err;
+    uint64_t lines = 0, fences = 0;
     for (uint64_t i = 0; i < nvec; i++) {
         if (i + PT_PREFETCH_AHEAD < nvec)
             pt_prefetch_write(v[i + PT_PREFETCH_AHEAD].addr);
-        pt_copy_seg(v[i].addr, src, v[i].len);
+        lines += pt_store_seg(v[i].addr, src, v[i].len, mode);
+        if (each)
+            fences += pt_persist_fence(mode);
         src += v[i].len;
     }
+    if (!each)
+        fences += pt_persist_fence(mode);
+    io->lines_flushed += lines;
+    io->fences += fences;
     return PT_OK;
+}
+
+static int vec_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
+{
+    (void)a;
+    PT_PERSIST_DISPATCH(io, err, vec_scatter_as, io)
 }
 
 const struct pt_design_ops pt_design_vec = {

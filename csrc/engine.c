@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,12 +51,38 @@ static uint64_t now_ns(void)
 
 /* ---- backings ---------------------------------------------------------- */
 
-int pt_backing_map(int fd, uint64_t size, int writable, int reserve,
+/* mmap at an address aligned to `align` (device DAX wants its alignment). */
+static void *map_aligned(uint64_t size, uint64_t align, int prot, int flags, int fd)
+{
+    uint8_t *area, *p;
+    uint64_t lead;
+
+    if (align <= PT_PAGE_SIZE)
+        return mmap(NULL, size, prot, flags, fd, 0);
+    area = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (area == MAP_FAILED)
+        return MAP_FAILED;
+    lead = (align - (uintptr_t)area % align) % align;
+    p = mmap(area + lead, size, prot, flags | MAP_FIXED, fd, 0);
+    if (p == MAP_FAILED) {
+        int saved = errno;
+        munmap(area, size + align);
+        errno = saved;
+        return MAP_FAILED;
+    }
+    if (lead)
+        munmap(area, lead);
+    if (align - lead)
+        munmap(p + size, align - lead);
+    return p;
+}
+
+int pt_backing_map(int fd, uint64_t size, int writable, int flags, uint64_t align,
                    pt_backing **out, struct pt_error *err)
 {
     struct pt_backing *b;
+    int mflags = MAP_SHARED, rc;
     void *p;
-    int rc;
 
     *out = NULL;
     if (size == 0 || size % PT_PAGE_SIZE)
@@ -65,16 +92,20 @@ int pt_backing_map(int fd, uint64_t size, int writable, int reserve,
     if (size > (uint64_t)INT64_MAX)
         return pt_set_error(err, PT_EINVAL, 0, 0, "backing size %llu is too large",
                             (unsigned long long)size);
-    if (reserve && !writable)
+    if (align & (align - 1) || (align && size % align))
+        return pt_set_error(err, PT_EINVAL, 0, 0,
+                            "backing size %llu is not a multiple of the alignment %llu",
+                            (unsigned long long)size, (unsigned long long)align);
+    if ((flags & PT_MAP_RESERVE) && !writable)
         return pt_set_error(err, PT_EINVAL, 0, 0, "cannot reserve a read-only backing");
-    if (reserve) {
+    if (flags & PT_MAP_RESERVE) {
         /* posix_fallocate returns the error instead of setting errno. */
         rc = posix_fallocate(fd, 0, (off_t)size);
         if (rc)
             return pt_set_error(err, PT_ESYS, rc, 0,
                                 "posix_fallocate of %llu bytes failed: %s",
                                 (unsigned long long)size, strerror(rc));
-    } else {
+    } else if (!(flags & PT_MAP_DEVICE)) {
         /* Mapping past EOF would turn the first access into SIGBUS. */
         off_t end = lseek(fd, 0, SEEK_END);
         if (end < 0)
@@ -85,10 +116,24 @@ int pt_backing_map(int fd, uint64_t size, int writable, int reserve,
                                 "file holds %llu bytes, fewer than the %llu asked for",
                                 (unsigned long long)end, (unsigned long long)size);
     }
-    p = mmap(NULL, size, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED)
-        return pt_set_error(err, PT_ESYS, errno, 0, "mmap of %llu bytes failed: %s",
-                            (unsigned long long)size, strerror(errno));
+    if (flags & PT_MAP_SYNC)
+        mflags = MAP_SHARED_VALIDATE | MAP_SYNC;  /* only a DAX file system accepts it */
+    p = map_aligned(size, align, PROT_READ | (writable ? PROT_WRITE : 0), mflags, fd);
+    if (p == MAP_FAILED) {
+        int e = errno;
+        if (flags & PT_MAP_SYNC)
+            return pt_set_error(err, PT_ESYS, e, 0,
+                                "mmap with MAP_SHARED_VALIDATE | MAP_SYNC failed: %s (%s)",
+                                strerror(e), e == EOPNOTSUPP ? "EOPNOTSUPP" : "errno");
+        return pt_set_error(err, PT_ESYS, e, 0, "mmap of %llu bytes failed: %s",
+                            (unsigned long long)size, strerror(e));
+    }
+    if ((flags & PT_MAP_HUGE_ADVISE) && madvise(p, size, MADV_HUGEPAGE)) {
+        int e = errno;
+        munmap(p, size);
+        return pt_set_error(err, PT_ESYS, e, 0, "madvise(MADV_HUGEPAGE) failed: %s",
+                            strerror(e));
+    }
     b = calloc(1, sizeof(*b));
     if (!b) {
         munmap(p, size);
@@ -96,6 +141,7 @@ int pt_backing_map(int fd, uint64_t size, int writable, int reserve,
     }
     b->fd = fd;
     b->writable = writable;
+    b->map_sync = !!(flags & PT_MAP_SYNC);
     b->base = p;
     b->size = size;
 
@@ -112,6 +158,22 @@ int pt_backing_map(int fd, uint64_t size, int writable, int reserve,
     return PT_OK;
 }
 
+int pt_backing_map_sync(const pt_backing *b) { return b->map_sync; }
+
+#ifndef STATX_ATTR_DAX
+#define STATX_ATTR_DAX 0x00200000  /* linux/stat.h, since 5.8 */
+#endif
+
+int pt_statx_dax(const char *path)
+{
+    struct statx stx;
+    if (statx(AT_FDCWD, path, 0, STATX_BASIC_STATS, &stx))
+        return -errno;
+    if (!(stx.stx_attributes_mask & STATX_ATTR_DAX))
+        return -ENOTSUP;
+    return !!(stx.stx_attributes & STATX_ATTR_DAX);
+}
+
 void pt_backing_unmap(pt_backing *b)
 {
     if (!b)
@@ -122,6 +184,56 @@ void pt_backing_unmap(pt_backing *b)
 
 void *pt_backing_base(const pt_backing *b) { return b->base; }
 uint64_t pt_backing_size(const pt_backing *b) { return b->size; }
+
+/* ---- the CPU ----------------------------------------------------------- */
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+void pt_cpu_features(struct pt_cpu *out)
+{
+    memset(out, 0, sizeof(*out));
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (__get_cpuid(1, &a, &b, &c, &d)) {
+        out->clflush = !!(d & (1u << 19));
+        out->sse2 = !!(d & (1u << 26));
+    }
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+        out->clflushopt = !!(b & (1u << 23));
+        out->clwb = !!(b & (1u << 24));
+    }
+#endif
+}
+
+/* The instruction a persistence mode needs and the CPU lacks, or NULL. */
+static const char *missing_insn(int persist)
+{
+    struct pt_cpu cpu;
+    pt_cpu_features(&cpu);
+    switch (persist & ~PT_PERSIST_EACH) {
+    case PT_PERSIST_NONE:
+        return NULL;
+    case PT_PERSIST_CLWB:
+        return cpu.clwb ? NULL : "CLWB";
+    case PT_PERSIST_CLFLUSHOPT:
+        return cpu.clflushopt ? NULL : "CLFLUSHOPT";
+    case PT_PERSIST_AUTO_CLWB:
+        return !cpu.sse2 ? "SSE2 (MOVNTDQ)" : cpu.clwb ? NULL : "CLWB";
+    case PT_PERSIST_AUTO_CLFLUSHOPT:
+        return !cpu.sse2 ? "SSE2 (MOVNTDQ)" : cpu.clflushopt ? NULL : "CLFLUSHOPT";
+    case PT_PERSIST_NT:
+    case PT_PERSIST_AUTO_CLFLUSH:
+        return !cpu.sse2 ? "SSE2 (MOVNTDQ)" : cpu.clflush ? NULL : "CLFLUSH";
+    case PT_PERSIST_CLFLUSH:
+        return cpu.clflush ? NULL : "CLFLUSH";
+    case PT_PERSIST_FENCE:
+        return cpu.sse2 ? NULL : "SFENCE";
+    default:
+        return "a known persistence mode";
+    }
+}
 
 /* ---- the registry ------------------------------------------------------ */
 
@@ -136,6 +248,12 @@ const char *pt_design_name(int design)
 {
     const struct pt_design_ops *ops = design_ops(design);
     return ops ? ops->name : NULL;
+}
+
+int pt_design_is_peer(int design)
+{
+    const struct pt_design_ops *ops = design_ops(design);
+    return ops ? ops->peer : 0;
 }
 
 unsigned pt_design_entry_bytes(int design)
@@ -366,6 +484,12 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
         return pt_set_error(err, PT_EINVAL, 0, 0, "buffer pointer is NULL");
     if ((rc = pt_validate(a, ext, n, buf_bytes, &total, err)) != PT_OK)
         return rc;
+    if (cfg->persist & ~(PT_PERSIST_EACH | 15) || (cfg->persist & 15) > PT_PERSIST_FENCE)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "unknown persistence mode %d", cfg->persist);
+    if (cfg->op == PT_WRITE && missing_insn(cfg->persist))
+        return pt_set_error(err, PT_EINVAL, 0, 0,
+                            "this CPU has no %s, which the persistence mode needs",
+                            missing_insn(cfg->persist));
     if (cfg->op == PT_WRITE && !a->backing->writable)
         return pt_set_error(err, PT_EPERM, 0, 0,
                             "the backing is mapped read-only; a scatter would write it");
@@ -403,7 +527,7 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
     }
 
     for (int64_t r = -(int64_t)cfg->warmup; r < (int64_t)cfg->reps; r++) {
-        uint64_t t[3] = {0, 0, 0}, boff = 0;
+        uint64_t t[3] = {0, 0, 0}, boff = 0, lines = 0, fences = 0;
 
         if (cfg->cache == PT_CACHE_COLD)
             evict_caches(cfg->evict_buf, cfg->evict_bytes, (unsigned)r);
@@ -416,11 +540,17 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
             io.buf_off = boff;
             io.vec = a->vec;
             io.nvec = 0;
+            io.persist = cfg->op == PT_WRITE ? cfg->persist : PT_PERSIST_NONE;
+            io.lines_flushed = io.fences = 0;
             rc = one_io(ops, a, cfg->op, &io, t, err);
             if (rc != PT_OK)
                 goto out;
             boff += io.bytes;
+            lines += io.lines_flushed;
+            fences += io.fences;
         }
+        stats->lines_flushed = lines;
+        stats->fences = fences;
         if (a->ref_errors) {
             rc = pt_set_error(err, PT_EREF, 0, 0,
                               "%llu descriptor references dropped below zero",

@@ -24,6 +24,31 @@ enum pt_errcode {
 };
 
 enum pt_op { PT_READ = 0, PT_WRITE = 1 };        /* gather, scatter */
+
+/* How a scatter makes its stores persistent (csrc/pt_persist.h).  `auto`
+ * is resolved by the caller to one of the AUTO_ modes, or FENCE where the
+ * platform's caches are persistent. */
+enum pt_persist {
+    PT_PERSIST_NONE = 0,
+    PT_PERSIST_CLWB = 1,             /* store, CLWB each line, SFENCE */
+    PT_PERSIST_CLFLUSHOPT = 2,
+    PT_PERSIST_CLFLUSH = 3,
+    PT_PERSIST_NT = 4,               /* non-temporal stores, SFENCE */
+    PT_PERSIST_AUTO_CLWB = 5,        /* NT from 256 B, else store + CLWB */
+    PT_PERSIST_AUTO_CLFLUSHOPT = 6,
+    PT_PERSIST_AUTO_CLFLUSH = 7,
+    PT_PERSIST_FENCE = 8             /* stores, SFENCE: caches are persistent */
+};
+#define PT_PERSIST_EACH 16           /* or-ed in: SFENCE after every entry */
+
+/* What cpuid says this CPU can do. */
+struct pt_cpu {
+    int clflush;
+    int clflushopt;
+    int clwb;
+    int sse2;
+};
+void pt_cpu_features(struct pt_cpu *out);
 enum pt_cache { PT_CACHE_WARM = 0, PT_CACHE_COLD = 1 };
 
 /* One segment of a request: a byte range of the backing's data area.
@@ -54,6 +79,7 @@ struct pt_run_config {
     uint64_t segs_per_io;    /* extents per build/copy/release cycle; 0 = all */
     uint8_t *evict_buf;      /* cold cache: written before each repetition; */
     uint64_t evict_bytes;    /* make it a few times the LLC */
+    int persist;             /* enum pt_persist, maybe | PT_PERSIST_EACH; scatters only */
 };
 
 /* Phase times of one repetition, CLOCK_MONOTONIC nanoseconds. */
@@ -68,18 +94,31 @@ struct pt_run_stats {
     uint64_t ios;            /* build/copy/release cycles per repetition */
     uint64_t entries;        /* vector entries built per repetition */
     uint64_t vector_bytes;   /* entries * entry size */
+    uint64_t lines_flushed;  /* cache lines flushed per repetition */
+    uint64_t fences;         /* SFENCEs per repetition */
     uint64_t call_ns;        /* the whole pt_run call, as C saw it */
 };
 
 typedef struct pt_backing pt_backing;
 typedef struct pt_attachment pt_attachment;
 
-/* Map an open file descriptor of `size` bytes.  With `reserve`, the size is
- * first reserved with posix_fallocate (the file grows; never pass it for a
- * file you may not write).  Every page is touched before this returns. */
-int pt_backing_map(int fd, uint64_t size, int writable, int reserve,
+enum pt_map_flags {
+    PT_MAP_RESERVE = 1,      /* posix_fallocate the size first (the file grows;
+                                never for a file pagetax may not write) */
+    PT_MAP_SYNC = 2,         /* MAP_SHARED_VALIDATE | MAP_SYNC: fsdax only */
+    PT_MAP_HUGE_ADVISE = 4,  /* madvise(MADV_HUGEPAGE) before populating */
+    PT_MAP_DEVICE = 8        /* a device node (device DAX): no file size */
+};
+
+/* Map an open file descriptor of `size` bytes at an address aligned to
+ * `align` (0: a page).  Every page is touched before this returns. */
+int pt_backing_map(int fd, uint64_t size, int writable, int flags, uint64_t align,
                    pt_backing **out, struct pt_error *err);
+int pt_backing_map_sync(const pt_backing *b);
 void pt_backing_unmap(pt_backing *b);
+/* statx(2)'s STATX_ATTR_DAX for a path: 1 DAX, 0 not, -errno if statx
+ * failed, -ENOTSUP if the kernel does not report the attribute. */
+int pt_statx_dax(const char *path);
 void *pt_backing_base(const pt_backing *b);
 uint64_t pt_backing_size(const pt_backing *b);
 
@@ -87,6 +126,9 @@ uint64_t pt_backing_size(const pt_backing *b);
 int pt_design_count(void);
 const char *pt_design_name(int design);
 unsigned pt_design_entry_bytes(int design);
+int pt_design_is_peer(int design);
+/* The libpmem peers call these, from a libpmem loaded at run time. */
+void pt_set_libpmem(void *memcpy_persist, void *memcpy_nodrain, void *pmem_drain);
 void pt_design_metadata(int design, uint64_t capacity, struct pt_metadata *out);
 /* Where a design would put the data area of a backing of `size` bytes
  * (altmap reserves the start for descriptors).  -1: too small. */

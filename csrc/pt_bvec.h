@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include "pt_internal.h"
+#include "pt_persist.h"
 
 /* The size of struct page on x86-64; the fields stand in for the real ones. */
 struct pt_page {
@@ -111,20 +112,28 @@ static inline int bvec_gather(struct pt_attachment *a, struct pt_io *io, unsigne
     return PT_OK;
 }
 
-static inline int bvec_scatter(struct pt_attachment *a, struct pt_io *io, unsigned ds,
-                               unsigned ps)
+static inline __attribute__((always_inline)) int
+bvec_scatter(struct pt_attachment *a, struct pt_io *io, unsigned ds, unsigned ps,
+             const int mode, const int each)
 {
     const struct pt_bvec *v = io->vec;
     const uint64_t nvec = io->nvec;
     uint8_t *const data = a->data;
     const uint8_t *const table = a->meta;
     const uint8_t *src = io->buf;
+    uint64_t lines = 0, fences = 0;
     for (uint64_t i = 0; i < nvec; i++) {
         if (i + PT_PREFETCH_AHEAD < nvec)
             pt_prefetch_write(bvec_addr(data, table, &v[i + PT_PREFETCH_AHEAD], ds, ps));
-        pt_copy_seg(bvec_addr(data, table, &v[i], ds, ps), src, v[i].len);
+        lines += pt_store_seg(bvec_addr(data, table, &v[i], ds, ps), src, v[i].len, mode);
+        if (each)
+            fences += pt_persist_fence(mode);
         src += v[i].len;
     }
+    if (!each)
+        fences += pt_persist_fence(mode);
+    io->lines_flushed += lines;
+    io->fences += fences;
     return PT_OK;
 }
 
@@ -145,6 +154,11 @@ static inline void bvec_release(struct pt_attachment *a, struct pt_io *io, size_
 /* The hot-loop ops of one bio_vec design: descriptor size 2^DS bytes, one
  * descriptor per 2^PS bytes of data, reference count at byte RO of it. */
 #define PT_BVEC_OPS(name, DS, PS, RO)                                                   \
+    static inline __attribute__((always_inline)) int                                    \
+    name##_scatter_as(struct pt_attachment *a, struct pt_io *io, int mode, int each)   \
+    {                                                                                   \
+        return bvec_scatter(a, io, DS, PS, mode, each);                                 \
+    }                                                                                   \
     static uint64_t name##_entries(const struct pt_attachment *a,                       \
                                    const struct pt_extent *ext, uint64_t n)             \
     {                                                                                   \
@@ -164,8 +178,7 @@ static inline void bvec_release(struct pt_attachment *a, struct pt_io *io, size_
     static int name##_scatter(struct pt_attachment *a, struct pt_io *io,                \
                               struct pt_error *err)                                     \
     {                                                                                   \
-        (void)err;                                                                      \
-        return bvec_scatter(a, io, DS, PS);                                             \
+        PT_PERSIST_DISPATCH(io, err, name##_scatter_as, a, io)                          \
     }                                                                                   \
     static void name##_release(struct pt_attachment *a, struct pt_io *io)               \
     {                                                                                   \

@@ -31,6 +31,7 @@
 struct pt_backing {
     int fd;
     int writable;
+    int map_sync;            /* MAP_SYNC held: CPU stores reach media once flushed */
     uint8_t *base;
     uint64_t size;
 };
@@ -59,10 +60,14 @@ struct pt_io {
     uint64_t bytes;          /* sum of ext[].len */
     void *vec;               /* descriptor vector, built by build() */
     uint64_t nvec;
+    int persist;             /* scatter: enum pt_persist | PT_PERSIST_EACH */
+    uint64_t lines_flushed;  /* counted by scatter() */
+    uint64_t fences;
 };
 
 struct pt_design_ops {
     const char *name;
+    int peer;                /* a peer to compare with (libpmem), not a design */
     unsigned entry_bytes;
     /* Per-capacity state; NULL when a design keeps none. */
     int (*attach)(struct pt_attachment *a, struct pt_error *err);

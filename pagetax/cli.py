@@ -9,7 +9,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import extents as _ext
 from . import metadata as _metadata
 from . import report, runner
-from .core import CACHE_MODES, DESIGNS, OPS
+from . import backings
+from .core import CACHE_MODES, DESIGNS, OPS, PERSIST_MODES
 from .errors import PagetaxError
 from .sizes import parse_size
 
@@ -101,11 +102,25 @@ def build_parser():
                    help="untimed repetitions first (default: 1)")
     r.add_argument("--cache", choices=CACHE_MODES, default=d.cache,
                    help="cold evicts the LLC before each repetition (default: cold)")
-    r.add_argument("--backing", default=d.backing, metavar="tmpfs|PATH",
-                   help="tmpfs (a scratch file on /dev/shm, or a memfd) or a file path; "
-                   "a new file is removed at exit, an existing one only read without --overwrite")
+    r.add_argument("--backing", default=d.backing, metavar="KIND",
+                   help="tmpfs (default: a scratch file on /dev/shm, or a memfd); PATH (a file "
+                   "on any file system); dax:PATH (a file on an fsdax mount, MAP_SYNC); "
+                   "devdax:/dev/daxX.Y; auto (DAX where the machine has it, else tmpfs). "
+                   "A new file is removed at once; an existing one is only read without --overwrite")
     r.add_argument("--overwrite", action="store_true",
-                   help="allow writes to an existing --backing file (destroys its contents)")
+                   help="allow writes to an existing --backing file or device (destroys its contents)")
+    r.add_argument("--page-size", choices=backings.PAGE_SIZES, default=d.page_size,
+                   help="the backing's mapping page size (default: 4K); 2M on tmpfs uses hugetlb "
+                   "pages, a private huge=always tmpfs (root) or MADV_HUGEPAGE")
+    r.add_argument("--persist", choices=PERSIST_MODES, default=d.persist,
+                   help="make scatters persistent: flush each written line (clwb, clflushopt, "
+                   "clflush) or use non-temporal stores (nt), then SFENCE; auto follows libpmem "
+                   "(default: none)")
+    r.add_argument("--persist-each", action="store_true",
+                   help="SFENCE after every entry instead of once per I/O")
+    r.add_argument("--peers", type=_names("peer", ("libpmem",)), default=[],
+                   help="libpmem: add write rows through PMDK's pmem_memcpy_persist and "
+                   "pmem_memcpy_nodrain + pmem_drain (loaded at run time, if installed)")
     r.add_argument("--json", metavar="PATH", help="result file (default: results/pagetax-run-TIME.json)")
     r.add_argument("--force", action="store_true", help="replace an existing --json file")
     r.add_argument("--seed", type=_count("--seed", 0), default=d.seed, help="extent seed (default: 1)")
@@ -126,7 +141,9 @@ def _config(args):
     return runner.RunConfig(designs=args.designs, ops=args.ops, patterns=args.patterns,
                             seg_sizes=args.seg_sizes, size=args.size, io_size=args.io_size,
                             repeat=args.repeat, warmup=args.warmup, cache=args.cache,
-                            backing=args.backing, overwrite=args.overwrite, seed=args.seed)
+                            backing=args.backing, overwrite=args.overwrite, seed=args.seed,
+                            page_size=args.page_size, persist=args.persist,
+                            persist_each=args.persist_each, peers=args.peers)
 
 
 def cmd_run(args, out, err):
@@ -157,6 +174,8 @@ def cmd_run(args, out, err):
         _say(f"pagetax: interrupted after {len(rows)} rows; no result file written")
         return status
     report.print_table(doc, out)
+    for warning in doc.get("warnings", []):
+        _say(f"pagetax: warning: {warning}")
     path = report.write_json(doc, args.json or report.default_path(), force=args.force)
     _say(f"results: {path}")
     return status

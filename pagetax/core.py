@@ -16,6 +16,7 @@ from .errors import BackingError, ExtentError, PagetaxError
 from .machine import mount_of
 
 OPS = ("read", "write")
+PERSIST_MODES = ("none", "clwb", "clflushopt", "clflush", "nt", "auto")
 CACHE_MODES = ("warm", "cold")
 _OP_CODE = {"read": lib.PT_READ, "write": lib.PT_WRITE}
 _CACHE_CODE = {"warm": lib.PT_CACHE_WARM, "cold": lib.PT_CACHE_COLD}
@@ -42,8 +43,10 @@ def _raise(rc, err):
                   index=int(err.index), sys_errno=err.sys_errno)
 
 
-DESIGNS = tuple(ffi.string(lib.pt_design_name(i)).decode() for i in range(lib.pt_design_count()))
-_DESIGN_ID = {name: i for i, name in enumerate(DESIGNS)}
+_ALL = tuple(ffi.string(lib.pt_design_name(i)).decode() for i in range(lib.pt_design_count()))
+_DESIGN_ID = {name: i for i, name in enumerate(_ALL)}
+DESIGNS = tuple(d for i, d in enumerate(_ALL) if not lib.pt_design_is_peer(i))
+PEERS = tuple(d for i, d in enumerate(_ALL) if lib.pt_design_is_peer(i))
 
 
 def design_id(name):
@@ -55,6 +58,47 @@ def design_id(name):
 
 def design_entry_bytes(name):
     return int(lib.pt_design_entry_bytes(design_id(name)))
+
+
+def cpu_features():
+    """What cpuid says about the persistence instructions."""
+    out = ffi.new("struct pt_cpu *")
+    lib.pt_cpu_features(out)
+    return {"clflush": bool(out.clflush), "clflushopt": bool(out.clflushopt),
+            "clwb": bool(out.clwb), "sse2": bool(out.sse2)}
+
+
+_PERSIST_CODE = {"none": lib.PT_PERSIST_NONE, "clwb": lib.PT_PERSIST_CLWB,
+                 "clflushopt": lib.PT_PERSIST_CLFLUSHOPT, "clflush": lib.PT_PERSIST_CLFLUSH,
+                 "nt": lib.PT_PERSIST_NT, "auto-clwb": lib.PT_PERSIST_AUTO_CLWB,
+                 "auto-clflushopt": lib.PT_PERSIST_AUTO_CLFLUSHOPT,
+                 "auto-clflush": lib.PT_PERSIST_AUTO_CLFLUSH, "fence": lib.PT_PERSIST_FENCE}
+_NEEDS = {"clwb": ("clwb", "CLWB"), "clflushopt": ("clflushopt", "CLFLUSHOPT"),
+          "clflush": ("clflush", "CLFLUSH"), "nt": ("sse2", "MOVNTDQ (SSE2)")}
+
+
+def resolve_persist(mode, caches_persistent=False, cpu=None):
+    """The concrete mode for a --persist choice.  `auto` follows libpmem:
+    CLWB, else CLFLUSHOPT, else CLFLUSH, non-temporal stores from 256 bytes,
+    and nothing to flush (a fence only) where the caches are persistent."""
+    cpu = cpu or cpu_features()
+    if mode not in PERSIST_MODES:
+        raise PagetaxError(f"unknown persistence mode {mode!r} (choose from {', '.join(PERSIST_MODES)})")
+    if mode == "auto":
+        if caches_persistent:
+            return "fence"
+        for insn in ("clwb", "clflushopt", "clflush"):
+            if cpu[insn]:
+                return f"auto-{insn}"
+        raise PagetaxError("this CPU has none of CLWB, CLFLUSHOPT or CLFLUSH")
+    if mode in _NEEDS and not cpu[_NEEDS[mode][0]]:
+        raise PagetaxError(f"--persist {mode}: this CPU has no {_NEEDS[mode][1]} (cpuid); "
+                           "try --persist auto")
+    return mode
+
+
+def persist_code(resolved, each=False):
+    return _PERSIST_CODE[resolved] | (lib.PT_PERSIST_EACH if each and resolved != "none" else 0)
 
 
 def design_layout(name, size):
@@ -91,16 +135,19 @@ class Backing:
     exists is mapped read-only unless ``overwrite`` is given.
     """
 
-    def __init__(self, fd, size, *, writable, reserve, kind, path, created):
+    def __init__(self, fd, size, *, writable, reserve, kind, path, created, map_flags=0,
+                 align=0, notes=None):
         self._ptr = ffi.NULL
         self.fd = fd
         self.kind = kind
         self.path = path
         self.created = created
         self.writable = writable
+        self.notes = dict(notes or {})   # how the backing was arranged, for the results
         err = ffi.new("struct pt_error *")
         out = ffi.new("pt_backing **")
-        rc = lib.pt_backing_map(fd, size, int(writable), int(reserve), out, err)
+        flags = map_flags | (lib.PT_MAP_RESERVE if reserve else 0)
+        rc = lib.pt_backing_map(fd, size, int(writable), flags, align, out, err)
         if rc != lib.PT_OK:
             os.close(fd)
             self.fd = -1
@@ -108,11 +155,12 @@ class Backing:
             raise BackingError(f"{path}: {msg}", code=rc, sys_errno=err.sys_errno)
         self._ptr = out[0]
         self.size = size
+        self.map_sync = bool(lib.pt_backing_map_sync(self._ptr))
         self.base = int(ffi.cast("uintptr_t", lib.pt_backing_base(self._ptr)))
 
     # -- constructors ----------------------------------------------------
     @classmethod
-    def scratch(cls, size, directory="/dev/shm"):
+    def scratch(cls, size, directory="/dev/shm", map_flags=0):
         """A new tmpfs file: on /dev/shm, or a memfd where that is missing."""
         if directory and os.path.isdir(directory) and os.access(directory, os.W_OK) \
                 and mount_of(directory)[1] == "tmpfs":
@@ -120,15 +168,17 @@ class Backing:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             os.unlink(path)
             return cls(fd, size, writable=True, reserve=True, kind="tmpfs",
-                       path=path, created=True)
+                       path=path, created=True, map_flags=map_flags)
         fd = os.memfd_create(f"{SCRATCH_PREFIX}{os.getpid()}", os.MFD_CLOEXEC)
-        return cls(fd, size, writable=True, reserve=True, kind="memfd", path="memfd", created=True)
+        return cls(fd, size, writable=True, reserve=True, kind="memfd", path="memfd", created=True,
+                   map_flags=map_flags)
 
     @classmethod
-    def from_path(cls, path, size=None, *, overwrite=False):
+    def from_path(cls, path, size=None, *, overwrite=False, kind="file", map_flags=0, notes=None):
         """A user's path.  A new file is created (and unlinked); an existing
         one is only read, unless overwrite=True lets pagetax size and write it."""
         path = os.fspath(path)
+        kw = dict(kind=kind, path=path, map_flags=map_flags, notes=notes)
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -142,7 +192,7 @@ class Backing:
             except OSError as e:
                 raise BackingError(f"{path}: cannot create: {e.strerror}") from None
             os.unlink(path)
-            return cls(fd, size, writable=True, reserve=True, kind="file", path=path, created=True)
+            return cls(fd, size, writable=True, reserve=True, created=True, **kw)
         except OSError as e:
             raise BackingError(f"{path}: {e.strerror}") from None
         if stat.S_ISDIR(st.st_mode):
@@ -157,7 +207,7 @@ class Backing:
                 fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
             except OSError as e:
                 raise BackingError(f"{path}: cannot open for writing: {e.strerror}") from None
-            return cls(fd, size, writable=True, reserve=True, kind="file", path=path, created=False)
+            return cls(fd, size, writable=True, reserve=True, created=False, **kw)
         if st.st_size < size or size == 0:
             raise BackingError(f"{path}: holds {st.st_size} bytes, fewer than the {size} "
                                "needed; pagetax does not grow an existing file without --overwrite")
@@ -165,7 +215,7 @@ class Backing:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
             raise BackingError(f"{path}: cannot open: {e.strerror}") from None
-        return cls(fd, size, writable=False, reserve=False, kind="file", path=path, created=False)
+        return cls(fd, size, writable=False, reserve=False, created=False, **kw)
 
     # -- use ---------------------------------------------------------------
     def view(self):
@@ -222,7 +272,8 @@ class PreparedRun:
     array, so the Python between two timed repetitions is a few statements
     (after a 64 MiB copy every cache line Python touches is a miss)."""
 
-    def __init__(self, att, op, ext, buf, reps, warmup, cache, evict, segs_per_io, calls):
+    def __init__(self, att, op, ext, buf, reps, warmup, cache, evict, segs_per_io, calls,
+                 persist=0):
         if op not in _OP_CODE:
             raise PagetaxError(f"unknown op {op!r} (choose from {', '.join(OPS)})")
         if cache not in _CACHE_CODE:
@@ -248,7 +299,8 @@ class PreparedRun:
                 "warmup": warmup, "segs_per_io": segs_per_io,
                 "evict_buf": ffi.from_buffer("uint8_t[]", evict, require_writable=True)
                 if evict is not None else ffi.NULL,
-                "evict_bytes": evict.nbytes if evict is not None else 0}),
+                "evict_bytes": evict.nbytes if evict is not None else 0,
+                "persist": persist}),
             ffi.from_buffer("struct pt_extent[]", ext), ext.shape[0],
             ffi.from_buffer("uint8_t[]", buf, require_writable=(op == "read")), buf.nbytes)
         self.reps = reps
@@ -272,9 +324,12 @@ class PreparedRun:
 
     def measurement(self):
         s = self._stats
-        return Measurement(self.times[:self.calls * self.reps], int(s.ios), int(s.entries),
-                           int(s.vector_bytes), self.call_ns, self.wall_ns, self._args[3],
-                           int(s.bytes))
+        m = Measurement(self.times[:self.calls * self.reps], int(s.ios), int(s.entries),
+                        int(s.vector_bytes), self.call_ns, self.wall_ns, self._args[3],
+                        int(s.bytes))
+        m.lines_flushed = int(s.lines_flushed)  # per repetition
+        m.fences = int(s.fences)
+        return m
 
 
 class Attachment:
@@ -312,7 +367,7 @@ class Attachment:
         return int(total[0])
 
     def prepare(self, op, ext, buf, *, reps=1, warmup=0, cache="warm", evict=None,
-                segs_per_io=0, calls=1):
+                segs_per_io=0, calls=1, persist=0):
         """Check everything once and return a PreparedRun: `calls` C calls of
         `reps` repetitions each, with as little Python as possible between.
 
@@ -320,7 +375,8 @@ class Attachment:
         before any copy (pagetax.extents.check gives friendlier messages).
         A cold cache writes all of `evict` (a uint8 array a few times the
         LLC, see eviction_buffer) before each repetition."""
-        return PreparedRun(self, op, ext, buf, reps, warmup, cache, evict, segs_per_io, calls)
+        return PreparedRun(self, op, ext, buf, reps, warmup, cache, evict, segs_per_io, calls,
+                           persist)
 
     def run(self, op, ext, buf, **kw):
         """Time reps repetitions of build, copy, release in one C call."""
@@ -350,11 +406,11 @@ def eviction_buffer(llc_bytes=None):
     return aligned_buffer(4 * (llc_bytes or _llc()))
 
 
-def _copy(op, backing, design, ext, buf):
+def _copy(op, backing, design, ext, buf, **kw):
     with backing.attach(design) as att:
         _ext.check_buffer(buf, writable=(op == "read"))
         _ext.check(ext, att.data_bytes, buf.nbytes, op)
-        return att.run(op, ext, buf).bytes
+        return att.run(op, ext, buf, **kw).bytes
 
 
 def gather(backing, design, ext, buf):
@@ -362,6 +418,8 @@ def gather(backing, design, ext, buf):
     return _copy("read", backing, design, ext, buf)
 
 
-def scatter(backing, design, ext, buf):
-    """Copy buf, packed, out to the extents of the backing; returns bytes moved."""
-    return _copy("write", backing, design, ext, buf)
+def scatter(backing, design, ext, buf, persist="none", each=False):
+    """Copy buf, packed, out to the extents of the backing; returns bytes moved.
+    `persist` flushes as --persist does (see resolve_persist)."""
+    code = persist_code(resolve_persist(persist), each)
+    return _copy("write", backing, design, ext, buf, persist=code)

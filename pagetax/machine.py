@@ -175,8 +175,10 @@ def describe(backing=None):
 
 
 def describe_backing(backing):
-    if backing.kind == "memfd":
-        mnt, fstype, opts = "memfd", "tmpfs", ""
+    if "fs_type" in backing.notes:  # a mount made (and detached) for this run
+        mnt, fstype, opts = "(private)", backing.notes["fs_type"], backing.notes["mount_options"]
+    elif backing.kind == "memfd":
+        mnt, fstype, opts = "memfd", backing.notes.get("memfd_fs", "tmpfs"), ""
     else:
         mnt, fstype, opts = mount_of(os.path.dirname(os.path.abspath(backing.path)))
     return {
@@ -184,6 +186,11 @@ def describe_backing(backing):
         "path": backing.path,
         "created_by_pagetax": backing.created,
         "writable": backing.writable,
+        "map_sync": backing.map_sync,
+        "notes": backing.notes,
+        # A file someone else can name can be truncated under the mapping
+        # (SIGBUS); a device or DAX medium can report a media error.
+        "data_path_could_fault": not backing.created or backing.kind in ("dax", "devdax"),
         "size_bytes": backing.size,
         "fs_type": fstype,
         "mount_point": mnt,

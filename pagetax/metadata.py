@@ -69,6 +69,7 @@ class Model:
     source: str
     desc_bytes: int = 0             # one descriptor the data path touches
     desc_granule: int = PAGE        # ... per this many bytes of data
+    peer: bool = False              # a library to compare with, not a design
 
     def footprint(self, capacity):
         dram, device = self.dram(capacity), self.device(capacity)
@@ -111,6 +112,9 @@ MODELS = {m.name: m for m in (
     Model("memdesc", _per(PAGE, 8), _none, 16, PAGE, True, "[memdesc][bvec]", 8),
     Model("sgl", _per(PAGE, STRUCT_PAGE), _none, 32, None, True,
           "[sgl] with the [page] table for its references", STRUCT_PAGE),
+    Model("libpmem", _none, _none, 16, None, True, "[iovec] PMDK libpmem, a peer", peer=True),
+    Model("libpmem-nodrain", _none, _none, 16, None, True, "[iovec] PMDK libpmem, a peer",
+          peer=True),
     Model("devdax-dedup-2M", _per(2 * MIB, 8 * KIB), _none, 16, 2 * MIB, False, "[dedup][bvec]"),
     Model("devdax-dedup-1G", _per(GIB, 8 * KIB), _none, 16, GIB, False, "[dedup][bvec]"),
     Model("hvo-2M", _per(2 * MIB, 4 * KIB), _none, 16, 2 * MIB, False, "[hvo][bvec]"),
@@ -139,6 +143,8 @@ def table(capacity, io_bytes=MIB, seg_sizes=(4096, 64)):
     requests = {seg: aligned_request(io_bytes, seg) for seg in seg_sizes}
     rows = []
     for m in MODELS.values():
+        if m.peer:
+            continue
         row = {"design": m.name, "data_path": m.data_path, **m.footprint(capacity),
                "per_io_bytes": {str(seg): m.per_io_bytes(ext) for seg, ext in requests.items()},
                "source": m.source}

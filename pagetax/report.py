@@ -60,9 +60,14 @@ def table(doc):
     cfg = doc["config"]
     backing = doc["machine"].get("backing", {})
     mapping = backing.get("mapping", {})
+    persist = ""
+    if cfg.get("persist", "none") != "none":
+        persist = (f", persist {cfg['persist']} ({cfg.get('persist_resolved')}"
+                   f"{', fence per entry' if cfg.get('persist_each') else ''}"
+                   f"{'' if backing.get('map_sync') or backing.get('kind') == 'devdax' else ', not persistent: flush cost on DRAM'})")
     t = Table(title=(f"pagetax run: {doc['machine']['cpu_model']}, backing {backing.get('kind')} "
                      f"({backing.get('fs_type')}, {mapping.get('page_size')} pages), "
-                     f"{format_size(cfg['size'])}, cache {cfg['cache']}"),
+                     f"{format_size(cfg['size'])}, cache {cfg['cache']}{persist}"),
               caption=("GB/s = bytes copied once / median time per repetition, GB = 1e9; "
                        f"median of {cfg['repeat']} reps of {format_size(cfg['io_size'])}, "
                        "spread = (worst - best) / median; ns/seg split into build + copy + release; "

@@ -12,8 +12,10 @@ import numpy as np
 from . import extents as _ext
 from . import machine
 from . import metadata as _meta
-from .core import (CACHE_MODES, DESIGNS, OPS, Backing, aligned_buffer, common_layout,
-                   design_entry_bytes, eviction_buffer)
+from . import backings, peers
+from .core import (CACHE_MODES, DESIGNS, OPS, PERSIST_MODES, aligned_buffer, common_layout,
+                   cpu_features, design_entry_bytes, eviction_buffer, persist_code,
+                   resolve_persist)
 from .errors import PagetaxError
 from .sizes import format_size
 
@@ -33,8 +35,12 @@ class RunConfig:
     repeat: int = 5                # timed repetitions per row
     warmup: int = 1
     cache: str = "cold"
-    backing: str = "tmpfs"         # 'tmpfs' or a file path
-    overwrite: bool = False        # may pagetax write an existing file?
+    backing: str = "tmpfs"         # tmpfs, PATH, dax:PATH, devdax:DEV or auto
+    overwrite: bool = False        # may pagetax write an existing file or device?
+    page_size: str = "4K"          # the backing's mapping page size: 4K or 2M
+    persist: str = "none"          # how scatters make stores persistent
+    persist_each: bool = False     # SFENCE per entry instead of per I/O
+    peers: List[str] = dataclasses.field(default_factory=list)  # libpmem
     seed: int = 1
     segs_per_io: int = 0           # 0: one vector per repetition
 
@@ -49,8 +55,16 @@ class RunConfig:
         known("designs", self.designs, DESIGNS)
         known("ops", self.ops, OPS)
         known("patterns", self.patterns, _ext.PATTERNS)
+        if self.persist not in PERSIST_MODES:
+            raise PagetaxError(f"unknown persistence mode {self.persist!r} "
+                               f"(choose from {', '.join(PERSIST_MODES)})")
+        if self.page_size not in backings.PAGE_SIZES:
+            raise PagetaxError(f"unknown page size {self.page_size!r} (choose from 4K, 2M)")
         if self.cache not in CACHE_MODES:
             raise PagetaxError(f"unknown cache mode {self.cache!r} (choose from {', '.join(CACHE_MODES)})")
+        for p in self.peers:
+            if p != "libpmem":
+                raise PagetaxError(f"unknown peer {p!r} (choose from libpmem)")
         if not self.seg_sizes:
             raise PagetaxError("no segment sizes given")
         if self.size % 4096:
@@ -73,9 +87,8 @@ class RunConfig:
 
 
 def open_backing(cfg):
-    if cfg.backing == "tmpfs":
-        return Backing.scratch(cfg.size)
-    b = Backing.from_path(cfg.backing, cfg.size, overwrite=cfg.overwrite)
+    b = backings.open_backing(cfg.backing, cfg.size, overwrite=cfg.overwrite,
+                              page_size=cfg.page_size)
     if "write" in cfg.ops and not b.writable:
         b.close()
         raise PagetaxError(f"--backing {cfg.backing} already holds data, so pagetax only reads it; "
@@ -127,16 +140,18 @@ def cells(cfg):
 
 
 def steps(cfg):
-    """pt_run calls a run makes, for progress bars."""
-    return len(cells(cfg)) * len(cfg.designs) * (cfg.repeat + (1 if cfg.warmup else 0))
+    """pt_run calls a run makes, for progress bars (libpmem rows included)."""
+    per = cfg.repeat + (1 if cfg.warmup else 0)
+    writes = sum(1 for op, _, _ in cells(cfg) if op == "write")
+    return per * (len(cells(cfg)) * len(cfg.designs) + writes * 2 * ("libpmem" in cfg.peers))
 
 
-def measure_cell(attachments, op, ext, buf, cfg, evict, on_step=None):
+def measure_cell(attachments, op, ext, buf, cfg, evict, on_step=None, persist=0):
     """Every design over one workload, repetitions interleaved round-robin
     (with the starting design rotating) so that a noisy neighbour or a
     frequency change hits all designs alike instead of one design's batch."""
     designs = list(attachments)
-    kw = dict(cache=cfg.cache, evict=evict, segs_per_io=cfg.segs_per_io)
+    kw = dict(cache=cfg.cache, evict=evict, segs_per_io=cfg.segs_per_io, persist=persist)
     if cfg.warmup:
         for d in designs:
             attachments[d].run(op, ext, buf, reps=cfg.warmup, **kw)
@@ -170,6 +185,22 @@ def design_metadata(att, backing):
             "source": m.source}
 
 
+def _persistence(design, op, cfg, resolved, durable, m):
+    """What a row's scatter did to make its stores persistent."""
+    if design in peers.LIBPMEM_ROWS:
+        return {"mode": design, "fences": m.fences, "persistent": durable,
+                "note": "libpmem flushes as it chooses; --persist does not apply"}
+    if op != "write" or cfg.persist == "none":
+        return {"mode": "none"}
+    if design == "kernel":
+        return {"mode": "kernel's own path", "note": "--persist does not apply to pwritev"}
+    return {"mode": cfg.persist, "resolved": resolved, "fence_per": "entry" if cfg.persist_each else "io",
+            "lines_flushed": m.lines_flushed, "fences": m.fences,
+            "persistent": durable,
+            "note": "" if durable else
+            "not persistent: the backing is not DAX with MAP_SYNC; this is the flush cost on DRAM"}
+
+
 def run(cfg, rows, on_row=None, on_step=None):
     """Run the matrix, appending result rows to `rows` as they finish (so an
     interrupted run keeps what it measured).  Returns the result document."""
@@ -179,21 +210,34 @@ def run(cfg, rows, on_row=None, on_step=None):
     started = time.time()
     with open_backing(cfg) as backing:
         data_off, space = common_layout(cfg.designs, backing.size)
+        durable = backing.map_sync or backing.kind == "devdax"
+        resolved = resolve_persist(cfg.persist, caches_persistent=durable and
+                                   backings.caches_persistent())
+        persist = persist_code(resolved, cfg.persist_each)
         if cfg.io_size > space:
             raise PagetaxError(f"--io-size {cfg.io_size} is larger than the {space}-byte data "
                                f"area left after altmap's reserve")
         attachments = {}
+        warnings = []
+        peer_rows = []
+        if "libpmem" in cfg.peers:
+            try:
+                peers.load_libpmem()
+                peer_rows = list(peers.LIBPMEM_ROWS) if "write" in cfg.ops else []
+            except OSError as e:
+                warnings.append(f"--peers libpmem: {e}; no libpmem rows")
         try:
-            for d in cfg.designs:
+            for d in list(cfg.designs) + peer_rows:
                 attachments[d] = backing.attach(d, data_off, space)
             metas = {d: design_metadata(att, backing) for d, att in attachments.items()}
             doc = {
                 "schema": SCHEMA,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                "machine": machine.describe(backing),
+                "machine": dict(machine.describe(backing), cpu_features=cpu_features()),
                 "config": dict(dataclasses.asdict(cfg),
                                evict_bytes=evict.nbytes if evict is not None else 0,
                                data_offset=data_off, data_bytes=space,
+                               persist_resolved=resolved,
                                byte_convention="bcopy: bytes moved counted once; GB = 1e9",
                                buffer="page-aligned, packed in extent order",
                                repetition_order="round-robin across designs, rotating start"),
@@ -201,6 +245,11 @@ def run(cfg, rows, on_row=None, on_step=None):
                 "results": rows,
             }
             page_size = doc["machine"]["backing"]["mapping"]["page_size"]
+            doc["warnings"] = warnings
+            if page_size != cfg.page_size:
+                doc["warnings"].append(
+                    f"asked for {cfg.page_size} pages, but the kernel mapped the backing with "
+                    f"{page_size} pages (/proc/self/smaps); the results say {page_size}")
             buf = aligned_buffer(cfg.io_size, fill=0xA5)
             workloads = {}
             for op, pattern, seg in cells(cfg):
@@ -210,7 +259,8 @@ def run(cfg, rows, on_row=None, on_step=None):
                     workloads[key] = (ext, _ext.union_bytes(ext, 64))
                 ext, lines = workloads[key]
                 _ext.check(ext, space, buf.nbytes, op)
-                measured = measure_cell(attachments, op, ext, buf, cfg, evict, on_step)
+                cell = {d: a for d, a in attachments.items() if op == "write" or d not in peer_rows}
+                measured = measure_cell(cell, op, ext, buf, cfg, evict, on_step, persist)
                 for design, m in measured.items():
                     model = _meta.model(design)
                     ws = {"data_bytes": m.bytes, "data_lines_bytes": lines,
@@ -219,7 +269,9 @@ def run(cfg, rows, on_row=None, on_step=None):
                     meta = dict(metas[design], per_io_bytes=m.vector_bytes // max(m.ios, 1),
                                 model_per_io_bytes=model.per_io_bytes(ext)
                                 if not cfg.segs_per_io else None)
-                    rows.append(summarize(m, design, op, pattern, seg, cfg, ws, meta))
+                    row = summarize(m, design, op, pattern, seg, cfg, ws, meta)
+                    row["persistence"] = _persistence(design, op, cfg, resolved, durable, m)
+                    rows.append(row)
                     if on_row:
                         on_row(rows[-1])
         finally:

@@ -32,10 +32,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def load_hand_loop():
-    out = os.path.join(tempfile.mkdtemp(prefix="pagetax-goals-"), "random_lines.so")
-    subprocess.run(["cc", "-O2", "-Wall", "-shared", "-fPIC", "-o", out,
-                    os.path.join(HERE, "random_lines.c")], check=True)
-    lib = ctypes.CDLL(out)
+    with tempfile.TemporaryDirectory(prefix="pagetax-goals-") as tmp:
+        out = os.path.join(tmp, "random_lines.so")
+        subprocess.run(["cc", "-O2", "-Wall", "-shared", "-fPIC", "-o", out,
+                        os.path.join(HERE, "random_lines.c")], check=True)
+        lib = ctypes.CDLL(out)  # stays loaded once the file is gone
     lib.rl_setup.argtypes = [ctypes.c_uint64] * 4
     lib.rl_run.restype = ctypes.c_double
     lib.rl_run.argtypes = [ctypes.c_int]

@@ -1,0 +1,42 @@
+"""Peers loaded at run time: PMDK's libpmem (cffi ABI mode, so that pagetax
+builds and runs without it)."""
+import ctypes.util
+
+import cffi
+
+from ._core import ffi as core_ffi
+from ._core import lib as core_lib
+
+_abi = cffi.FFI()
+_abi.cdef("""
+    void *pmem_memcpy_persist(void *pmemdest, const void *src, size_t len);
+    void *pmem_memcpy_nodrain(void *pmemdest, const void *src, size_t len);
+    void pmem_drain(void);
+    const char *pmem_check_version(unsigned major_required, unsigned minor_required);
+""")
+_loaded = None
+LIBPMEM_ROWS = ("libpmem", "libpmem-nodrain")
+
+
+def load_libpmem():
+    """Load libpmem and hand its copy functions to the core.  Returns a
+    description of what was loaded, or raises OSError with why not."""
+    global _loaded
+    if _loaded is None:
+        names = ["libpmem.so.1", ctypes.util.find_library("pmem")]
+        errors = []
+        for name in filter(None, names):
+            try:
+                lib = _abi.dlopen(name)
+                break
+            except OSError as e:
+                errors.append(str(e))
+        else:
+            raise OSError("libpmem is not installed (Debian: apt-get install libpmem1): "
+                          + "; ".join(errors))
+        ptr = {f: core_ffi.cast("void *", int(_abi.cast("uintptr_t", getattr(lib, f))))
+               for f in ("pmem_memcpy_persist", "pmem_memcpy_nodrain", "pmem_drain")}
+        core_lib.pt_set_libpmem(ptr["pmem_memcpy_persist"], ptr["pmem_memcpy_nodrain"],
+                                ptr["pmem_drain"])
+        _loaded = (lib, name)  # keep the library loaded for the process's life
+    return {"library": _loaded[1]}
