@@ -62,7 +62,7 @@ def table(doc):
     mapping = backing.get("mapping", {})
     persist = ""
     if cfg.get("persist", "none") != "none":
-        persist = (f", persist {cfg['persist']} ({cfg.get('persist_resolved')}"
+        persist = (f"\npersist {cfg['persist']} ({cfg.get('persist_resolved')}"
                    f"{', fence per entry' if cfg.get('persist_each') else ''}"
                    f"{'' if backing.get('map_sync') or backing.get('kind') == 'devdax' else ', not persistent: flush cost on DRAM'})")
     t = Table(title=(f"pagetax run: {doc['machine']['cpu_model']}, backing {backing.get('kind')} "
