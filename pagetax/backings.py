@@ -213,6 +213,15 @@ def open_backing(spec, size, *, overwrite=False, page_size="4K"):
             notes["auto"] = ("fell back to tmpfs: a device-DAX node was found, but pagetax "
                              "writes it only with --overwrite") if found else \
                 ("fell back to tmpfs: no DAX mount (-o dax) or device-DAX node found")
+    if kind == "dax" and "auto" in notes:
+        try:
+            b = open_dax(path, size, overwrite)
+        except BackingError as e:  # auto may fall back; dax: never does
+            kind = "tmpfs"
+            notes["auto"] = f"fell back to tmpfs: {e}"
+        else:
+            b.notes.update(notes, page_size_requested=page_size)
+            return b
     if kind == "tmpfs":
         b = tmpfs_2m(size) if page_size == "2M" else Backing.scratch(size)
     elif kind == "dax":

@@ -35,6 +35,11 @@ def test_auto_falls_back_to_tmpfs_and_says_so(monkeypatch):
     with backings.open_backing("auto", 4 * MIB) as b:
         assert b.kind == "tmpfs" and not b.map_sync
         assert b.notes["auto"] == "fell back to tmpfs: no DAX mount (-o dax) or device-DAX node found"
+    monkeypatch.setattr(backings, "find_dax", lambda: ("dax", "/dev/shm"))  # says dax, is not
+    with backings.open_backing("auto", 4 * MIB) as b:
+        assert b.kind == "tmpfs"
+        assert b.notes["auto"].startswith("fell back to tmpfs: dax:/dev/shm/pagetax-")
+        assert "refused MAP_SYNC" in b.notes["auto"]
     monkeypatch.setattr(backings, "find_dax", lambda: ("devdax", "/dev/dax0.0"))
     with backings.open_backing("auto", 4 * MIB) as b:  # a device holds data: not without --overwrite
         assert b.kind == "tmpfs" and "only with --overwrite" in b.notes["auto"]
