@@ -35,6 +35,8 @@ static int rw_run(int fd, int write, struct iovec *iov, int cnt, off_t off,
 {
     while (cnt > 0) {
         ssize_t r = write ? pwritev(fd, iov, cnt, off) : preadv(fd, iov, cnt, off);
+        if (pt_stop)
+            return pt_set_error(err, PT_EINTR, EINTR, first, "interrupted");
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -69,6 +71,8 @@ static int kernel_copy(struct pt_attachment *a, struct pt_io *io, int write,
 
     while (i < io->nvec) {
         uint64_t j = i + 1;
+        if (pt_stop)
+            return pt_set_error(err, PT_EINTR, EINTR, i, "interrupted");
         while (j < io->nvec && j - i < IOV_MAX && ext[j].off == ext[j - 1].off + ext[j - 1].len)
             j++;
         int rc = rw_run(a->backing->fd, write, v + i, (int)(j - i),

@@ -5,6 +5,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -458,6 +460,146 @@ static int one_io(const struct pt_design_ops *ops, struct pt_attachment *a, int 
     return rc;
 }
 
+/* The repetitions themselves: evict, then build, copy, release per I/O. */
+static __attribute__((noinline)) int
+run_reps(const struct pt_design_ops *ops, struct pt_attachment *a, const struct pt_run_config *cfg,
+         const struct pt_extent *ext, uint64_t n, uint8_t *buf, uint64_t per_io,
+         const uint64_t *io_bytes, struct pt_rep_times *times, struct pt_run_stats *stats,
+         struct pt_error *err)
+{
+    int rc;
+
+    for (int64_t r = -(int64_t)cfg->warmup; r < (int64_t)cfg->reps; r++) {
+        uint64_t t[3] = {0, 0, 0}, boff = 0, lines = 0, fences = 0;
+
+        if (cfg->cache == PT_CACHE_COLD)
+            evict_caches(cfg->evict_buf, cfg->evict_bytes, (unsigned)r);
+        for (uint64_t i = 0, k = 0; i < n; i += per_io, k++) {
+            struct pt_io io;
+            io.ext = ext + i;
+            io.n = n - i < per_io ? n - i : per_io;
+            io.bytes = io_bytes[k];
+            io.buf = buf + boff;
+            io.buf_off = boff;
+            io.vec = a->vec;
+            io.nvec = 0;
+            io.persist = cfg->op == PT_WRITE ? cfg->persist : PT_PERSIST_NONE;
+            io.lines_flushed = io.fences = 0;
+            if (pt_stop)
+                return pt_set_error(err, PT_EINTR, EINTR, i, "interrupted");
+            rc = one_io(ops, a, cfg->op, &io, t, err);
+            if (rc != PT_OK)
+                return rc;
+            boff += io.bytes;
+            lines += io.lines_flushed;
+            fences += io.fences;
+        }
+        stats->lines_flushed = lines;
+        stats->fences = fences;
+        if (a->ref_errors) {
+            rc = pt_set_error(err, PT_EREF, 0, 0,
+                              "%llu descriptor references dropped below zero",
+                              (unsigned long long)a->ref_errors);
+            return rc;
+        }
+        if (r >= 0) {
+            times[r].build_ns = t[0];
+            times[r].copy_ns = t[1];
+            times[r].release_ns = t[2];
+        }
+    }
+    return PT_OK;
+}
+
+volatile sig_atomic_t pt_stop;
+static struct sigaction prev_int, prev_term;
+
+/* Note the stop for the C loops, then let the handler that was there (the
+ * Python interpreter's) do what it does, so Python raises as usual. */
+static void on_stop(int sig)
+{
+    const struct sigaction *prev = sig == SIGINT ? &prev_int : &prev_term;
+    pt_stop = 1;
+    if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN)
+        prev->sa_handler(sig);
+    else if (prev->sa_handler == SIG_DFL) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+}
+
+/* Catch SIGINT and SIGTERM for the length of a run, unless ignored. */
+static void watch_stop(int on)
+{
+    struct sigaction sa;
+    if (!on) {
+        sigaction(SIGINT, &prev_int, NULL);
+        sigaction(SIGTERM, &prev_term, NULL);
+        return;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    pt_stop = 0;
+    sigaction(SIGINT, &sa, &prev_int);
+    sigaction(SIGTERM, &sa, &prev_term);
+    if (prev_int.sa_handler == SIG_IGN)
+        sigaction(SIGINT, &prev_int, NULL);
+    if (prev_term.sa_handler == SIG_IGN)
+        sigaction(SIGTERM, &prev_term, NULL);
+}
+
+/* A SIGBUS in the data path (a file truncated under the mapping, a media
+ * error on pmem) ends the run with an error instead of the process. */
+static __thread sigjmp_buf *fault_env;
+static __thread void *fault_addr;
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+    (void)ctx;
+    if (fault_env) {
+        fault_addr = si->si_addr;
+        siglongjmp(*fault_env, 1);
+    }
+    signal(sig, SIG_DFL);  /* not ours: die as the signal would have it */
+    raise(sig);
+}
+
+static int guarded_reps(const struct pt_design_ops *ops, struct pt_attachment *a,
+                        const struct pt_run_config *cfg, const struct pt_extent *ext, uint64_t n,
+                        uint8_t *buf, uint64_t per_io, const uint64_t *io_bytes,
+                        struct pt_rep_times *times, struct pt_run_stats *stats,
+                        struct pt_error *err)
+{
+    struct sigaction sa, old;
+    sigjmp_buf env;
+    int rc;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;  /* so the jump leaves SIGBUS unblocked */
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, &old))
+        return pt_set_error(err, PT_ESYS, errno, 0, "sigaction failed: %s", strerror(errno));
+    if (sigsetjmp(env, 0)) {
+        uint8_t *p = fault_addr;
+        fault_env = NULL;
+        sigaction(SIGBUS, &old, NULL);
+        a->faulted = 1;
+        if (p >= a->backing->base && p < a->backing->base + a->backing->size)
+            return pt_set_error(err, PT_EFAULT, EFAULT, 0,
+                                "SIGBUS at byte %llu of the backing: the file was truncated under "
+                                "the mapping, or the medium reported an error",
+                                (unsigned long long)(p - a->backing->base));
+        return pt_set_error(err, PT_EFAULT, EFAULT, 0, "SIGBUS at %p during the run", (void *)p);
+    }
+    fault_env = &env;
+    rc = run_reps(ops, a, cfg, ext, n, buf, per_io, io_bytes, times, stats, err);
+    fault_env = NULL;
+    sigaction(SIGBUS, &old, NULL);
+    return rc;
+}
+
 int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
            const struct pt_extent *ext, uint64_t n,
            uint8_t *buf, uint64_t buf_bytes,
@@ -472,6 +614,9 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
     if (!a || !cfg || !times || !stats)
         return pt_set_error(err, PT_EINVAL, 0, 0, "NULL argument");
     ops = a->ops;
+    if (a->faulted)
+        return pt_set_error(err, PT_EFAULT, 0, 0,
+                            "an earlier run on this attachment ended in SIGBUS; detach it");
     if (cfg->op != PT_READ && cfg->op != PT_WRITE)
         return pt_set_error(err, PT_EINVAL, 0, 0, "unknown op %d", cfg->op);
     if (cfg->cache != PT_CACHE_WARM && cfg->cache != PT_CACHE_COLD)
@@ -526,43 +671,11 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
         a->vec_bytes = vec_bytes;
     }
 
-    for (int64_t r = -(int64_t)cfg->warmup; r < (int64_t)cfg->reps; r++) {
-        uint64_t t[3] = {0, 0, 0}, boff = 0, lines = 0, fences = 0;
-
-        if (cfg->cache == PT_CACHE_COLD)
-            evict_caches(cfg->evict_buf, cfg->evict_bytes, (unsigned)r);
-        for (uint64_t i = 0, k = 0; i < n; i += per_io, k++) {
-            struct pt_io io;
-            io.ext = ext + i;
-            io.n = n - i < per_io ? n - i : per_io;
-            io.bytes = io_bytes[k];
-            io.buf = buf + boff;
-            io.buf_off = boff;
-            io.vec = a->vec;
-            io.nvec = 0;
-            io.persist = cfg->op == PT_WRITE ? cfg->persist : PT_PERSIST_NONE;
-            io.lines_flushed = io.fences = 0;
-            rc = one_io(ops, a, cfg->op, &io, t, err);
-            if (rc != PT_OK)
-                goto out;
-            boff += io.bytes;
-            lines += io.lines_flushed;
-            fences += io.fences;
-        }
-        stats->lines_flushed = lines;
-        stats->fences = fences;
-        if (a->ref_errors) {
-            rc = pt_set_error(err, PT_EREF, 0, 0,
-                              "%llu descriptor references dropped below zero",
-                              (unsigned long long)a->ref_errors);
-            goto out;
-        }
-        if (r >= 0) {
-            times[r].build_ns = t[0];
-            times[r].copy_ns = t[1];
-            times[r].release_ns = t[2];
-        }
-    }
+    watch_stop(1);
+    rc = guarded_reps(ops, a, cfg, ext, n, buf, per_io, io_bytes, times, stats, err);
+    watch_stop(0);
+    if (rc != PT_OK)
+        goto out;
     stats->bytes = total;
     stats->ios = ios;
     stats->entries = total_entries;

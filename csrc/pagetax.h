@@ -20,7 +20,9 @@ enum pt_errcode {
     PT_ENOMEM = -3,   /* allocation failed */
     PT_ESYS = -4,     /* a system call failed; sys_errno holds errno */
     PT_EPERM = -5,    /* write to a read-only backing */
-    PT_EREF = -6      /* a descriptor reference count went wrong */
+    PT_EREF = -6,     /* a descriptor reference count went wrong */
+    PT_EFAULT = -7,   /* SIGBUS in the data path: a truncated file or a media error */
+    PT_EINTR = -8     /* SIGINT or SIGTERM arrived: the run stopped early */
 };
 
 enum pt_op { PT_READ = 0, PT_WRITE = 1 };        /* gather, scatter */

@@ -9,6 +9,7 @@
 #ifndef PT_INTERNAL_H
 #define PT_INTERNAL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <string.h>
 #include "pagetax.h"
@@ -47,6 +48,7 @@ struct pt_attachment {
     uint64_t meta_bytes;     /* bytes allocated for them */
     int64_t rss_delta;       /* resident memory growth across attach() */
     uint64_t ref_errors;     /* puts that found a count already at zero */
+    int faulted;             /* a SIGBUS cut a run short; references may be held */
     void *vec;               /* the vector, kept between runs: allocated */
     uint64_t vec_bytes;      /* and touched outside any timed phase */
 };
@@ -86,6 +88,10 @@ struct pt_design_ops {
     int (*scatter)(struct pt_attachment *a, struct pt_io *io, struct pt_error *err);
     void (*release)(struct pt_attachment *a, struct pt_io *io);
 };
+
+/* Set by SIGINT/SIGTERM while a run is under way; polled between I/Os and
+ * between syscalls, so that a long repetition stops within a second. */
+extern volatile sig_atomic_t pt_stop;
 
 int pt_set_error(struct pt_error *err, int code, int sys_errno, uint64_t index,
                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -195,6 +195,27 @@ def tmpfs_2m(size):
                        "(/sys/kernel/mm/transparent_hugepage/shmem_enabled)")
 
 
+def mem_available():
+    """MemAvailable from /proc/meminfo, in bytes (None if unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_fits_in_ram(size):
+    """A tmpfs backing lives in RAM: refuse one the machine cannot hold,
+    before posix_fallocate pushes it into reclaim or the OOM killer."""
+    avail = mem_available()
+    if avail is not None and size > avail:
+        raise BackingError(f"--size {size} is more than the memory available "
+                           f"(MemAvailable {avail} bytes), and a tmpfs backing lives in RAM")
+
+
 def open_backing(spec, size, *, overwrite=False, page_size="4K"):
     """The backing a --backing spec names, mapped as asked."""
     if page_size not in PAGE_SIZES:
@@ -223,6 +244,7 @@ def open_backing(spec, size, *, overwrite=False, page_size="4K"):
             b.notes.update(notes, page_size_requested=page_size)
             return b
     if kind == "tmpfs":
+        check_fits_in_ram(size)
         b = tmpfs_2m(size) if page_size == "2M" else Backing.scratch(size)
     elif kind == "dax":
         b = open_dax(path, size, overwrite)

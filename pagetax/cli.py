@@ -11,7 +11,10 @@ from . import metadata as _metadata
 from . import report, runner
 from . import backings
 from .core import CACHE_MODES, DESIGNS, OPS, PERSIST_MODES
+from ._core import lib as _lib
 from .errors import PagetaxError
+
+_EINTR = _lib.PT_EINTR
 from .sizes import parse_size
 
 
@@ -152,11 +155,11 @@ def cmd_run(args, out, err):
     if args.json:
         report.check_json_path(args.json, args.force)  # fail before a long run, not after
     rows = []
+    doc = {}
     total = runner.steps(cfg)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, transient=True,
                         disable=args.no_progress or not err.is_terminal)
-    doc = None
     status = 0
     with progress:
         task = progress.add_task("attaching backing", total=total)
@@ -167,11 +170,24 @@ def cmd_run(args, out, err):
         def on_row(row):
             progress.update(task, description=runner.row_label(row))
         try:
-            doc = runner.run(cfg, rows, on_row, on_step)
+            runner.run(cfg, rows, on_row, on_step, doc)
         except (KeyboardInterrupt, _Terminated) as e:
             status = 130 if isinstance(e, KeyboardInterrupt) else 143
-    if doc is None:
-        _say(f"pagetax: interrupted after {len(rows)} rows; no result file written")
+        except PagetaxError as e:
+            if e.code != _EINTR:
+                raise
+            status = 130
+    if status:
+        if "schema" not in doc:
+            _say("pagetax: interrupted before any row; no result file written")
+            return status
+        doc["partial"] = True
+        doc["interrupted_by"] = "SIGINT" if status == 130 else "SIGTERM"
+        runner.add_ratios(rows)
+        if rows:
+            report.print_table(doc, out)
+        path = report.write_json(doc, args.json or report.default_path(), force=args.force)
+        _say(f"pagetax: interrupted after {len(rows)} rows; partial results: {path}")
         return status
     report.print_table(doc, out)
     for warning in doc.get("warnings", []):

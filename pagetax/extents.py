@@ -129,6 +129,8 @@ def check(ext, data_bytes, buf_bytes, op="read"):
     total = int(length.sum(dtype=np.uint64))
     if total > buf_bytes:
         raise ExtentError(f"buffer holds {buf_bytes} bytes but the extents need {total}")
+    if total > data_bytes:  # the memcpy roofline copies as many bytes from offset 0
+        raise ExtentError(f"extents total {total} bytes, more than the data area of {data_bytes}")
     if op == "write":
         order = np.argsort(off, kind="stable")
         s_off, s_end = off[order], off[order] + length[order]

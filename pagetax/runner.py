@@ -201,9 +201,11 @@ def _persistence(design, op, cfg, resolved, durable, m):
             "not persistent: the backing is not DAX with MAP_SYNC; this is the flush cost on DRAM"}
 
 
-def run(cfg, rows, on_row=None, on_step=None):
-    """Run the matrix, appending result rows to `rows` as they finish (so an
-    interrupted run keeps what it measured).  Returns the result document."""
+def run(cfg, rows, on_row=None, on_step=None, doc=None):
+    """Run the matrix, appending result rows to `rows` as they finish, into
+    the result document `doc` (filled as soon as the backing is up), so that
+    an interrupted run keeps what it measured.  Returns the document."""
+    doc = {} if doc is None else doc
     cfg.check()
     llc = machine.llc_bytes()
     evict = eviction_buffer(llc) if cfg.cache == "cold" else None
@@ -230,7 +232,7 @@ def run(cfg, rows, on_row=None, on_step=None):
             for d in list(cfg.designs) + peer_rows:
                 attachments[d] = backing.attach(d, data_off, space)
             metas = {d: design_metadata(att, backing) for d, att in attachments.items()}
-            doc = {
+            doc.update({
                 "schema": SCHEMA,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
                 "machine": dict(machine.describe(backing), cpu_features=cpu_features()),
@@ -243,7 +245,7 @@ def run(cfg, rows, on_row=None, on_step=None):
                                repetition_order="round-robin across designs, rotating start"),
                 "metadata": metas,
                 "results": rows,
-            }
+            })
             page_size = doc["machine"]["backing"]["mapping"]["page_size"]
             doc["warnings"] = warnings
             if page_size != cfg.page_size:

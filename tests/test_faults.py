@@ -1,0 +1,150 @@
+"""Faults, interruptions and concurrency: nothing crashes, nothing leaks."""
+import ctypes
+import ctypes.util
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pagetax
+from pagetax import metadata
+
+MIB = 1 << 20
+
+
+def _shm():
+    return {n for n in os.listdir("/dev/shm") if n.startswith("pagetax")}
+
+
+def test_truncated_file_is_an_error_not_a_sigbus(tmp_path):
+    b = pagetax.Backing.from_path(tmp_path / "t.dat", 8 * MIB)
+    with b, b.attach("page") as att:
+        ext = pagetax.extents.make([0, 6 * MIB], [4096, 4096])
+        buf = pagetax.aligned_buffer(8192)
+        assert att.run("read", ext, buf).bytes == 8192
+        os.ftruncate(b.fd, MIB)  # as another process could, under the mapping
+        with pytest.raises(pagetax.PagetaxError,
+                           match="SIGBUS at byte 6291456 of the backing: the file was truncated"):
+            att.run("read", ext, buf)
+        with pytest.raises(pagetax.PagetaxError, match="ended in SIGBUS; detach it"):
+            att.run("read", ext, buf)
+    with pagetax.Backing.scratch(MIB) as b2:  # the process carries on
+        assert pagetax.gather(b2, "vec", pagetax.extents.make([0], [64]),
+                              pagetax.aligned_buffer(64)) == 64
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_tmpfs_is_reported_not_a_sigbus_later():
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    d = tempfile.mkdtemp(prefix="pagetax-small-")
+    assert libc.mount(b"pagetax", d.encode(), b"tmpfs", 0, b"size=4m") == 0
+    try:
+        with pytest.raises(pagetax.BackingError,
+                           match=r"posix_fallocate of 8388608 bytes failed: No space left on device"):
+            pagetax.Backing.from_path(os.path.join(d, "x"), 8 * MIB)
+        assert os.listdir(d) == []
+    finally:
+        libc.umount2(d.encode(), 2)
+        os.rmdir(d)
+
+
+@pytest.mark.parametrize("sig, code, name", [(signal.SIGINT, 130, "SIGINT"),
+                                             (signal.SIGTERM, 143, "SIGTERM")])
+def test_interrupt_stops_fast_keeps_results_and_cleans_up(tmp_path, sig, code, name):
+    before = _shm()
+    # vec first: its rows finish early; kernel's random 64 B repetitions are
+    # over a second each, so the signal lands in the middle of a C call.
+    p = subprocess.Popen([sys.executable, "-m", "pagetax", "run", "--no-progress",
+                          "--designs", "vec,kernel", "--ops", "read,write", "--patterns", "rand",
+                          "--seg-sizes", "4K,64", "--size", "256M", "--repeat", "5",
+                          "--json", "r.json"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    assert p.poll() is None, p.communicate()
+    t0 = time.monotonic()
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=30)
+    assert time.monotonic() - t0 < 1.0
+    assert p.returncode == code and "Traceback" not in err
+    assert "pagetax: interrupted after" in err and "partial results" in err
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["partial"] is True and doc["interrupted_by"] == name
+    assert len(doc["results"]) >= 1  # the 4 KiB rows finished before
+    assert _shm() == before
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".pagetax-")]  # no temp JSON
+
+
+def test_concurrent_runs_do_not_collide(tmp_path):
+    before = _shm()
+    procs = [subprocess.Popen([sys.executable, "-m", "pagetax", "run", "--no-progress",
+                               "--designs", "vec,page", "--size", "16M", "--io-size", "1M",
+                               "--seg-sizes", "4K", "--repeat", "2", "--json", f"r{i}.json"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(3)]
+    for p in procs:
+        p.communicate(timeout=120)
+        assert p.returncode == 0
+    paths = {json.loads((tmp_path / f"r{i}.json").read_text())["machine"]["backing"]["path"]
+             for i in range(3)}
+    assert len(paths) == 3 and _shm() == before
+
+
+SPACE = 1 << 20
+
+
+@st.composite
+def extent_lists(draw):
+    n = draw(st.integers(1, 12))
+    offs = draw(st.lists(st.integers(0, SPACE + 8192), min_size=n, max_size=n))
+    big = draw(st.booleans())  # sometimes enough to overrun the data area in total
+    lens = draw(st.lists(st.integers(0, SPACE // 4 if big else 3 * 4096), min_size=n, max_size=n))
+    return pagetax.extents.make(offs, lens)
+
+
+@pytest.fixture(scope="module")
+def hyp_backing():
+    with pagetax.Backing.scratch(SPACE) as b:
+        b.view()[:] = np.random.default_rng(7).integers(0, 256, SPACE, dtype=np.uint8)
+        atts = {d: b.attach(d) for d in ("vec", "pfn", "page", "huge", "memdesc", "sgl", "kernel")}
+        yield b, atts
+        for a in atts.values():
+            a.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(ext=extent_lists(), buf_extra=st.integers(-64, 64))
+def test_validator_and_builders_agree_with_the_model(hyp_backing, ext, buf_extra):
+    b, atts = hyp_backing
+    total = int(ext["len"].sum())
+    buf_bytes = max(total + buf_extra, 1)
+    try:
+        pagetax.extents.check(ext, SPACE, buf_bytes)
+        python_ok = True
+    except pagetax.ExtentError:
+        python_ok = False
+    for design, att in atts.items():
+        try:
+            att.validate_in_c(ext, buf_bytes)
+            c_ok = True
+        except pagetax.ExtentError:
+            c_ok = False
+        assert c_ok == python_ok, (design, ext, buf_bytes)
+        if not c_ok:
+            continue
+        model = metadata.model(design)
+        assert att.entries(ext) * pagetax.design_entry_bytes(design) == model.per_io_bytes(ext)
+        buf = pagetax.aligned_buffer(buf_bytes, fill=0xEE)
+        att.run("read", ext, buf)
+        view = b.view()
+        want = np.concatenate([view[o:o + n] for o, n in
+                               zip(ext["off"].tolist(), ext["len"].tolist())])
+        np.testing.assert_array_equal(buf[:total], want)
