@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -528,25 +529,54 @@ static void on_stop(int sig)
     }
 }
 
-/* Catch SIGINT and SIGTERM for the length of a run, unless ignored. */
-static void watch_stop(int on)
+/*
+ * Signal handlers are process-wide, and Python threads may be in pt_run at
+ * the same time (the GIL is released): the first run in installs them, the
+ * last one out restores what was there.  Everything else a run writes is its
+ * own: the attachment (one run at a time, see `busy`), its vector, the
+ * caller's buffer and times.  The descriptor tables are shared between
+ * attachments of one backing only through atomic reference counts.
+ */
+static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
+static int guard_users;
+static struct sigaction prev_bus;
+static void on_sigbus(int sig, siginfo_t *si, void *ctx);
+
+static int guard_enter(void)
 {
-    struct sigaction sa;
-    if (!on) {
-        sigaction(SIGINT, &prev_int, NULL);
-        sigaction(SIGTERM, &prev_term, NULL);
-        return;
+    int rc = 0;
+    pthread_mutex_lock(&guard_lock);
+    if (guard_users++ == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sigemptyset(&sa.sa_mask);
+        sa.sa_handler = on_stop;
+        pt_stop = 0;
+        if (sigaction(SIGINT, &sa, &prev_int) || sigaction(SIGTERM, &sa, &prev_term))
+            rc = -1;
+        if (prev_int.sa_handler == SIG_IGN)   /* an ignored signal stays ignored */
+            sigaction(SIGINT, &prev_int, NULL);
+        if (prev_term.sa_handler == SIG_IGN)
+            sigaction(SIGTERM, &prev_term, NULL);
+        sa.sa_handler = NULL;
+        sa.sa_sigaction = on_sigbus;
+        sa.sa_flags = SA_SIGINFO | SA_NODEFER;  /* so the jump leaves SIGBUS unblocked */
+        if (sigaction(SIGBUS, &sa, &prev_bus))
+            rc = -1;
     }
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop;
-    sigemptyset(&sa.sa_mask);
-    pt_stop = 0;
-    sigaction(SIGINT, &sa, &prev_int);
-    sigaction(SIGTERM, &sa, &prev_term);
-    if (prev_int.sa_handler == SIG_IGN)
+    pthread_mutex_unlock(&guard_lock);
+    return rc;
+}
+
+static void guard_leave(void)
+{
+    pthread_mutex_lock(&guard_lock);
+    if (--guard_users == 0) {
         sigaction(SIGINT, &prev_int, NULL);
-    if (prev_term.sa_handler == SIG_IGN)
         sigaction(SIGTERM, &prev_term, NULL);
+        sigaction(SIGBUS, &prev_bus, NULL);
+    }
+    pthread_mutex_unlock(&guard_lock);
 }
 
 /* A SIGBUS in the data path (a file truncated under the mapping, a media
@@ -571,20 +601,12 @@ static int guarded_reps(const struct pt_design_ops *ops, struct pt_attachment *a
                         struct pt_rep_times *times, struct pt_run_stats *stats,
                         struct pt_error *err)
 {
-    struct sigaction sa, old;
     sigjmp_buf env;
     int rc;
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = on_sigbus;
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER;  /* so the jump leaves SIGBUS unblocked */
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGBUS, &sa, &old))
-        return pt_set_error(err, PT_ESYS, errno, 0, "sigaction failed: %s", strerror(errno));
     if (sigsetjmp(env, 0)) {
         uint8_t *p = fault_addr;
         fault_env = NULL;
-        sigaction(SIGBUS, &old, NULL);
         a->faulted = 1;
         if (p >= a->backing->base && p < a->backing->base + a->backing->size)
             return pt_set_error(err, PT_EFAULT, EFAULT, 0,
@@ -596,9 +618,13 @@ static int guarded_reps(const struct pt_design_ops *ops, struct pt_attachment *a
     fault_env = &env;
     rc = run_reps(ops, a, cfg, ext, n, buf, per_io, io_bytes, times, stats, err);
     fault_env = NULL;
-    sigaction(SIGBUS, &old, NULL);
     return rc;
 }
+
+static int run_checked(pt_attachment *a, const struct pt_design_ops *ops,
+                       const struct pt_run_config *cfg, const struct pt_extent *ext, uint64_t n,
+                       uint8_t *buf, uint64_t buf_bytes, struct pt_rep_times *times,
+                       struct pt_run_stats *stats, struct pt_error *err, uint64_t call0);
 
 int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
            const struct pt_extent *ext, uint64_t n,
@@ -607,13 +633,29 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
            struct pt_error *err)
 {
     const struct pt_design_ops *ops;
-    uint64_t call0 = now_ns(), per_io, max_entries = 0, total_entries = 0, ios = 0;
-    uint64_t *io_bytes = NULL, vec_bytes, total;
+    uint64_t call0 = now_ns();
     int rc;
 
     if (!a || !cfg || !times || !stats)
         return pt_set_error(err, PT_EINVAL, 0, 0, "NULL argument");
     ops = a->ops;
+    if (__atomic_exchange_n(&a->busy, 1, __ATOMIC_ACQUIRE))
+        return pt_set_error(err, PT_EINVAL, 0, 0,
+                            "this attachment is running in another thread; attach one per thread");
+    rc = run_checked(a, ops, cfg, ext, n, buf, buf_bytes, times, stats, err, call0);
+    __atomic_store_n(&a->busy, 0, __ATOMIC_RELEASE);
+    return rc;
+}
+
+static int run_checked(pt_attachment *a, const struct pt_design_ops *ops,
+                       const struct pt_run_config *cfg, const struct pt_extent *ext, uint64_t n,
+                       uint8_t *buf, uint64_t buf_bytes, struct pt_rep_times *times,
+                       struct pt_run_stats *stats, struct pt_error *err, uint64_t call0)
+{
+    uint64_t per_io, max_entries = 0, total_entries = 0, ios = 0;
+    uint64_t *io_bytes = NULL, vec_bytes, total;
+    int rc;
+
     if (a->faulted)
         return pt_set_error(err, PT_EFAULT, 0, 0,
                             "an earlier run on this attachment ended in SIGBUS; detach it");
@@ -671,9 +713,13 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
         a->vec_bytes = vec_bytes;
     }
 
-    watch_stop(1);
+    if (guard_enter()) {
+        guard_leave();
+        rc = pt_set_error(err, PT_ESYS, errno, 0, "sigaction failed: %s", strerror(errno));
+        goto out;
+    }
     rc = guarded_reps(ops, a, cfg, ext, n, buf, per_io, io_bytes, times, stats, err);
-    watch_stop(0);
+    guard_leave();
     if (rc != PT_OK)
         goto out;
     stats->bytes = total;

@@ -49,6 +49,7 @@ struct pt_attachment {
     int64_t rss_delta;       /* resident memory growth across attach() */
     uint64_t ref_errors;     /* puts that found a count already at zero */
     int faulted;             /* a SIGBUS cut a run short; references may be held */
+    int busy;                /* a run is under way (one thread at a time) */
     void *vec;               /* the vector, kept between runs: allocated */
     uint64_t vec_bytes;      /* and touched outside any timed phase */
 };

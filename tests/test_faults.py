@@ -148,3 +148,46 @@ def test_validator_and_builders_agree_with_the_model(hyp_backing, ext, buf_extra
         want = np.concatenate([view[o:o + n] for o, n in
                                zip(ext["off"].tolist(), ext["len"].tolist())])
         np.testing.assert_array_equal(buf[:total], want)
+
+
+def test_threads_share_a_backing_safely():
+    """Python threads run the core at once (the GIL is released): each with
+    its own attachment, every gather is right, the signal handlers the core
+    installs for a run are restored, and one attachment refuses a second
+    thread instead of sharing its vector."""
+    import threading
+    handlers = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    with pagetax.Backing.scratch(16 * MIB) as b:
+        b.view()[:] = np.random.default_rng(3).integers(0, 256, 16 * MIB, dtype=np.uint8)
+        ext = pagetax.extents.generate("rand", 64, 1 * MIB, 16 * MIB, seed=5)
+        view = b.view()
+        idx = (ext["off"][:, None] + np.arange(64, dtype=np.uint64)).ravel()
+        want = view[idx]
+        errors, shared_refusals = [], []
+        shared = b.attach("page")
+
+        def work(design):
+            try:
+                with b.attach(design) as att:
+                    for _ in range(5):
+                        buf = pagetax.aligned_buffer(1 * MIB)
+                        att.run("read", ext, buf, reps=2)
+                        np.testing.assert_array_equal(buf, want)
+                for _ in range(5):
+                    try:
+                        shared.run("read", ext, pagetax.aligned_buffer(1 * MIB))
+                    except pagetax.PagetaxError as e:
+                        assert "running in another thread" in str(e)
+                        shared_refusals.append(1)
+            except Exception as e:  # surfaced below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(d,)) for d in
+                   ("vec", "page", "sgl", "memdesc", "huge", "page")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        shared.close()
+    assert not errors, errors
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
