@@ -332,6 +332,17 @@ class PreparedRun:
         return m
 
 
+def _check_table_fits(design, data_bytes):
+    """A DRAM table larger than the memory available would be allocated
+    (overcommit) and then OOM-kill the run as it is touched: refuse it."""
+    from .backings import mem_available
+    need = design_metadata(design, data_bytes)[0]
+    avail = mem_available()
+    if need and avail is not None and need > avail:
+        raise PagetaxError(f"{design}: its descriptor table needs {need} bytes of DRAM for "
+                           f"{data_bytes} bytes of backing, more than MemAvailable ({avail} bytes)")
+
+
 class Attachment:
     """A design attached to a backing: its descriptor table, if it has one."""
 
@@ -341,6 +352,7 @@ class Attachment:
         self._ptr = ffi.NULL
         if backing._ptr == ffi.NULL:
             raise PagetaxError("the backing is closed")
+        _check_table_fits(design, data_bytes or design_layout(design, backing.size)[1])
         err = ffi.new("struct pt_error *")
         out = ffi.new("pt_attachment **")
         rc = lib.pt_attach(backing._ptr, design_id(design), data_off, data_bytes, out, err)

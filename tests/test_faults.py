@@ -191,3 +191,34 @@ def test_threads_share_a_backing_safely():
         shared.close()
     assert not errors, errors
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+
+
+def test_table_larger_than_memory_is_refused(monkeypatch):
+    from pagetax import backings
+    monkeypatch.setattr(backings, "mem_available", lambda: 1 << 20)
+    with pagetax.Backing.scratch(256 * MIB) as b:
+        with pytest.raises(pagetax.PagetaxError, match=r"page: its descriptor table needs 4194304 "
+                           r"bytes of DRAM for 268435456 bytes of backing, more than MemAvailable"):
+            b.attach("page")
+        b.attach("vec").close()  # no table, no limit
+
+
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="an address-space limit and ASan's shadow memory do not mix")
+def test_out_of_memory_for_the_table_is_a_clear_error(tmp_path):
+    """The C core's own check: mmap of the table fails under an address-space
+    limit, and the error says so (in a child, to keep the limit there)."""
+    code = r'''
+import resource, pagetax
+b = pagetax.Backing.scratch(64 << 20)
+with open("/proc/self/status") as f:
+    vm = [int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize")][0]
+resource.setrlimit(resource.RLIMIT_AS, (vm + (256 << 10), vm + (256 << 10)))
+try:
+    b.attach("page")
+except pagetax.PagetaxError as e:
+    print("ERROR", e)
+'''
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "ERROR page: cannot allocate a descriptor table of 1048576 bytes: " \
+           "Cannot allocate memory" in p.stdout, p.stderr
