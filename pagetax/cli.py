@@ -15,7 +15,7 @@ from ._core import lib as _lib
 from .errors import PagetaxError
 
 _EINTR = _lib.PT_EINTR
-from .sizes import parse_size
+from .sizes import format_size, parse_size
 
 
 def _say(line):
@@ -112,6 +112,9 @@ def build_parser():
                    "A new file is removed at once; an existing one is only read without --overwrite")
     r.add_argument("--overwrite", action="store_true",
                    help="allow writes to an existing --backing file or device (destroys its contents)")
+    r.add_argument("--segs-per-io", type=_count("--segs-per-io", 0), default=d.segs_per_io,
+                   metavar="K", help="cut each repetition into I/Os of K segments, each its own "
+                   "build -> copy -> release cycle (default: 0, one I/O per repetition)")
     r.add_argument("--page-size", choices=backings.PAGE_SIZES, default=d.page_size,
                    help="the backing's mapping page size (default: 4K); 2M on tmpfs uses hugetlb "
                    "pages, a private huge=always tmpfs (root) or MADV_HUGEPAGE")
@@ -128,6 +131,14 @@ def build_parser():
     r.add_argument("--force", action="store_true", help="replace an existing --json file")
     r.add_argument("--seed", type=_count("--seed", 0), default=d.seed, help="extent seed (default: 1)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    c = sub.add_parser("compare", help="compare two run results row by row",
+                       description="B against A: the GB/s ratio per matching row; changes within "
+                       "the run-to-run spread are marked not significant.")
+    c.add_argument("a", metavar="A.json")
+    c.add_argument("b", metavar="B.json")
+    c.add_argument("--fail-above", type=float, metavar="PERCENT",
+                   help="exit 1 if a row got significantly slower by more than PERCENT")
 
     m = sub.add_parser("metadata", help="what each design keeps per capacity and per I/O",
                        description="The metadata model of every design, and of the vmemmap "
@@ -146,7 +157,8 @@ def _config(args):
                             repeat=args.repeat, warmup=args.warmup, cache=args.cache,
                             backing=args.backing, overwrite=args.overwrite, seed=args.seed,
                             page_size=args.page_size, persist=args.persist,
-                            persist_each=args.persist_each, peers=args.peers)
+                            persist_each=args.persist_each, peers=args.peers,
+                            segs_per_io=args.segs_per_io)
 
 
 def cmd_run(args, out, err):
@@ -228,6 +240,36 @@ def _glue_negative_values(argv):
     return out
 
 
+def cmd_compare(args, out, err):
+    from rich import box
+    from rich.table import Table
+
+    from . import compare
+    if args.fail_above is not None and args.fail_above < 0:
+        raise PagetaxError(f"--fail-above {args.fail_above} must not be negative")
+    a, b = compare.load(args.a), compare.load(args.b)
+    rows, regressions, unmatched = compare.compare(a, b, args.fail_above)
+    if not rows:
+        raise PagetaxError(f"{args.a} and {args.b} have no rows in common")
+    t = Table(title=f"B = {args.b}\nagainst A = {args.a}", box=box.SIMPLE_HEAD, pad_edge=False,
+              caption="not significant: the two runs' best..worst GB/s ranges overlap")
+    for name in ("design", "op", "pattern", "seg", "A GB/s", "B GB/s", "B/A", "change", ""):
+        t.add_column(name, justify="left" if name in ("design", "op", "pattern", "") else "right",
+                     no_wrap=True)
+    for r in rows:
+        design, op, pattern, seg = r["key"]
+        verdict = "REGRESSION" if r["regression"] else ("" if r["significant"] else "not significant")
+        t.add_row(design, op, pattern, format_size(seg), f"{r['a_gbps']:.2f}", f"{r['b_gbps']:.2f}",
+                  f"{r['ratio']:.3f}", f"{r['change_pct']:+.1f}%", verdict)
+    report.print_wide(out, t, 100)
+    if unmatched:
+        _say(f"pagetax: {unmatched} rows are in only one of the two files")
+    if regressions:
+        _say(f"pagetax: {len(regressions)} rows got slower by more than {args.fail_above}%")
+        return 1
+    return 0
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(_glue_negative_values(sys.argv[1:] if argv is None else argv))
@@ -238,7 +280,8 @@ def main(argv=None):
     out = Console()
     err = Console(stderr=True)
     try:
-        return {"run": cmd_run, "metadata": cmd_metadata}[args.command](args, out, err)
+        return {"run": cmd_run, "metadata": cmd_metadata,
+                "compare": cmd_compare}[args.command](args, out, err)
     except PagetaxError as e:
         _say(f"pagetax: error: {e}")
         return 1

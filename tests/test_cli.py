@@ -129,3 +129,16 @@ def test_existing_backing_with_data_is_not_written(tmp_path):
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["machine"]["backing"]["kind"] == "file"
     assert doc["machine"]["backing"]["writable"] is False
+
+
+def test_segs_per_io_cuts_repetitions_into_ios(tmp_path):
+    p = pagetax_cli("run", "--size", "16M", "--io-size", "1M", "--seg-sizes", "64",
+                    "--patterns", "rand", "--ops", "read", "--designs", "vec,page",
+                    "--segs-per-io", "256", "--repeat", "1", "--no-progress", "--json", "r.json",
+                    cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["config"]["segs_per_io"] == 256
+    for r in doc["results"]:
+        assert r["ios"] == 16384 // 256 and r["entries"] == 16384
+        assert r["metadata"]["per_io_bytes"] == 256 * 16
