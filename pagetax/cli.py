@@ -1,5 +1,6 @@
 """The pagetax command line: `pagetax run` (also `python -m pagetax run`)."""
 import argparse
+import os
 import signal
 import sys
 
@@ -131,6 +132,22 @@ def build_parser():
     r.add_argument("--force", action="store_true", help="replace an existing --json file")
     r.add_argument("--seed", type=_count("--seed", 0), default=d.seed, help="extent seed (default: 1)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--plot", action="store_true",
+                   help="also draw the plots, next to the result file (needs matplotlib)")
+
+    pl = sub.add_parser("plot", help="draw a run's throughput, ns/segment and metadata",
+                        description="Throughput and ns per segment against segment size, one "
+                        "line per design, per op and pattern (log axes); metadata bytes per "
+                        "capacity as bars.  Needs matplotlib: pip install 'pagetax[plot]'.")
+    pl.add_argument("results", metavar="RESULTS.json")
+    pl.add_argument("-o", "--output", required=True, metavar="DIR")
+    pl.add_argument("--format", choices=("png", "svg"), default="png")
+
+    rp = sub.add_parser("report", help="write one static HTML page for a run",
+                        description="Table, plots, metadata and machine on one page that works "
+                        "opened from disk.")
+    rp.add_argument("results", metavar="RESULTS.json")
+    rp.add_argument("-o", "--output", required=True, metavar="DIR")
 
     c = sub.add_parser("compare", help="compare two run results row by row",
                        description="B against A: the GB/s ratio per matching row; changes within "
@@ -206,6 +223,10 @@ def cmd_run(args, out, err):
         _say(f"pagetax: warning: {warning}")
     path = report.write_json(doc, args.json or report.default_path(), force=args.force)
     _say(f"results: {path}")
+    if args.plot:
+        from . import plot
+        for name, p in plot.plot(doc, os.path.splitext(path)[0] + "-plots").items():
+            _say(f"{name}: {p}")
     return status
 
 
@@ -238,6 +259,19 @@ def _glue_negative_values(argv):
         else:
             out.append(tok)
     return out
+
+
+def cmd_plot(args, out, err):
+    from . import compare, plot
+    for name, path in plot.plot(compare.load(args.results), args.output, args.format).items():
+        _say(f"{name}: {path}")
+    return 0
+
+
+def cmd_report(args, out, err):
+    from . import compare, report_page
+    _say(f"report: {report_page.write(compare.load(args.results), args.output)}")
+    return 0
 
 
 def cmd_compare(args, out, err):
@@ -280,8 +314,8 @@ def main(argv=None):
     out = Console()
     err = Console(stderr=True)
     try:
-        return {"run": cmd_run, "metadata": cmd_metadata,
-                "compare": cmd_compare}[args.command](args, out, err)
+        return {"run": cmd_run, "metadata": cmd_metadata, "compare": cmd_compare,
+                "plot": cmd_plot, "report": cmd_report}[args.command](args, out, err)
     except PagetaxError as e:
         _say(f"pagetax: error: {e}")
         return 1
