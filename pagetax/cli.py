@@ -125,9 +125,10 @@ def build_parser():
                    "(default: none)")
     r.add_argument("--persist-each", action="store_true",
                    help="SFENCE after every entry instead of once per I/O")
-    r.add_argument("--peers", type=_names("peer", ("libpmem",)), default=[],
-                   help="libpmem: add write rows through PMDK's pmem_memcpy_persist and "
-                   "pmem_memcpy_nodrain + pmem_drain (loaded at run time, if installed)")
+    r.add_argument("--peers", type=_names("peer", runner.PEER_NAMES), default=[],
+                   help="libpmem: write rows through PMDK's pmem_memcpy_persist and "
+                   "pmem_memcpy_nodrain + pmem_drain (loaded at run time); fio: rows from "
+                   "fio's mmap engine on the same backing (if fio is installed)")
     r.add_argument("--json", metavar="PATH", help="result file (default: results/pagetax-run-TIME.json)")
     r.add_argument("--force", action="store_true", help="replace an existing --json file")
     r.add_argument("--seed", type=_count("--seed", 0), default=d.seed, help="extent seed (default: 1)")

@@ -1,6 +1,7 @@
 """Peers loaded at run time: PMDK's libpmem (cffi ABI mode, so that pagetax
 builds and runs without it)."""
 import ctypes.util
+import os
 
 import cffi
 
@@ -40,3 +41,33 @@ def load_libpmem():
                                 ptr["pmem_drain"])
         _loaded = (lib, name)  # keep the library loaded for the process's life
     return {"library": _loaded[1]}
+
+
+FIO_ROWS = ("fio-mmap",)
+
+
+def fio_available():
+    import shutil
+    return shutil.which("fio")
+
+
+def run_fio(backing, data_off, data_bytes, op, pattern, seg, io_bytes, loops=3):
+    """fio's mmap engine on the same backing (through /proc/self/fd, so an
+    unlinked scratch file works too), same block size, pattern, direction
+    and bytes.  Returns (bytes per second, I/Os per second).  fio maps the
+    file itself, so its first loop pays first-touch faults; `loops` spreads
+    them, as a longer fio job would."""
+    import json
+    import subprocess
+    rw = {("read", "seq"): "read", ("read", "rand"): "randread",
+          ("write", "seq"): "write", ("write", "rand"): "randwrite"}[(op, pattern)]
+    cmd = ["fio", "--name=pagetax", "--ioengine=mmap", f"--filename=/proc/{os.getpid()}/fd/{backing.fd}",
+           f"--offset={data_off}", f"--size={data_bytes}", f"--bs={seg}", f"--rw={rw}",
+           f"--io_size={io_bytes}", f"--loops={loops}", "--invalidate=0", "--fadvise_hint=0",
+           "--randrepeat=1", "--output-format=json"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, pass_fds=(backing.fd,))
+    if p.returncode != 0:
+        raise OSError(f"fio failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
+    job = json.loads(p.stdout[p.stdout.index("{"):])["jobs"][0]
+    side = job["read" if op == "read" else "write"]
+    return float(side["bw_bytes"]), float(side["iops"])

@@ -22,6 +22,7 @@ from .sizes import format_size
 SCHEMA = "pagetax-run/1"
 DEFAULT_DESIGNS = ("vec", "pfn", "page", "huge", "altmap", "memdesc", "sgl", "memcpy", "kernel")
 DEFAULT_SEG_SIZES = (64, 4096, 65536)
+PEER_NAMES = ("libpmem", "fio")
 
 
 @dataclasses.dataclass
@@ -63,8 +64,8 @@ class RunConfig:
         if self.cache not in CACHE_MODES:
             raise PagetaxError(f"unknown cache mode {self.cache!r} (choose from {', '.join(CACHE_MODES)})")
         for p in self.peers:
-            if p != "libpmem":
-                raise PagetaxError(f"unknown peer {p!r} (choose from libpmem)")
+            if p not in PEER_NAMES:
+                raise PagetaxError(f"unknown peer {p!r} (choose from {', '.join(PEER_NAMES)})")
         if not self.seg_sizes:
             raise PagetaxError("no segment sizes given")
         if self.size % 4096:
@@ -140,7 +141,8 @@ def cells(cfg):
 
 
 def steps(cfg):
-    """pt_run calls a run makes, for progress bars (libpmem rows included)."""
+    """pt_run calls a run makes, for progress bars (libpmem rows included;
+    fio rows advance the bar by their row)."""
     per = cfg.repeat + (1 if cfg.warmup else 0)
     writes = sum(1 for op, _, _ in cells(cfg) if op == "write")
     return per * (len(cells(cfg)) * len(cfg.designs) + writes * 2 * ("libpmem" in cfg.peers))
@@ -183,6 +185,37 @@ def design_metadata(att, backing):
             "allocated_where": "device" if on_device else ("dram" if att.meta_bytes else "none"),
             "rss_delta_bytes": att.rss_delta, "rss_agrees": ok, "rss_note": why,
             "source": m.source}
+
+
+def fio_row(backing, data_off, space, op, pattern, seg, cfg, llc, page_size):
+    """fio's mmap engine as a row: same backing, block size, pattern, direction
+    and bytes (not the same offsets: fio draws its own).  fio reports
+    bandwidth and IOPS, not phases: the whole time counts as copy."""
+    runs = [peers.run_fio(backing, data_off, space, op, pattern, seg, cfg.io_size, loops=2)
+            for _ in range(cfg.repeat)]
+    bw = np.array([r[0] for r in runs]) / 1e9
+    iops = np.array([r[1] for r in runs])
+    med = float(np.median(bw))
+    segs = cfg.io_size // seg
+    rep_ns = [[0.0, cfg.io_size / g, 0.0] for g in bw]
+    return {
+        "design": "fio-mmap", "op": op, "pattern": pattern, "seg_bytes": seg, "cache": "fio's own",
+        "io_bytes": cfg.io_size, "segments": segs, "reps": len(runs),
+        "gbps": med, "gbps_best": float(bw.max()), "gbps_worst": float(bw.min()),
+        "spread_pct": 100.0 * (1 / bw.min() - 1 / bw.max()) / (1 / med),
+        "ns_per_seg": 1e9 / float(np.median(iops)), "ns_per_seg_best": 1e9 / float(iops.max()),
+        "phase_ns": {"build": 0.0, "copy": cfg.io_size / med, "release": 0.0},
+        "ios": segs, "entries": 0, "entry_bytes": 0,
+        "working_set": {"data_bytes": cfg.io_size, "llc_bytes": llc, "page_size": page_size},
+        "metadata": {"model_dram_bytes": 0, "model_device_bytes": 0, "allocated_bytes": 0,
+                     "rss_delta_bytes": 0, "per_io_bytes": 0, "percent": 0.0,
+                     "allocated_where": "none", "rss_agrees": True, "rss_note": "",
+                     "source": "fio --ioengine=mmap, one buffer per I/O"},
+        "timing": {}, "reps_ns": rep_ns,
+        "persistence": {"mode": "fio's own"},
+        "note": "fio draws its own offsets, maps the file itself (its first loop pays "
+                "first-touch faults; 2 loops per run), and times in user space",
+    }
 
 
 def _persistence(design, op, cfg, resolved, durable, m):
@@ -228,6 +261,10 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                 peer_rows = list(peers.LIBPMEM_ROWS) if "write" in cfg.ops else []
             except OSError as e:
                 warnings.append(f"--peers libpmem: {e}; no libpmem rows")
+        use_fio = "fio" in cfg.peers and peers.fio_available()
+        if "fio" in cfg.peers and not use_fio:
+            warnings.append("--peers fio: fio is not installed (Debian: apt-get install fio); "
+                            "no fio rows")
         try:
             for d in list(cfg.designs) + peer_rows:
                 attachments[d] = backing.attach(d, data_off, space)
@@ -274,6 +311,11 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                     row = summarize(m, design, op, pattern, seg, cfg, ws, meta)
                     row["persistence"] = _persistence(design, op, cfg, resolved, durable, m)
                     rows.append(row)
+                    if on_row:
+                        on_row(rows[-1])
+                if use_fio:
+                    rows.append(fio_row(backing, data_off, space, op, pattern, seg, cfg, llc,
+                                        page_size))
                     if on_row:
                         on_row(rows[-1])
         finally:

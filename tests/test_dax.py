@@ -198,7 +198,7 @@ def test_run_marks_flushes_on_tmpfs_not_persistent(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--persist", "wbinvd"], "argument --persist: invalid choice: 'wbinvd'"),
     (["--page-size", "1G"], "argument --page-size: invalid choice: '1G'"),
-    (["--peers", "fio"], "argument --peers: unknown peer 'fio' (choose from libpmem)"),
+    (["--peers", "fiio"], "argument --peers: unknown peer 'fiio' (choose from libpmem, fio)"),
     (["--backing", "dax:/dev/shm/x", "--size", "4M", "--io-size", "64K"],
      "pagetax: error: dax:/dev/shm/x: /dev/shm is tmpfs, which refused MAP_SYNC"),
     (["--backing", "devdax:/dev/dax7.7", "--size", "4M", "--io-size", "64K"],
@@ -208,3 +208,21 @@ def test_bad_dax_options(tmp_path, args, message):
     p = _cli("run", *args, cwd=tmp_path)
     assert p.returncode in (1, 2) and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and message in p.stderr
+
+
+def test_fio_rows_or_one_line_why(tmp_path):
+    p = _cli("run", "--peers", "fio", "--size", "16M", "--io-size", "1M", "--seg-sizes", "4K",
+             "--designs", "vec", "--patterns", "rand", "--repeat", "2", "--no-progress",
+             "--json", "r.json", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads((tmp_path / "r.json").read_text())["results"]
+    if not peers.fio_available():
+        assert "pagetax: warning: --peers fio: fio is not installed" in p.stderr
+        assert {r["design"] for r in rows} == {"vec"}
+        return
+    fio = [r for r in rows if r["design"] == "fio-mmap"]
+    assert {(r["op"], r["pattern"], r["seg_bytes"]) for r in fio} == {("read", "rand", 4096),
+                                                                      ("write", "rand", 4096)}
+    for r in fio:
+        assert r["gbps"] > 0 and r["reps"] == 2 and r["ratio_vec"] is not None
+        assert r["ns_per_seg"] == pytest.approx(r["io_bytes"] / r["gbps"] / r["segments"], rel=0.2)
