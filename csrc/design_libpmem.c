@@ -22,27 +22,12 @@ void pt_set_libpmem(void *memcpy_persist, void *memcpy_nodrain, void *pmem_drain
     drain = (pmem_drain_fn)pmem_drain;
 }
 
-struct span {
-    uint8_t *addr;
-    uint64_t len;
-};
-
 static int libpmem_attach(struct pt_attachment *a, struct pt_error *err)
 {
     (void)a;
     if (!copy_persist || !copy_nodrain || !drain)
         return pt_set_error(err, PT_EINVAL, 0, 0, "libpmem is not loaded");
     return PT_OK;
-}
-
-static void libpmem_build(struct pt_attachment *a, struct pt_io *io)
-{
-    struct span *v = io->vec;
-    for (uint64_t i = 0; i < io->n; i++) {
-        v[i].addr = a->data + io->ext[i].off;
-        v[i].len = io->ext[i].len;
-    }
-    io->nvec = io->n;
 }
 
 static int libpmem_gather(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
@@ -54,7 +39,7 @@ static int libpmem_gather(struct pt_attachment *a, struct pt_io *io, struct pt_e
 
 static int libpmem_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
 {
-    const struct span *v = io->vec;
+    const struct pt_span *v = io->vec;
     const uint64_t nvec = io->nvec;
     const uint8_t *src = io->buf;
     (void)a;
@@ -71,7 +56,7 @@ static int libpmem_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_
 
 static int nodrain_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
 {
-    const struct span *v = io->vec;
+    const struct pt_span *v = io->vec;
     const uint64_t nvec = io->nvec;
     const uint8_t *src = io->buf;
     (void)a;
@@ -90,11 +75,11 @@ static int nodrain_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_
 const struct pt_design_ops pt_design_libpmem = {
     .name = "libpmem",
     .peer = 1,
-    .entry_bytes = sizeof(struct span),
+    .entry_bytes = sizeof(struct pt_span),
     .attach = libpmem_attach,
     .metadata = pt_metadata_none,
     .entries = pt_entries_per_extent,
-    .build = libpmem_build,
+    .build = pt_build_spans,
     .gather = libpmem_gather,
     .scatter = libpmem_scatter,
     .release = pt_release_nothing,
@@ -103,11 +88,11 @@ const struct pt_design_ops pt_design_libpmem = {
 const struct pt_design_ops pt_design_libpmem_nodrain = {
     .name = "libpmem-nodrain",
     .peer = 1,
-    .entry_bytes = sizeof(struct span),
+    .entry_bytes = sizeof(struct pt_span),
     .attach = libpmem_attach,
     .metadata = pt_metadata_none,
     .entries = pt_entries_per_extent,
-    .build = libpmem_build,
+    .build = pt_build_spans,
     .gather = libpmem_gather,
     .scatter = nodrain_scatter,
     .release = pt_release_nothing,

@@ -5,11 +5,6 @@
  */
 #include "pt_persist.h"
 
-struct span {
-    uint8_t *addr;
-    uint64_t len;
-};
-
 static uint64_t memcpy_entries(const struct pt_attachment *a, const struct pt_extent *ext,
                                uint64_t n)
 {
@@ -20,7 +15,7 @@ static uint64_t memcpy_entries(const struct pt_attachment *a, const struct pt_ex
 
 static void memcpy_build(struct pt_attachment *a, struct pt_io *io)
 {
-    struct span *s = io->vec;
+    struct pt_span *s = io->vec;
     /* Consecutive I/Os continue where the previous one stopped. */
     s->addr = a->data + io->buf_off;
     s->len = io->bytes;
@@ -29,7 +24,7 @@ static void memcpy_build(struct pt_attachment *a, struct pt_io *io)
 
 static int memcpy_gather(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
 {
-    const struct span *s = io->vec;
+    const struct pt_span *s = io->vec;
     (void)a;
     (void)err;
     pt_copy_seg(io->buf, s->addr, s->len);
@@ -40,7 +35,7 @@ static inline __attribute__((always_inline)) int
 memcpy_scatter_as(struct pt_io *io, const int mode, const int each)
 {
     (void)each;
-    const struct span *s = io->vec;
+    const struct pt_span *s = io->vec;
     io->lines_flushed += pt_store_seg(s->addr, io->buf, s->len, mode);
     io->fences += pt_persist_fence(mode);
     return PT_OK;
@@ -55,7 +50,7 @@ static int memcpy_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_e
 
 const struct pt_design_ops pt_design_memcpy = {
     .name = "memcpy",
-    .entry_bytes = sizeof(struct span),
+    .entry_bytes = sizeof(struct pt_span),
     .metadata = pt_metadata_none,
     .entries = memcpy_entries,
     .build = memcpy_build,

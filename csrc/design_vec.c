@@ -4,15 +4,11 @@
  */
 #include "pt_persist.h"
 
-struct vec_entry {
-    uint8_t *addr;
-    uint64_t len;
-};
-_Static_assert(sizeof(struct vec_entry) == 16, "iovec-sized entry");
+_Static_assert(sizeof(struct pt_span) == 16, "iovec-sized entry");
 
-static void vec_build(struct pt_attachment *a, struct pt_io *io)
+void pt_build_spans(struct pt_attachment *a, struct pt_io *io)
 {
-    struct vec_entry *v = io->vec;
+    struct pt_span *v = io->vec;
     for (uint64_t i = 0; i < io->n; i++) {
         v[i].addr = a->data + io->ext[i].off;
         v[i].len = io->ext[i].len;
@@ -22,7 +18,7 @@ static void vec_build(struct pt_attachment *a, struct pt_io *io)
 
 static int vec_gather(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
 {
-    const struct vec_entry *v = io->vec;
+    const struct pt_span *v = io->vec;
     const uint64_t nvec = io->nvec;
     uint8_t *dst = io->buf;
     (void)a;
@@ -39,7 +35,7 @@ static int vec_gather(struct pt_attachment *a, struct pt_io *io, struct pt_error
 static inline __attribute__((always_inline)) int
 vec_scatter_as(struct pt_io *io, const int mode, const int each)
 {
-    const struct vec_entry *v = io->vec;
+    const struct pt_span *v = io->vec;
     const uint64_t nvec = io->nvec;
     const uint8_t *src = io->buf;
     uint64_t lines = 0, fences = 0;
@@ -66,10 +62,10 @@ static int vec_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_erro
 
 const struct pt_design_ops pt_design_vec = {
     .name = "vec",
-    .entry_bytes = sizeof(struct vec_entry),
+    .entry_bytes = sizeof(struct pt_span),
     .metadata = pt_metadata_none,
     .entries = pt_entries_per_extent,
-    .build = vec_build,
+    .build = pt_build_spans,
     .gather = vec_gather,
     .scatter = vec_scatter,
     .release = pt_release_nothing,

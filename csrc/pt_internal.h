@@ -136,6 +136,15 @@ static inline void pt_prefetch_write(const void *p)
     __builtin_prefetch(p, 1, 3);
 }
 
+/* An {address, length} entry: iovec-shaped, 16 bytes (vec, memcpy, libpmem). */
+struct pt_span {
+    uint8_t *addr;
+    uint64_t len;
+};
+
+/* Build one span per extent: the `vec` builder, shared with the libpmem peers. */
+void pt_build_spans(struct pt_attachment *a, struct pt_io *io);
+
 /* Designs with no per-capacity state. */
 void pt_metadata_none(uint64_t capacity, struct pt_metadata *out);
 /* Designs with one vector entry per extent. */

@@ -27,3 +27,13 @@ def data_view(backing, design):
 def expected_gather(view, ext):
     """What numpy says a gather must produce: the extents' bytes, packed."""
     return np.concatenate([view[o:o + n] for o, n in zip(ext["off"].tolist(), ext["len"].tolist())])
+
+
+def expected_scatter(view, ext, src):
+    """What numpy says a view must hold after scattering src through ext."""
+    want = view.copy()
+    pos = 0
+    for o, n in zip(ext["off"].tolist(), ext["len"].tolist()):
+        want[o:o + n] = src[pos:pos + n]
+        pos += n
+    return want

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import pagetax
-from helpers import SIZE, data_view, expected_gather, random_extents
+from helpers import SIZE, data_view, expected_gather, expected_scatter, random_extents
 
 SG_DESIGNS = [d for d in pagetax.DESIGNS if d != "memcpy"]
 SPACE = 6 << 20  # fits every design's data area of an 8 MiB backing (altmap keeps 2 MiB)
@@ -34,11 +34,7 @@ def test_scatter_matches_numpy(backing, rng, design):
     total = int(ext["len"].sum())
     src = rng.integers(0, 256, total, dtype=np.uint8)
     view = data_view(backing, design)
-    want = view.copy()
-    pos = 0
-    for o, n in zip(ext["off"].tolist(), ext["len"].tolist()):
-        want[o:o + n] = src[pos:pos + n]
-        pos += n
+    want = expected_scatter(view, ext, src)
     moved = pagetax.scatter(backing, design, ext, src)
     assert moved == total
     np.testing.assert_array_equal(view, want)
@@ -158,11 +154,7 @@ def test_every_small_length(backing, rng, design, op):
         assert (buf[want.size:] == 0xEE).all()
     else:
         src = rng.integers(0, 256, int(lengths.sum()), dtype=np.uint8)
-        want = view.copy()
-        pos = 0
-        for o, n in zip(starts.tolist(), lengths.tolist()):
-            want[o:o + n] = src[pos:pos + n]
-            pos += n
+        want = expected_scatter(view, ext, src)
         pagetax.scatter(backing, design, ext, src)
         np.testing.assert_array_equal(view, want)
 

@@ -10,7 +10,7 @@ import pytest
 
 import pagetax
 from pagetax import backings, core, machine, peers
-from helpers import data_view, expected_gather, random_extents
+from helpers import data_view, expected_gather, expected_scatter, random_extents
 
 MIB = 1 << 20
 FLUSHING = ["clwb", "clflushopt", "clflush", "nt", "auto"]
@@ -128,11 +128,7 @@ def test_scatter_bytes_under_every_persist_mode(backing, rng, design, mode, each
     ext = random_extents(rng, 6 * MIB, 120)
     src = rng.integers(0, 256, int(ext["len"].sum()), dtype=np.uint8)
     view = data_view(backing, design)
-    want = view.copy()
-    pos = 0
-    for o, n in zip(ext["off"].tolist(), ext["len"].tolist()):
-        want[o:o + n] = src[pos:pos + n]
-        pos += n
+    want = expected_scatter(view, ext, src)
     pagetax.scatter(backing, design, ext, src, persist=mode, each=each)
     np.testing.assert_array_equal(view, want)
 
