@@ -219,6 +219,7 @@ try:
 except pagetax.PagetaxError as e:
     print("ERROR", e)
 '''
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
     assert "ERROR page: cannot allocate a descriptor table of 1048576 bytes: " \
            "Cannot allocate memory" in p.stdout, p.stderr
