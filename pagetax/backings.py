@@ -16,6 +16,7 @@ import tempfile
 from ._core import lib
 from .core import SCRATCH_PREFIX, Backing
 from .errors import BackingError
+from . import machine
 from .machine import mount_of, thp_settings
 
 PAGE_SIZES = ("4K", "2M")
@@ -195,22 +196,10 @@ def tmpfs_2m(size):
                        "(/sys/kernel/mm/transparent_hugepage/shmem_enabled)")
 
 
-def mem_available():
-    """MemAvailable from /proc/meminfo, in bytes (None if unknown)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def check_fits_in_ram(size):
     """A tmpfs backing lives in RAM: refuse one the machine cannot hold,
     before posix_fallocate pushes it into reclaim or the OOM killer."""
-    avail = mem_available()
+    avail = machine.mem_available()
     if avail is not None and size > avail:
         raise BackingError(f"--size {size} is more than the memory available "
                            f"(MemAvailable {avail} bytes), and a tmpfs backing lives in RAM")

@@ -13,6 +13,7 @@ import numpy as np
 from . import extents as _ext
 from ._core import ffi, lib
 from .errors import BackingError, ExtentError, PagetaxError
+from . import machine
 from .machine import mount_of
 
 OPS = ("read", "write")
@@ -335,9 +336,8 @@ class PreparedRun:
 def _check_table_fits(design, data_bytes):
     """A DRAM table larger than the memory available would be allocated
     (overcommit) and then OOM-kill the run as it is touched: refuse it."""
-    from .backings import mem_available
     need = design_metadata(design, data_bytes)[0]
-    avail = mem_available()
+    avail = machine.mem_available()
     if need and avail is not None and need > avail:
         raise PagetaxError(f"{design}: its descriptor table needs {need} bytes of DRAM for "
                            f"{data_bytes} bytes of backing, more than MemAvailable ({avail} bytes)")

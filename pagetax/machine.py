@@ -15,6 +15,18 @@ def _read(path, default=None):
         return default
 
 
+def mem_available():
+    """MemAvailable from /proc/meminfo, in bytes (None if unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def cpu_model():
     text = _read("/proc/cpuinfo", "")
     for line in text.splitlines():

@@ -194,8 +194,8 @@ def test_threads_share_a_backing_safely():
 
 
 def test_table_larger_than_memory_is_refused(monkeypatch):
-    from pagetax import backings
-    monkeypatch.setattr(backings, "mem_available", lambda: 1 << 20)
+    from pagetax import machine
+    monkeypatch.setattr(machine, "mem_available", lambda: 1 << 20)
     with pagetax.Backing.scratch(256 * MIB) as b:
         with pytest.raises(pagetax.PagetaxError, match=r"page: its descriptor table needs 4194304 "
                            r"bytes of DRAM for 268435456 bytes of backing, more than MemAvailable"):
