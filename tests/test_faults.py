@@ -1,7 +1,6 @@
 """Faults, interruptions and concurrency: nothing crashes, nothing leaks."""
 import ctypes
 import ctypes.util
-import glob
 import json
 import os
 import signal
