@@ -37,39 +37,37 @@ static int libpmem_gather(struct pt_attachment *a, struct pt_io *io, struct pt_e
     return pt_set_error(err, PT_EINVAL, 0, 0, "the libpmem peers write only");
 }
 
-static int libpmem_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
+/* Every segment through `copy`; pmem_drain once at the end, or (when `copy`
+ * is pmem_memcpy_persist, which drains itself) once per segment. */
+static int pmem_scatter(struct pt_io *io, pmem_copy_fn copy, int drain_once)
 {
     const struct pt_span *v = io->vec;
     const uint64_t nvec = io->nvec;
     const uint8_t *src = io->buf;
-    (void)a;
-    (void)err;
     for (uint64_t i = 0; i < nvec; i++) {
         if (i + PT_PREFETCH_AHEAD < nvec)
             pt_prefetch_write(v[i + PT_PREFETCH_AHEAD].addr);
-        copy_persist(v[i].addr, src, v[i].len);
+        copy(v[i].addr, src, v[i].len);
         src += v[i].len;
     }
-    io->fences += nvec;
+    if (drain_once)
+        drain();
+    io->fences += drain_once ? 1 : nvec;
     return PT_OK;
+}
+
+static int libpmem_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
+{
+    (void)a;
+    (void)err;
+    return pmem_scatter(io, copy_persist, 0);
 }
 
 static int nodrain_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
 {
-    const struct pt_span *v = io->vec;
-    const uint64_t nvec = io->nvec;
-    const uint8_t *src = io->buf;
     (void)a;
     (void)err;
-    for (uint64_t i = 0; i < nvec; i++) {
-        if (i + PT_PREFETCH_AHEAD < nvec)
-            pt_prefetch_write(v[i + PT_PREFETCH_AHEAD].addr);
-        copy_nodrain(v[i].addr, src, v[i].len);
-        src += v[i].len;
-    }
-    drain();
-    io->fences += 1;
-    return PT_OK;
+    return pmem_scatter(io, copy_nodrain, 1);
 }
 
 const struct pt_design_ops pt_design_libpmem = {

@@ -654,6 +654,7 @@ static int run_checked(pt_attachment *a, const struct pt_design_ops *ops,
 {
     uint64_t per_io, max_entries = 0, total_entries = 0, ios = 0;
     uint64_t *io_bytes = NULL, vec_bytes, total;
+    const char *missing;
     int rc;
 
     if (a->faulted)
@@ -673,10 +674,9 @@ static int run_checked(pt_attachment *a, const struct pt_design_ops *ops,
         return rc;
     if (cfg->persist & ~(PT_PERSIST_EACH | 15) || (cfg->persist & 15) > PT_PERSIST_FENCE)
         return pt_set_error(err, PT_EINVAL, 0, 0, "unknown persistence mode %d", cfg->persist);
-    if (cfg->op == PT_WRITE && missing_insn(cfg->persist))
+    if (cfg->op == PT_WRITE && (missing = missing_insn(cfg->persist)))
         return pt_set_error(err, PT_EINVAL, 0, 0,
-                            "this CPU has no %s, which the persistence mode needs",
-                            missing_insn(cfg->persist));
+                            "this CPU has no %s, which the persistence mode needs", missing);
     if (cfg->op == PT_WRITE && !a->backing->writable)
         return pt_set_error(err, PT_EPERM, 0, 0,
                             "the backing is mapped read-only; a scatter would write it");

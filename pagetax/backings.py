@@ -7,6 +7,7 @@ runs exactly this code under `--backing auto`.
 """
 import ctypes
 import ctypes.util
+import errno
 import glob
 import os
 import secrets
@@ -113,12 +114,6 @@ def _devdax(dev, size, overwrite):
                    notes={"device_align": align, "device_size": dev_size})
 
 
-def _dax(path, size, overwrite):
-    b = Backing.from_path(path, size, overwrite=overwrite, kind="dax", map_flags=lib.PT_MAP_SYNC,
-                          notes={"statx_dax": statx_dax(os.path.dirname(os.path.abspath(path)))})
-    return b
-
-
 def _dax_error(path, err):
     mnt, fstype, _ = mount_of(os.path.dirname(os.path.abspath(path)))
     return BackingError(f"dax:{path}: {mnt} is {fstype}, which refused MAP_SYNC "
@@ -127,10 +122,14 @@ def _dax_error(path, err):
 
 
 def open_dax(path, size, overwrite=False):
+    """A file on an fsdax mount, mapped with MAP_SYNC, or an error that names
+    the file system when it is not DAX."""
     try:
-        return _dax(path, size, overwrite)
+        return Backing.from_path(path, size, overwrite=overwrite, kind="dax",
+                                 map_flags=lib.PT_MAP_SYNC,
+                                 notes={"statx_dax": statx_dax(os.path.dirname(os.path.abspath(path)))})
     except BackingError as e:
-        if e.sys_errno == 95:  # EOPNOTSUPP
+        if e.sys_errno == errno.EOPNOTSUPP:
             raise _dax_error(path, e) from None
         raise
 
@@ -205,6 +204,17 @@ def check_fits_in_ram(size):
                            f"(MemAvailable {avail} bytes), and a tmpfs backing lives in RAM")
 
 
+def _open(kind, path, size, overwrite, page_size):
+    if kind == "tmpfs":
+        check_fits_in_ram(size)
+        return tmpfs_2m(size) if page_size == "2M" else Backing.scratch(size)
+    if kind == "dax":
+        return open_dax(path, size, overwrite)
+    if kind == "devdax":
+        return _devdax(path, size, overwrite)
+    return Backing.from_path(path, size, overwrite=overwrite)
+
+
 def open_backing(spec, size, *, overwrite=False, page_size="4K"):
     """The backing a --backing spec names, mapped as asked."""
     if page_size not in PAGE_SIZES:
@@ -223,24 +233,12 @@ def open_backing(spec, size, *, overwrite=False, page_size="4K"):
             notes["auto"] = ("fell back to tmpfs: a device-DAX node was found, but pagetax "
                              "writes it only with --overwrite") if found else \
                 ("fell back to tmpfs: no DAX mount (-o dax) or device-DAX node found")
-    if kind == "dax" and "auto" in notes:
-        try:
-            b = open_dax(path, size, overwrite)
-        except BackingError as e:  # auto may fall back; dax: never does
-            kind = "tmpfs"
-            notes["auto"] = f"fell back to tmpfs: {e}"
-        else:
-            b.notes.update(notes, page_size_requested=page_size)
-            return b
-    if kind == "tmpfs":
-        check_fits_in_ram(size)
-        b = tmpfs_2m(size) if page_size == "2M" else Backing.scratch(size)
-    elif kind == "dax":
-        b = open_dax(path, size, overwrite)
-    elif kind == "devdax":
-        b = _devdax(path, size, overwrite)
-    else:
-        b = Backing.from_path(path, size, overwrite=overwrite)
-    b.notes.update(notes)
-    b.notes["page_size_requested"] = page_size
+    try:
+        b = _open(kind, path, size, overwrite, page_size)
+    except BackingError as e:
+        if kind != "dax" or "auto" not in notes:  # auto may fall back; dax: never does
+            raise
+        notes["auto"] = f"fell back to tmpfs: {e}"
+        b = _open("tmpfs", None, size, overwrite, page_size)
+    b.notes.update(notes, page_size_requested=page_size)
     return b
