@@ -1,6 +1,7 @@
 /*
  * memcpy - the roofline: one contiguous copy of the same byte count, from
- * (or to) the start of the data area.  Its single entry is built like any
+ * (or to) the start of the data area; with several threads, from the start
+ * of each thread's own part of it.  Its single entry is built like any
  * other vector so that the phases line up with the other designs.
  */
 #include "pt_persist.h"
@@ -17,7 +18,7 @@ static void memcpy_build(struct pt_attachment *a, struct pt_io *io)
 {
     struct pt_span *s = io->vec;
     /* Consecutive I/Os continue where the previous one stopped. */
-    s->addr = a->data + io->buf_off;
+    s->addr = a->data + io->data_base + io->buf_off;
     s->len = io->bytes;
     io->nvec = 1;
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -373,6 +374,9 @@ void pt_detach(pt_attachment *a)
         return;
     if (a->ops->detach)
         a->ops->detach(a);
+    for (uint32_t i = 0; i < a->nclones; i++)
+        free(a->clones[i].vec);
+    free(a->clones);
     free(a->vec);
     free(a);
 }
@@ -434,11 +438,56 @@ uint64_t pt_vector_entries(const pt_attachment *a, const struct pt_extent *ext,
 
 /* ---- the timing discipline --------------------------------------------- */
 
-/* Write every line of a buffer several times the LLC, so that the data, the
- * descriptors and the vector all start the repetition out of cache. */
-static void evict_caches(uint8_t *evict, uint64_t bytes, unsigned pass)
+/*
+ * Every run, single-threaded or not, goes through the same loop: each
+ * thread evicts its slice of the caches, waits at a barrier, runs one
+ * repetition (build, copy, release per I/O), and waits again.  Repetition
+ * r's wall time runs from the first thread's start to the last one's end.
+ * A single unpinned thread runs in the caller, with a barrier of one.
+ */
+struct pt_worker;
+
+struct pt_run_shared {
+    const struct pt_design_ops *ops;
+    const struct pt_run_config *cfg;
+    uint32_t n;
+    pthread_barrier_t barrier;
+    pthread_mutex_t gate_lock;   /* threads start only once all exist */
+    pthread_cond_t gate_cv;
+    int gate;                    /* 0 wait, 1 go, -1 give up */
+    int failed;                  /* set by a failing thread; the others stop at their next I/O */
+    int first_failed;            /* whose error the caller sees; -1: none */
+    uint64_t *wall_ns;           /* reps entries, or NULL */
+    struct pt_worker *w;
+};
+
+/* One thread of a run.  Thread 0 runs through the caller's attachment, the
+ * others through clones of it: the descriptor table is shared (so reference
+ * counts contend as they would between CPUs in a kernel), the vector and
+ * the error counters are the thread's own. */
+struct pt_worker {
+    struct pt_run_shared *sh;
+    struct pt_thread *t;
+    struct pt_attachment *a;
+    uint32_t index;
+    int rc;
+    uint64_t per_io;             /* extents per I/O */
+    uint64_t *io_bytes;          /* bytes of each I/O */
+    uint64_t ios, max_entries, total_entries, total;
+    uint64_t data_base;          /* memcpy reads this thread's own share of the data area */
+    uint64_t start_ns, end_ns;   /* of the current repetition */
+    pthread_t tid;
+};
+
+/* Write a slice of a buffer several times the LLC, so that the data, the
+ * descriptors and the vectors all start the repetition out of cache; each
+ * thread writes its own slice, which also clears its core's private caches. */
+static void evict_slice(const struct pt_worker *w, unsigned pass)
 {
-    memset(evict, (int)(pass & 0xff), bytes);
+    const struct pt_run_config *cfg = w->sh->cfg;
+    uint64_t lo = cfg->evict_bytes * w->index / w->sh->n;
+    uint64_t hi = cfg->evict_bytes * (w->index + 1) / w->sh->n;
+    memset(cfg->evict_buf + lo, (int)(pass & 0xff), hi - lo);
     __asm__ __volatile__("" ::: "memory");
 }
 
@@ -461,54 +510,46 @@ static int one_io(const struct pt_design_ops *ops, struct pt_attachment *a, int 
     return rc;
 }
 
-/* The repetitions themselves: evict, then build, copy, release per I/O. */
-static __attribute__((noinline)) int
-run_reps(const struct pt_design_ops *ops, struct pt_attachment *a, const struct pt_run_config *cfg,
-         const struct pt_extent *ext, uint64_t n, uint8_t *buf, uint64_t per_io,
-         const uint64_t *io_bytes, struct pt_rep_times *times, struct pt_run_stats *stats,
-         struct pt_error *err)
+/* One repetition of one thread: build, copy, release per I/O. */
+static __attribute__((noinline)) int run_rep(struct pt_worker *w, uint64_t t[3],
+                                             struct pt_error *err)
 {
+    const struct pt_design_ops *ops = w->sh->ops;
+    const struct pt_run_config *cfg = w->sh->cfg;
+    struct pt_attachment *a = w->a;
+    const struct pt_extent *ext = w->t->ext;
+    const uint64_t n = w->t->n, per_io = w->per_io;
+    uint64_t boff = 0, lines = 0, fences = 0;
     int rc;
 
-    for (int64_t r = -(int64_t)cfg->warmup; r < (int64_t)cfg->reps; r++) {
-        uint64_t t[3] = {0, 0, 0}, boff = 0, lines = 0, fences = 0;
-
-        if (cfg->cache == PT_CACHE_COLD)
-            evict_caches(cfg->evict_buf, cfg->evict_bytes, (unsigned)r);
-        for (uint64_t i = 0, k = 0; i < n; i += per_io, k++) {
-            struct pt_io io;
-            io.ext = ext + i;
-            io.n = n - i < per_io ? n - i : per_io;
-            io.bytes = io_bytes[k];
-            io.buf = buf + boff;
-            io.buf_off = boff;
-            io.vec = a->vec;
-            io.nvec = 0;
-            io.persist = cfg->op == PT_WRITE ? cfg->persist : PT_PERSIST_NONE;
-            io.lines_flushed = io.fences = 0;
-            if (pt_stop)
-                return pt_set_error(err, PT_EINTR, EINTR, i, "interrupted");
-            rc = one_io(ops, a, cfg->op, &io, t, err);
-            if (rc != PT_OK)
-                return rc;
-            boff += io.bytes;
-            lines += io.lines_flushed;
-            fences += io.fences;
-        }
-        stats->lines_flushed = lines;
-        stats->fences = fences;
-        if (a->ref_errors) {
-            rc = pt_set_error(err, PT_EREF, 0, 0,
-                              "%llu descriptor references dropped below zero",
-                              (unsigned long long)a->ref_errors);
+    for (uint64_t i = 0, k = 0; i < n; i += per_io, k++) {
+        struct pt_io io;
+        io.ext = ext + i;
+        io.n = n - i < per_io ? n - i : per_io;
+        io.bytes = w->io_bytes[k];
+        io.buf = w->t->buf + boff;
+        io.buf_off = boff;
+        io.data_base = w->data_base;
+        io.vec = a->vec;
+        io.nvec = 0;
+        io.persist = cfg->op == PT_WRITE ? cfg->persist : PT_PERSIST_NONE;
+        io.lines_flushed = io.fences = 0;
+        if (pt_stop)
+            return pt_set_error(err, PT_EINTR, EINTR, i, "interrupted");
+        if (__atomic_load_n(&w->sh->failed, __ATOMIC_RELAXED))
+            return pt_set_error(err, PT_EINTR, 0, i, "stopped: another thread failed");
+        rc = one_io(ops, a, cfg->op, &io, t, err);
+        if (rc != PT_OK)
             return rc;
-        }
-        if (r >= 0) {
-            times[r].build_ns = t[0];
-            times[r].copy_ns = t[1];
-            times[r].release_ns = t[2];
-        }
+        boff += io.bytes;
+        lines += io.lines_flushed;
+        fences += io.fences;
     }
+    w->t->stats.lines_flushed = lines;
+    w->t->stats.fences = fences;
+    if (a->ref_errors)
+        return pt_set_error(err, PT_EREF, 0, 0, "%llu descriptor references dropped below zero",
+                            (unsigned long long)a->ref_errors);
     return PT_OK;
 }
 
@@ -533,9 +574,9 @@ static void on_stop(int sig)
  * Signal handlers are process-wide, and Python threads may be in pt_run at
  * the same time (the GIL is released): the first run in installs them, the
  * last one out restores what was there.  Everything else a run writes is its
- * own: the attachment (one run at a time, see `busy`), its vector, the
- * caller's buffer and times.  The descriptor tables are shared between
- * attachments of one backing only through atomic reference counts.
+ * own: the attachment (one run at a time, see `busy`) and its clones, their
+ * vectors, the caller's buffers and times.  The descriptor tables are shared
+ * between threads only through atomic reference counts.
  */
 static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
 static int guard_users;
@@ -595,36 +636,252 @@ static void on_sigbus(int sig, siginfo_t *si, void *ctx)
     raise(sig);
 }
 
-static int guarded_reps(const struct pt_design_ops *ops, struct pt_attachment *a,
-                        const struct pt_run_config *cfg, const struct pt_extent *ext, uint64_t n,
-                        uint8_t *buf, uint64_t per_io, const uint64_t *io_bytes,
-                        struct pt_rep_times *times, struct pt_run_stats *stats,
-                        struct pt_error *err)
+/* The jump lands inside the repetition, so a faulting thread still meets
+ * the others at the barriers. */
+static int guarded_rep(struct pt_worker *w, uint64_t t[3], struct pt_error *err)
 {
     sigjmp_buf env;
     int rc;
 
     if (sigsetjmp(env, 0)) {
         uint8_t *p = fault_addr;
+        const struct pt_backing *b = w->a->backing;
         fault_env = NULL;
-        a->faulted = 1;
-        if (p >= a->backing->base && p < a->backing->base + a->backing->size)
+        w->a->faulted = 1;
+        if (p >= b->base && p < b->base + b->size)
             return pt_set_error(err, PT_EFAULT, EFAULT, 0,
                                 "SIGBUS at byte %llu of the backing: the file was truncated under "
                                 "the mapping, or the medium reported an error",
-                                (unsigned long long)(p - a->backing->base));
+                                (unsigned long long)(p - b->base));
         return pt_set_error(err, PT_EFAULT, EFAULT, 0, "SIGBUS at %p during the run", (void *)p);
     }
     fault_env = &env;
-    rc = run_reps(ops, a, cfg, ext, n, buf, per_io, io_bytes, times, stats, err);
+    rc = run_rep(w, t, err);
     fault_env = NULL;
     return rc;
 }
 
-static int run_checked(pt_attachment *a, const struct pt_design_ops *ops,
-                       const struct pt_run_config *cfg, const struct pt_extent *ext, uint64_t n,
-                       uint8_t *buf, uint64_t buf_bytes, struct pt_rep_times *times,
-                       struct pt_run_stats *stats, struct pt_error *err, uint64_t call0);
+static void worker_fail(struct pt_worker *w, int rc)
+{
+    int none = -1;
+    w->rc = rc;
+    __atomic_compare_exchange_n(&w->sh->first_failed, &none, (int)w->index, 0,
+                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    __atomic_store_n(&w->sh->failed, 1, __ATOMIC_RELEASE);
+}
+
+/* Pin, then allocate and touch the vector in the thread that will use it
+ * (first touch places it on that thread's NUMA node), before any timing.
+ * The vector is kept in the attachment for the next run. */
+static int worker_setup(struct pt_worker *w, struct pt_error *err)
+{
+    struct pt_attachment *a = w->a;
+    uint64_t vec_bytes;
+
+    if (w->t->cpu >= 0) {
+        cpu_set_t set;
+        int e;
+        CPU_ZERO(&set);
+        CPU_SET(w->t->cpu, &set);
+        e = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+        if (e)
+            return pt_set_error(err, PT_ESYS, e, 0, "cannot pin to CPU %d: %s", w->t->cpu,
+                                strerror(e));
+    }
+    vec_bytes = (w->max_entries * w->sh->ops->entry_bytes + PT_CACHELINE) &
+                ~(uint64_t)(PT_CACHELINE - 1);
+    if (vec_bytes > a->vec_bytes) {
+        void *vec = aligned_alloc(PT_CACHELINE, vec_bytes);
+        if (!vec)
+            return pt_set_error(err, PT_ENOMEM, ENOMEM, 0,
+                                "cannot allocate a vector of %llu entries",
+                                (unsigned long long)w->max_entries);
+        memset(vec, 0, vec_bytes);
+        free(a->vec);
+        a->vec = vec;
+        a->vec_bytes = vec_bytes;
+    }
+    return PT_OK;
+}
+
+static void *worker_main(void *arg)
+{
+    struct pt_worker *w = arg;
+    struct pt_run_shared *sh = w->sh;
+    const struct pt_run_config *cfg = sh->cfg;
+    struct pt_error *err = &w->t->err;
+    int rc, gate;
+
+    pthread_mutex_lock(&sh->gate_lock);
+    while ((gate = sh->gate) == 0)
+        pthread_cond_wait(&sh->gate_cv, &sh->gate_lock);
+    pthread_mutex_unlock(&sh->gate_lock);
+    if (gate < 0)
+        return NULL;
+
+    if ((rc = worker_setup(w, err)) != PT_OK)
+        worker_fail(w, rc);
+    pthread_barrier_wait(&sh->barrier);
+    if (__atomic_load_n(&sh->failed, __ATOMIC_ACQUIRE))
+        return NULL;
+    for (int64_t r = -(int64_t)cfg->warmup; r < (int64_t)cfg->reps; r++) {
+        uint64_t t[3] = {0, 0, 0};
+
+        if (cfg->cache == PT_CACHE_COLD)
+            evict_slice(w, (unsigned)r);
+        pthread_barrier_wait(&sh->barrier);
+        w->start_ns = now_ns();
+        rc = guarded_rep(w, t, err);
+        w->end_ns = now_ns();
+        if (rc != PT_OK)
+            worker_fail(w, rc);
+        pthread_barrier_wait(&sh->barrier);  /* every thread's times are now visible */
+        if (__atomic_load_n(&sh->failed, __ATOMIC_ACQUIRE))
+            break;
+        if (r < 0)
+            continue;
+        w->t->times[r].build_ns = t[0];
+        w->t->times[r].copy_ns = t[1];
+        w->t->times[r].release_ns = t[2];
+        if (w->index == 0 && sh->wall_ns) {
+            uint64_t first = w->start_ns, last = w->end_ns;
+            for (uint32_t i = 1; i < sh->n; i++) {
+                first = sh->w[i].start_ns < first ? sh->w[i].start_ns : first;
+                last = sh->w[i].end_ns > last ? sh->w[i].end_ns : last;
+            }
+            sh->wall_ns[r] = last - first;
+        }
+    }
+    return NULL;
+}
+
+/* Clones share everything but the vector, the counters and the flags. */
+static int ensure_clones(struct pt_attachment *a, uint32_t n, struct pt_error *err)
+{
+    if (n > a->nclones) {
+        struct pt_attachment *c = realloc(a->clones, n * sizeof(*c));
+        if (!c)
+            return pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "out of memory");
+        memset(c + a->nclones, 0, (n - a->nclones) * sizeof(*c));
+        a->clones = c;
+        a->nclones = n;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        struct pt_attachment *c = &a->clones[i];
+        void *vec = c->vec;
+        uint64_t vec_bytes = c->vec_bytes;
+        *c = *a;
+        c->vec = vec;
+        c->vec_bytes = vec_bytes;
+        c->clones = NULL;
+        c->nclones = 0;
+        c->ref_errors = 0;
+        c->faulted = 0;
+    }
+    return PT_OK;
+}
+
+/* A thread's error as the caller's, naming the thread when there are several. */
+static int thread_error(struct pt_error *err, uint32_t n, uint32_t i, const struct pt_error *te)
+{
+    if (n == 1) {
+        if (err)
+            *err = *te;
+        return te->code;
+    }
+    return pt_set_error(err, te->code, te->sys_errno, te->index, "thread %u: %.200s", i, te->msg);
+}
+
+/* Per-thread checks and bookkeeping: validation, I/O sizes, vector entries. */
+static int plan_thread(struct pt_worker *w, const struct pt_attachment *a,
+                       struct pt_error *te)
+{
+    const struct pt_design_ops *ops = w->sh->ops;
+    struct pt_thread *t = w->t;
+    uint64_t n = t->n;
+    int rc;
+
+    if (!t->buf)
+        return pt_set_error(te, PT_EINVAL, 0, 0, "buffer pointer is NULL");
+    if (!t->times)
+        return pt_set_error(te, PT_EINVAL, 0, 0, "times pointer is NULL");
+    if (t->cpu < -1 || t->cpu >= CPU_SETSIZE)
+        return pt_set_error(te, PT_EINVAL, 0, 0, "CPU %d is out of range (0 to %d, or -1)",
+                            t->cpu, CPU_SETSIZE - 1);
+    if ((rc = pt_validate(a, t->ext, n, t->buf_bytes, &w->total, te)) != PT_OK)
+        return rc;
+    w->per_io = w->sh->cfg->segs_per_io ? w->sh->cfg->segs_per_io : n;
+    w->io_bytes = calloc(n / w->per_io + 1, sizeof(*w->io_bytes));
+    if (!w->io_bytes)
+        return pt_set_error(te, PT_ENOMEM, ENOMEM, 0, "out of memory");
+    for (uint64_t i = 0; i < n; i += w->per_io) {
+        uint64_t k = n - i < w->per_io ? n - i : w->per_io;
+        uint64_t e = ops->entries(a, t->ext + i, k);
+        w->max_entries = e > w->max_entries ? e : w->max_entries;
+        w->total_entries += e;
+        if (k == n)
+            w->io_bytes[w->ios] = w->total;
+        else
+            for (uint64_t j = i; j < i + k; j++)
+                w->io_bytes[w->ios] += t->ext[j].len;
+        w->ios++;
+    }
+    return PT_OK;
+}
+
+/* Start the threads (SIGINT and SIGTERM stay with the caller's thread, whose
+ * handler sets pt_stop for all), then join them. */
+static int spawn_and_join(struct pt_run_shared *sh, struct pt_error *err)
+{
+    sigset_t stop, old;
+    uint32_t made = 0;
+    int e = 0;
+
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, &old);
+    for (; made < sh->n; made++)
+        if ((e = pthread_create(&sh->w[made].tid, NULL, worker_main, &sh->w[made])) != 0)
+            break;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_mutex_lock(&sh->gate_lock);
+    sh->gate = made == sh->n ? 1 : -1;
+    pthread_cond_broadcast(&sh->gate_cv);
+    pthread_mutex_unlock(&sh->gate_lock);
+    for (uint32_t i = 0; i < made; i++)
+        pthread_join(sh->w[i].tid, NULL);
+    if (made < sh->n)
+        return pt_set_error(err, PT_ESYS, e, 0, "cannot start thread %u of %u: %s", made,
+                            sh->n, strerror(e));
+    return PT_OK;
+}
+
+static int run_threads_checked(pt_attachment *a, const struct pt_run_config *cfg,
+                               struct pt_thread *threads, uint32_t n, uint64_t *wall_ns,
+                               struct pt_error *err);
+
+int pt_run_threads(pt_attachment *a, const struct pt_run_config *cfg,
+                   struct pt_thread *threads, uint32_t nthreads, uint64_t *wall_ns,
+                   struct pt_error *err)
+{
+    uint64_t call0 = now_ns();
+    int rc;
+
+    if (!a || !cfg || !threads)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "NULL argument");
+    if (nthreads == 0 || nthreads > PT_MAX_THREADS)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "threads must be 1 to %d (got %u)",
+                            PT_MAX_THREADS, nthreads);
+    if (__atomic_exchange_n(&a->busy, 1, __ATOMIC_ACQUIRE))
+        return pt_set_error(err, PT_EINVAL, 0, 0,
+                            "this attachment is running in another thread; attach one per thread");
+    rc = run_threads_checked(a, cfg, threads, nthreads, wall_ns, err);
+    __atomic_store_n(&a->busy, 0, __ATOMIC_RELEASE);
+    for (uint32_t i = 0; i < nthreads; i++)
+        threads[i].stats.call_ns = now_ns() - call0;
+    return rc;
+}
 
 int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
            const struct pt_extent *ext, uint64_t n,
@@ -632,30 +889,33 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
            struct pt_rep_times *times, struct pt_run_stats *stats,
            struct pt_error *err)
 {
-    const struct pt_design_ops *ops;
-    uint64_t call0 = now_ns();
+    struct pt_thread t;
     int rc;
 
-    if (!a || !cfg || !times || !stats)
+    if (!times || !stats)
         return pt_set_error(err, PT_EINVAL, 0, 0, "NULL argument");
-    ops = a->ops;
-    if (__atomic_exchange_n(&a->busy, 1, __ATOMIC_ACQUIRE))
-        return pt_set_error(err, PT_EINVAL, 0, 0,
-                            "this attachment is running in another thread; attach one per thread");
-    rc = run_checked(a, ops, cfg, ext, n, buf, buf_bytes, times, stats, err, call0);
-    __atomic_store_n(&a->busy, 0, __ATOMIC_RELEASE);
+    memset(&t, 0, sizeof(t));
+    t.ext = ext;
+    t.n = n;
+    t.buf = buf;
+    t.buf_bytes = buf_bytes;
+    t.cpu = -1;
+    t.times = times;
+    rc = pt_run_threads(a, cfg, &t, 1, NULL, err);
+    *stats = t.stats;
     return rc;
 }
 
-static int run_checked(pt_attachment *a, const struct pt_design_ops *ops,
-                       const struct pt_run_config *cfg, const struct pt_extent *ext, uint64_t n,
-                       uint8_t *buf, uint64_t buf_bytes, struct pt_rep_times *times,
-                       struct pt_run_stats *stats, struct pt_error *err, uint64_t call0)
+static int run_threads_checked(pt_attachment *a, const struct pt_run_config *cfg,
+                               struct pt_thread *threads, uint32_t n, uint64_t *wall_ns,
+                               struct pt_error *err)
 {
-    uint64_t per_io, max_entries = 0, total_entries = 0, ios = 0;
-    uint64_t *io_bytes = NULL, vec_bytes, total;
+    const struct pt_design_ops *ops = a->ops;
+    struct pt_run_shared sh;
+    struct pt_worker *w;
+    uint64_t base = 0;
     const char *missing;
-    int rc;
+    int rc, spawn = n > 1 || threads[0].cpu >= 0;
 
     if (a->faulted)
         return pt_set_error(err, PT_EFAULT, 0, 0,
@@ -668,10 +928,6 @@ static int run_checked(pt_attachment *a, const struct pt_design_ops *ops,
         return pt_set_error(err, PT_EINVAL, 0, 0, "reps must be at least 1");
     if (cfg->cache == PT_CACHE_COLD && (!cfg->evict_buf || cfg->evict_bytes == 0))
         return pt_set_error(err, PT_EINVAL, 0, 0, "cold cache needs an eviction buffer");
-    if (!buf)
-        return pt_set_error(err, PT_EINVAL, 0, 0, "buffer pointer is NULL");
-    if ((rc = pt_validate(a, ext, n, buf_bytes, &total, err)) != PT_OK)
-        return rc;
     if (cfg->persist & ~(PT_PERSIST_EACH | 15) || (cfg->persist & 15) > PT_PERSIST_FENCE)
         return pt_set_error(err, PT_EINVAL, 0, 0, "unknown persistence mode %d", cfg->persist);
     if (cfg->op == PT_WRITE && (missing = missing_insn(cfg->persist)))
@@ -680,55 +936,80 @@ static int run_checked(pt_attachment *a, const struct pt_design_ops *ops,
     if (cfg->op == PT_WRITE && !a->backing->writable)
         return pt_set_error(err, PT_EPERM, 0, 0,
                             "the backing is mapped read-only; a scatter would write it");
-
-    per_io = cfg->segs_per_io ? cfg->segs_per_io : n;
-    io_bytes = calloc(n / per_io + 1, sizeof(*io_bytes));
-    if (!io_bytes)
+    if (n > 1 && (rc = ensure_clones(a, n - 1, err)) != PT_OK)
+        return rc;
+    w = calloc(n, sizeof(*w));
+    if (!w)
         return pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "out of memory");
-    for (uint64_t i = 0; i < n; i += per_io) {
-        uint64_t k = n - i < per_io ? n - i : per_io;
-        uint64_t e = ops->entries(a, ext + i, k);
-        max_entries = e > max_entries ? e : max_entries;
-        total_entries += e;
-        if (k == n)
-            io_bytes[ios] = total;
-        else
-            for (uint64_t j = i; j < i + k; j++)
-                io_bytes[ios] += ext[j].len;
-        ios++;
-    }
 
-    /* Allocate and touch the vector before timing; keep it for the next run. */
-    vec_bytes = (max_entries * ops->entry_bytes + PT_CACHELINE) & ~(uint64_t)(PT_CACHELINE - 1);
-    if (vec_bytes > a->vec_bytes) {
-        void *vec = aligned_alloc(PT_CACHELINE, vec_bytes);
-        if (!vec) {
-            rc = pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "cannot allocate a vector of %llu entries",
-                              (unsigned long long)max_entries);
+    memset(&sh, 0, sizeof(sh));
+    sh.ops = ops;
+    sh.cfg = cfg;
+    sh.n = n;
+    sh.first_failed = -1;
+    sh.wall_ns = wall_ns;
+    sh.w = w;
+    sh.gate = spawn ? 0 : 1;
+    for (uint32_t i = 0; i < n; i++) {
+        struct pt_thread *t = &threads[i];
+        memset(&t->stats, 0, sizeof(t->stats));
+        memset(&t->err, 0, sizeof(t->err));
+        w[i].sh = &sh;
+        w[i].t = t;
+        w[i].a = i == 0 ? a : &a->clones[i - 1];
+        w[i].index = i;
+        if ((rc = plan_thread(&w[i], a, &t->err)) != PT_OK) {
+            thread_error(err, n, i, &t->err);
             goto out;
         }
-        memset(vec, 0, vec_bytes);
-        free(a->vec);
-        a->vec = vec;
-        a->vec_bytes = vec_bytes;
+        /* The memcpy roofline copies each thread's byte count from its own
+         * part of the data area; the parts must fit, as one thread's must. */
+        w[i].data_base = base;
+        if (__builtin_add_overflow(base, w[i].total, &base) || base > a->data_bytes) {
+            rc = pt_set_error(err, PT_ERANGE, 0, 0,
+                              "the threads' extents total more than the data area of %llu bytes "
+                              "(at thread %u)", (unsigned long long)a->data_bytes, i);
+            goto out;
+        }
     }
 
+    pthread_barrier_init(&sh.barrier, NULL, n);
+    pthread_mutex_init(&sh.gate_lock, NULL);
+    pthread_cond_init(&sh.gate_cv, NULL);
     if (guard_enter()) {
-        guard_leave();
         rc = pt_set_error(err, PT_ESYS, errno, 0, "sigaction failed: %s", strerror(errno));
-        goto out;
+    } else if (spawn) {
+        rc = spawn_and_join(&sh, err);
+    } else {
+        worker_main(&w[0]);
+        rc = PT_OK;
     }
-    rc = guarded_reps(ops, a, cfg, ext, n, buf, per_io, io_bytes, times, stats, err);
     guard_leave();
+    pthread_cond_destroy(&sh.gate_cv);
+    pthread_mutex_destroy(&sh.gate_lock);
+    pthread_barrier_destroy(&sh.barrier);
+
+    for (uint32_t i = 1; i < n; i++) {
+        a->ref_errors += w[i].a->ref_errors;
+        a->faulted |= w[i].a->faulted;
+    }
     if (rc != PT_OK)
         goto out;
-    stats->bytes = total;
-    stats->ios = ios;
-    stats->entries = total_entries;
-    stats->vector_bytes = total_entries * ops->entry_bytes;
+    if (sh.first_failed >= 0) {
+        rc = thread_error(err, n, (uint32_t)sh.first_failed, &threads[sh.first_failed].err);
+        goto out;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        struct pt_run_stats *s = &threads[i].stats;
+        s->bytes = w[i].total;
+        s->ios = w[i].ios;
+        s->entries = w[i].total_entries;
+        s->vector_bytes = w[i].total_entries * ops->entry_bytes;
+    }
     rc = PT_OK;
 out:
-    free(io_bytes);
-    stats->call_ns = now_ns() - call0;
+    for (uint32_t i = 0; i < n; i++)
+        free(w[i].io_bytes);
+    free(w);
     return rc;
 }

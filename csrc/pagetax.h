@@ -168,6 +168,33 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
            struct pt_rep_times *times, struct pt_run_stats *stats,
            struct pt_error *err);
 
+/* One thread of a pt_run_threads call: its own extents, buffer and times. */
+struct pt_thread {
+    const struct pt_extent *ext;
+    uint64_t n;
+    uint8_t *buf;
+    uint64_t buf_bytes;
+    int cpu;                     /* pin the thread to this CPU; -1: leave it to the scheduler */
+    struct pt_rep_times *times;  /* reps entries: this thread's phase times */
+    struct pt_run_stats stats;   /* filled by the call */
+    struct pt_error err;         /* this thread's own error, if it failed */
+};
+#define PT_MAX_THREADS 1024
+
+/* pt_run with nthreads POSIX threads through one attachment.  The threads
+ * share the design's descriptor table, so reference counts contend as they
+ * do between CPUs; each has its own vector.  Every repetition starts at a
+ * barrier; wall_ns (reps entries, or NULL) gets the time from the first
+ * thread's start to the last thread's end.  With a cold cache each thread
+ * writes its slice of the eviction buffer before each repetition.  The
+ * memcpy roofline reads thread i's bytes after those of threads 0..i-1, so
+ * all threads' extents together must fit in the data area.  On failure,
+ * err names the first thread that failed; the others stop at their next I/O.
+ * A single thread with cpu -1 runs in the calling thread. */
+int pt_run_threads(pt_attachment *a, const struct pt_run_config *cfg,
+                   struct pt_thread *threads, uint32_t nthreads, uint64_t *wall_ns,
+                   struct pt_error *err);
+
 /* cdef-end */
 
 #endif /* PAGETAX_H */

@@ -52,6 +52,8 @@ struct pt_attachment {
     int busy;                /* a run is under way (one thread at a time) */
     void *vec;               /* the vector, kept between runs: allocated */
     uint64_t vec_bytes;      /* and touched outside any timed phase */
+    struct pt_attachment *clones;  /* threads 1.. of pt_run_threads: same table, */
+    uint32_t nclones;              /* their own vectors, kept between runs */
 };
 
 /* One build -> copy -> release cycle: a request of n segments. */
@@ -60,6 +62,7 @@ struct pt_io {
     uint64_t n;
     uint8_t *buf;            /* this I/O's part of the packed buffer */
     uint64_t buf_off;        /* and its offset in the whole buffer */
+    uint64_t data_base;      /* this thread's own part of the data area (memcpy) */
     uint64_t bytes;          /* sum of ext[].len */
     void *vec;               /* descriptor vector, built by build() */
     uint64_t nvec;

@@ -79,6 +79,23 @@ def _count(what, minimum):
     return parse
 
 
+def _cpus(text):
+    """A CPU list as taskset and /sys write them: 0,2,4-7."""
+    cpus = []
+    try:
+        for part in filter(None, (x.strip() for x in text.split(","))):
+            lo, _, hi = part.partition("-")
+            first, last = int(lo), int(hi or lo)
+            if first < 0 or last < first:
+                raise ValueError
+            cpus.extend(range(first, last + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"CPU list {text!r} is not like 0,2 or 0-3") from None
+    if not cpus:
+        raise argparse.ArgumentTypeError("no CPUs given")
+    return cpus
+
+
 def build_parser():
     p = _Parser(prog="pagetax", description="What struct page costs scatter-gather I/O, "
                 "against raw (address, length) vectors.")
@@ -93,13 +110,14 @@ def build_parser():
     r.add_argument("--ops", type=_names("op", OPS), default=d.ops,
                    help="read (gather) and/or write (scatter) (default: read,write)")
     r.add_argument("--patterns", type=_names("pattern", _ext.PATTERNS), default=d.patterns,
-                   help="seq and/or rand (default: seq,rand)")
+                   help="seq, rand and/or hot: every thread reads the same --hot-pages "
+                   "pages (default: seq,rand)")
     r.add_argument("--seg-sizes", type=_sizes, default=d.seg_sizes,
                    help="comma list of segment sizes (default: 64,4K,64K)")
     r.add_argument("--size", type=_size("--size"), default=d.size,
                    help="backing size (default: 1G); K/M/G/T and KiB.. are powers of 2, KB.. of 10")
     r.add_argument("--io-size", type=_size("--io-size"), default=d.io_size,
-                   help="bytes copied per repetition (default: 64M)")
+                   help="bytes copied per repetition, per thread (default: 64M)")
     r.add_argument("--repeat", type=_count("--repeat", 1), default=d.repeat,
                    help="timed repetitions per row (default: 5)")
     r.add_argument("--warmup", type=_count("--warmup", 0), default=d.warmup,
@@ -116,6 +134,14 @@ def build_parser():
     r.add_argument("--segs-per-io", type=_count("--segs-per-io", 0), default=d.segs_per_io,
                    metavar="K", help="cut each repetition into I/Os of K segments, each its own "
                    "build -> copy -> release cycle (default: 0, one I/O per repetition)")
+    r.add_argument("--threads", type=_count("--threads", 1), default=d.threads, metavar="N",
+                   help="POSIX threads in the core, each on its own extents and buffer, all "
+                   "through one descriptor table; GB/s is then aggregate (default: 1)")
+    r.add_argument("--pin", type=_cpus, nargs="?", const=[], default=None, metavar="CPUS",
+                   help="pin thread i to the i-th CPU of CPUS (a list like 0,2 or 0-3), or of "
+                   "the CPUs this process may use when CPUS is left out")
+    r.add_argument("--hot-pages", type=_count("--hot-pages", 1), default=d.hot_pages,
+                   metavar="N", help="pages the hot pattern shares among threads (default: 64)")
     r.add_argument("--page-size", choices=backings.PAGE_SIZES, default=d.page_size,
                    help="the backing's mapping page size (default: 4K); 2M on tmpfs uses hugetlb "
                    "pages, a private huge=always tmpfs (root) or MADV_HUGEPAGE")
@@ -176,7 +202,8 @@ def _config(args):
                             backing=args.backing, overwrite=args.overwrite, seed=args.seed,
                             page_size=args.page_size, persist=args.persist,
                             persist_each=args.persist_each, peers=args.peers,
-                            segs_per_io=args.segs_per_io)
+                            segs_per_io=args.segs_per_io, threads=args.threads, pin=args.pin,
+                            hot_pages=args.hot_pages)
 
 
 def cmd_run(args, out, err):
@@ -285,16 +312,21 @@ def cmd_compare(args, out, err):
     a, b = compare.load(args.a), compare.load(args.b)
     rows, regressions, unmatched = compare.compare(a, b, args.fail_above)
     if not rows:
-        raise PagetaxError(f"{args.a} and {args.b} have no rows in common")
+        ta, tb = (d["config"].get("threads", 1) for d in (a, b))
+        raise PagetaxError(f"{args.a} and {args.b} have no rows in common"
+                           + (f" ({ta} against {tb} threads: rows match only at the same "
+                              "thread count)" if ta != tb else ""))
     t = Table(title=f"B = {args.b}\nagainst A = {args.a}", box=box.SIMPLE_HEAD, pad_edge=False,
               caption="not significant: the two runs' best..worst GB/s ranges overlap")
-    for name in ("design", "op", "pattern", "seg", "A GB/s", "B GB/s", "B/A", "change", ""):
+    for name in ("design", "op", "pattern", "seg", "threads", "A GB/s", "B GB/s", "B/A", "change",
+                 ""):
         t.add_column(name, justify="left" if name in ("design", "op", "pattern", "") else "right",
                      no_wrap=True)
     for r in rows:
-        design, op, pattern, seg = r["key"]
+        design, op, pattern, seg, threads = r["key"]
         verdict = "REGRESSION" if r["regression"] else ("" if r["significant"] else "not significant")
-        t.add_row(design, op, pattern, format_size(seg), f"{r['a_gbps']:.2f}", f"{r['b_gbps']:.2f}",
+        t.add_row(design, op, pattern, format_size(seg), str(threads),
+                  f"{r['a_gbps']:.2f}", f"{r['b_gbps']:.2f}",
                   f"{r['ratio']:.3f}", f"{r['change_pct']:+.1f}%", verdict)
     report.print_wide(out, t, 100)
     if unmatched:

@@ -19,7 +19,7 @@ def load(path):
 
 
 def key(row):
-    return (row["design"], row["op"], row["pattern"], row["seg_bytes"])
+    return (row["design"], row["op"], row["pattern"], row["seg_bytes"], row.get("threads", 1))
 
 
 def compare(a, b, fail_above=None):

@@ -251,30 +251,56 @@ class Backing:
 
 
 class Measurement:
-    """What one pt_run call saw: per-repetition phase times and counts."""
+    """What one run saw: per-repetition phase times and counts.
 
-    def __init__(self, phases, ios, entries, vector_bytes, call_ns, wall_ns, segments, nbytes):
-        self.phases = phases           # (reps, 3) ns: build, copy, release
-        self.total_ns = phases.sum(axis=1)
-        self.ios = ios                 # per repetition
-        self.entries = entries         # per repetition
+    With one thread, a repetition's time is the sum of its phases.  With
+    several, ``total_ns`` is the wall time of each repetition (first start to
+    last end, so GB/s is aggregate), and ``phases`` is the mean thread's."""
+
+    def __init__(self, thread_phases, wall_ns, ios, entries, vector_bytes, call_ns, wall_call_ns,
+                 thread_segments, thread_bytes, cpus=None):
+        self.thread_phases = thread_phases       # (threads, reps, 3) ns: build, copy, release
+        self.threads = thread_phases.shape[0]
+        self.thread_total_ns = thread_phases.sum(axis=2)   # (threads, reps)
+        if self.threads == 1:
+            self.phases = thread_phases[0]
+            self.total_ns = self.phases.sum(axis=1)
+        else:
+            self.phases = thread_phases.mean(axis=0)
+            self.total_ns = wall_ns
+        self.rep_wall_ns = wall_ns             # first start to last end, every repetition
+        self.ios = ios                         # per repetition, all threads
+        self.entries = entries
         self.vector_bytes = vector_bytes
-        self.call_ns = call_ns         # the C calls, whole
-        self.wall_ns = wall_ns         # the same calls, seen from Python
-        self.segments = segments
-        self.bytes = nbytes
+        self.call_ns = call_ns                 # the C calls, whole
+        self.wall_ns = wall_call_ns            # the same calls, seen from Python
+        self.thread_segments = thread_segments
+        self.thread_bytes = thread_bytes
+        self.segments = sum(thread_segments)
+        self.bytes = sum(thread_bytes)
+        self.cpus = cpus
 
+    def thread_gbps(self):
+        """Each thread's own median throughput: its bytes / its phase time."""
+        return [b / float(np.median(t)) for b, t in zip(self.thread_bytes, self.thread_total_ns)]
+
+    def ns_per_seg(self):
+        """(median, best) time one thread spends per segment: the mean
+        thread's phase time over one thread's segments."""
+        per = self.thread_total_ns.mean(axis=0) * self.threads / self.segments
+        return float(np.median(per)), float(per.min())
 
 
 class PreparedRun:
     """One design, op and workload, checked once and ready to call.
 
-    Each call is one pt_run call; its phase times land in a preallocated
-    array, so the Python between two timed repetitions is a few statements
-    (after a 64 MiB copy every cache line Python touches is a miss)."""
+    Each call is one pt_run_threads call, one thread per extent array; the
+    phase times land in preallocated arrays, so the Python between two timed
+    repetitions is a few statements (after a 64 MiB copy every cache line
+    Python touches is a miss)."""
 
-    def __init__(self, att, op, ext, buf, reps, warmup, cache, evict, segs_per_io, calls,
-                 persist=0):
+    def __init__(self, att, op, exts, bufs, reps, warmup, cache, evict, segs_per_io, calls,
+                 persist=0, cpus=None):
         if op not in _OP_CODE:
             raise PagetaxError(f"unknown op {op!r} (choose from {', '.join(OPS)})")
         if cache not in _CACHE_CODE:
@@ -283,8 +309,16 @@ class PreparedRun:
             raise PagetaxError(f"repetitions must be at least 1 (got {reps})")
         if att._ptr == ffi.NULL or att.backing._ptr == ffi.NULL:
             raise PagetaxError("the attachment or its backing is closed")
-        _ext.check_array(ext)
-        _ext.check_buffer(buf, writable=(op == "read"))
+        n = len(exts)
+        if n < 1 or n > lib.PT_MAX_THREADS or len(bufs) != n:
+            raise PagetaxError(f"give one extent array and one buffer per thread, 1 to "
+                               f"{lib.PT_MAX_THREADS} threads (got {n} and {len(bufs)})")
+        cpus = list(cpus) if cpus is not None else [-1] * n
+        if len(cpus) != n:
+            raise PagetaxError(f"give one CPU per thread (got {len(cpus)} for {n} threads)")
+        for ext, buf in zip(exts, bufs):
+            _ext.check_array(ext)
+            _ext.check_buffer(buf, writable=(op == "read"))
         if op == "write" and not att.backing.writable:
             raise PagetaxError(f"{att.backing.path} is mapped read-only (it already held data); "
                                "pass overwrite=True / --overwrite to let pagetax write it")
@@ -292,44 +326,59 @@ class PreparedRun:
             if evict is None:
                 raise PagetaxError("a cold cache needs an eviction buffer (pagetax.eviction_buffer())")
             _ext.check_buffer(evict, writable=True)
-        self._keep = (att, ext, buf, evict)  # the C side points into these
-        self._args = (
-            att._ptr,
-            ffi.new("struct pt_run_config *", {
-                "op": _OP_CODE[op], "cache": _CACHE_CODE[cache], "reps": reps,
-                "warmup": warmup, "segs_per_io": segs_per_io,
-                "evict_buf": ffi.from_buffer("uint8_t[]", evict, require_writable=True)
-                if evict is not None else ffi.NULL,
-                "evict_bytes": evict.nbytes if evict is not None else 0,
-                "persist": persist}),
-            ffi.from_buffer("struct pt_extent[]", ext), ext.shape[0],
-            ffi.from_buffer("uint8_t[]", buf, require_writable=(op == "read")), buf.nbytes)
+        self._keep = (att, exts, bufs, evict)  # the C side points into these
+        self._cfg = ffi.new("struct pt_run_config *", {
+            "op": _OP_CODE[op], "cache": _CACHE_CODE[cache], "reps": reps,
+            "warmup": warmup, "segs_per_io": segs_per_io,
+            "evict_buf": ffi.from_buffer("uint8_t[]", evict, require_writable=True)
+            if evict is not None else ffi.NULL,
+            "evict_bytes": evict.nbytes if evict is not None else 0,
+            "persist": persist})
         self.reps = reps
-        self.times = np.zeros((reps * calls, 3), np.uint64)
-        self._c_times = ffi.from_buffer("struct pt_rep_times[]", self.times, require_writable=True)
-        self._stats = ffi.new("struct pt_run_stats *")
+        self.times = np.zeros((n, reps * calls, 3), np.uint64)
+        self.wall = np.zeros(reps * calls, np.uint64)
+        self._c_wall = ffi.from_buffer("uint64_t[]", self.wall, require_writable=True)
+        self._threads = ffi.new("struct pt_thread[]", n)
+        self._c_times = []
+        for i, (ext, buf) in enumerate(zip(exts, bufs)):
+            t = self._threads[i]
+            t.ext = ffi.from_buffer("struct pt_extent[]", ext)
+            t.n = ext.shape[0]
+            t.buf = ffi.from_buffer("uint8_t[]", buf, require_writable=(op == "read"))
+            t.buf_bytes = buf.nbytes
+            t.cpu = cpus[i]
+            self._c_times.append(ffi.from_buffer("struct pt_rep_times[]", self.times[i],
+                                                 require_writable=True))
+        self._args = (att._ptr, self._cfg, self._threads, n)
         self._err = ffi.new("struct pt_error *")
+        self.cpus = None if all(c < 0 for c in cpus) else cpus
         self.calls = 0
         self.call_ns = 0
         self.wall_ns = 0
 
     def __call__(self):
-        if self.calls * self.reps >= self.times.shape[0]:
+        if self.calls * self.reps >= self.wall.shape[0]:
             raise PagetaxError("this PreparedRun has made all its calls")
+        at = self.calls * self.reps
+        for i, c_times in enumerate(self._c_times):
+            self._threads[i].times = c_times + at
         t0 = time.perf_counter_ns()
-        rc = lib.pt_run(*self._args, self._c_times + self.calls * self.reps, self._stats, self._err)
+        rc = lib.pt_run_threads(*self._args, self._c_wall + at, self._err)
         self.wall_ns += time.perf_counter_ns() - t0
         _raise(rc, self._err)
         self.calls += 1
-        self.call_ns += self._stats.call_ns
+        self.call_ns += self._threads[0].stats.call_ns
 
     def measurement(self):
-        s = self._stats
-        m = Measurement(self.times[:self.calls * self.reps], int(s.ios), int(s.entries),
-                        int(s.vector_bytes), self.call_ns, self.wall_ns, self._args[3],
-                        int(s.bytes))
-        m.lines_flushed = int(s.lines_flushed)  # per repetition
-        m.fences = int(s.fences)
+        done = self.calls * self.reps
+        stats = [self._threads[i].stats for i in range(self._args[3])]
+        m = Measurement(self.times[:, :done], self.wall[:done],
+                        sum(int(s.ios) for s in stats), sum(int(s.entries) for s in stats),
+                        sum(int(s.vector_bytes) for s in stats), self.call_ns, self.wall_ns,
+                        [int(self._threads[i].n) for i in range(len(stats))],
+                        [int(s.bytes) for s in stats], self.cpus)
+        m.lines_flushed = sum(int(s.lines_flushed) for s in stats)  # per repetition
+        m.fences = sum(int(s.fences) for s in stats)
         return m
 
 
@@ -379,19 +428,27 @@ class Attachment:
         return int(total[0])
 
     def prepare(self, op, ext, buf, *, reps=1, warmup=0, cache="warm", evict=None,
-                segs_per_io=0, calls=1, persist=0):
+                segs_per_io=0, calls=1, persist=0, cpus=None):
         """Check everything once and return a PreparedRun: `calls` C calls of
         `reps` repetitions each, with as little Python as possible between.
+
+        `ext` and `buf` are one extent array and one buffer, or lists of them:
+        one thread each, all through this attachment's descriptor table.
+        `cpus` pins thread i to cpus[i] (-1: not pinned).
 
         The cheap checks run here; the bounds checks run in C on every call,
         before any copy (pagetax.extents.check gives friendlier messages).
         A cold cache writes all of `evict` (a uint8 array a few times the
         LLC, see eviction_buffer) before each repetition."""
-        return PreparedRun(self, op, ext, buf, reps, warmup, cache, evict, segs_per_io, calls,
-                           persist)
+        exts, bufs = (ext, buf) if isinstance(ext, (list, tuple)) else ([ext], [buf])
+        if not isinstance(bufs, (list, tuple)):
+            raise PagetaxError("with one extent array per thread, give one buffer per thread")
+        return PreparedRun(self, op, list(exts), list(bufs), reps, warmup, cache, evict,
+                           segs_per_io, calls, persist, cpus)
 
     def run(self, op, ext, buf, **kw):
-        """Time reps repetitions of build, copy, release in one C call."""
+        """Time reps repetitions of build, copy, release in one C call
+        (threads: ext and buf as lists, see prepare)."""
         prepared = self.prepare(op, ext, buf, **kw)
         prepared()
         return prepared.measurement()

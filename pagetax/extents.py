@@ -10,8 +10,9 @@ from .errors import ExtentError
 
 EXTENT_DTYPE = np.dtype([("off", "<u8"), ("len", "<u8")])
 MAX_SEG_LEN = 0xFFFFFFFF  # bio_vec keeps lengths in 32 bits
-PATTERNS = ("seq", "rand")
+PATTERNS = ("seq", "rand", "hot")
 _PATTERN_ID = {p: i for i, p in enumerate(PATTERNS)}
+HOT_PAGES = 64  # the hot pattern's default set: small enough for every thread to share
 
 
 def _as_u64(values, name):
@@ -45,12 +46,16 @@ def make(offsets, lengths):
     return ext
 
 
-def generate(pattern, seg_bytes, total_bytes, space_bytes, seed=1):
+def generate(pattern, seg_bytes, total_bytes, space_bytes, seed=1, *, hot_bytes=None,
+             thread=0):
     """The workload: total_bytes in segments of seg_bytes over space_bytes.
 
     ``seq`` walks from offset 0; ``rand`` picks distinct seg-aligned slots
-    in random order (no slot twice, as fio's random map).  The stream
-    depends only on (seed, pattern, seg_bytes), so adding a segment size to
+    in random order (no slot twice, as fio's random map).  ``hot`` draws
+    seg-aligned slots, with repeats, from the first hot_bytes of the data
+    area (HOT_PAGES pages by default): every thread reads the same few pages,
+    so designs that count references on them contend.  The stream depends
+    only on (seed, pattern, seg_bytes, thread), so adding a segment size to
     a run does not change the others' extents.
     """
     if pattern not in _PATTERN_ID:
@@ -68,13 +73,41 @@ def generate(pattern, seg_bytes, total_bytes, space_bytes, seed=1):
     n = total_bytes // seg_bytes
     if pattern == "seq":
         slots = np.arange(n, dtype=np.uint64)
-    else:
+    elif pattern == "rand":
         rng = np.random.default_rng([seed, _PATTERN_ID[pattern], seg_bytes])
         slots = rng.choice(space_bytes // seg_bytes, size=n, replace=False).astype(np.uint64)
+    else:
+        hot_bytes = HOT_PAGES * 4096 if hot_bytes is None else hot_bytes
+        if hot_bytes > space_bytes:
+            raise ExtentError(f"the hot set of {hot_bytes} bytes is larger than the backing "
+                              f"({space_bytes} bytes)")
+        if seg_bytes > hot_bytes:
+            raise ExtentError(f"segment size {seg_bytes} is larger than the hot set of "
+                              f"{hot_bytes} bytes")
+        rng = np.random.default_rng([seed, _PATTERN_ID[pattern], seg_bytes, thread])
+        slots = rng.integers(0, hot_bytes // seg_bytes, size=n, dtype=np.uint64)
     ext = np.empty(n, EXTENT_DTYPE)
     ext["off"] = slots * np.uint64(seg_bytes)
     ext["len"] = seg_bytes
     return ext
+
+
+def per_thread(pattern, seg_bytes, io_bytes, space_bytes, threads=1, seed=1, *, hot_bytes=None):
+    """One extent array of io_bytes per thread.  ``seq`` and ``rand`` are the
+    single-thread stream of threads * io_bytes dealt out in order, so each
+    thread has its own slots (seq: its own contiguous part of the backing)
+    and one thread's workload is exactly generate()'s.  ``hot`` gives every
+    thread its own stream over the same hot set."""
+    if threads < 1:
+        raise ExtentError(f"threads must be at least 1 (got {threads})")
+    if pattern == "hot":
+        return [generate(pattern, seg_bytes, io_bytes, space_bytes, seed, hot_bytes=hot_bytes,
+                         thread=t) for t in range(threads)]
+    if threads * io_bytes > space_bytes:
+        raise ExtentError(f"{threads} threads x {io_bytes} bytes is more than the backing's "
+                          f"{space_bytes} bytes; each thread needs its own extents")
+    whole = generate(pattern, seg_bytes, threads * io_bytes, space_bytes, seed)
+    return [np.ascontiguousarray(part) for part in np.split(whole, threads)]
 
 
 def check_array(ext):

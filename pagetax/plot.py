@@ -27,6 +27,8 @@ def caption(doc):
     return (f"{m['cpu_model']}, {m['cores']} cores, {m['kernel']}; backing {b.get('kind')} "
             f"({b.get('fs_type')}, {b.get('mapping', {}).get('page_size')} pages); "
             f"cache {cfg['cache']}; median of {cfg['repeat']} x {format_size(cfg['io_size'])}"
+            + (f" per thread, {cfg['threads']} threads (GB/s aggregate)"
+               if cfg.get("threads", 1) > 1 else "")
             + ("; PARTIAL" if doc.get("partial") else ""))
 
 

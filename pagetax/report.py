@@ -55,6 +55,11 @@ def meta_cell(meta):
     return f"{meta['percent']:.3g}% {'dev' if meta['allocated_where'] == 'device' else 'dram'}"
 
 
+def threads_pinned(cfg):
+    cpus = cfg.get("cpus")
+    return f" pinned to CPUs {','.join(map(str, cpus))}" if cpus else " unpinned"
+
+
 def table(doc):
     """Per op, pattern and segment size: each design's throughput and cost."""
     cfg = doc["config"]
@@ -65,19 +70,30 @@ def table(doc):
         persist = (f"\npersist {cfg['persist']} ({cfg.get('persist_resolved')}"
                    f"{', fence per entry' if cfg.get('persist_each') else ''}"
                    f"{'' if backing.get('map_sync') or backing.get('kind') == 'devdax' else ', not persistent: flush cost on DRAM'})")
+    threads = cfg.get("threads", 1)
+    per_thread = (f", median of {cfg['repeat']} reps of {format_size(cfg['io_size'])}"
+                  if threads == 1 else
+                  f", {threads} threads{threads_pinned(cfg)}: median of {cfg['repeat']} reps "
+                  f"of {format_size(cfg['io_size'])} per thread")
     t = Table(title=(f"pagetax run: {doc['machine']['cpu_model']}, backing {backing.get('kind')} "
                      f"({backing.get('fs_type')}, {mapping.get('page_size')} pages), "
-                     f"{format_size(cfg['size'])}, cache {cfg['cache']}{persist}"),
-              caption=("GB/s = bytes copied once / median time per repetition, GB = 1e9; "
-                       f"median of {cfg['repeat']} reps of {format_size(cfg['io_size'])}, "
-                       "spread = (worst - best) / median; ns/seg split into build + copy + release; "
+                     f"{format_size(cfg['size'])}, cache {cfg['cache']}"
+                     f"{', ' + str(threads) + ' threads' if threads > 1 else ''}{persist}"),
+              caption=("GB/s = bytes copied once / median time per repetition, GB = 1e9"
+                       + ("" if threads == 1 else " (all threads' bytes / wall time; per thread: "
+                          "each thread's own)")
+                       + f"{per_thread}, spread = (worst - best) / median; ns/seg"
+                       + ("" if threads == 1 else " (one thread's time per segment)")
+                       + " split into build + copy + release; "
                        "metadata = static descriptor bytes / capacity, and where they live"),
               header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name, justify in (("op", "left"), ("pattern", "left"), ("seg", "right"),
-                          ("design", "left"), ("GB/s", "right"), ("best", "right"),
-                          ("spread", "right"), ("ns/seg", "right"), ("build", "right"),
-                          ("copy", "right"), ("release", "right"), ("x vec", "right"),
-                          ("x memcpy", "right"), ("metadata", "right")):
+    columns = [("op", "left"), ("pattern", "left"), ("seg", "right"), ("design", "left"),
+               ("GB/s", "right"), ("best", "right"), ("spread", "right")]
+    if threads > 1:
+        columns.append(("per thread", "right"))
+    columns += [("ns/seg", "right"), ("build", "right"), ("copy", "right"), ("release", "right"),
+                ("x vec", "right"), ("x memcpy", "right"), ("metadata", "right")]
+    for name, justify in columns:
         t.add_column(name, justify=justify, no_wrap=True)
     last = None
     for r in sorted(doc["results"], key=lambda r: (r["op"], r["pattern"], r["seg_bytes"])):
@@ -87,14 +103,18 @@ def table(doc):
         first = cell != last
         last = cell
         ph = r["phase_ns"]
-        n = r["segments"]
+        n = r["segments"] / r.get("threads", 1)  # phases are one (the mean) thread's
         phases = [f"{ph[k] / n:.1f}" for k in ("build", "copy", "release")]
         if r["design"].startswith("fio"):  # no phases: fio times whole I/Os
             phases = ["-", "-", "-"]
+        extra = []
+        if threads > 1:
+            g = r.get("thread_gbps") or []
+            extra = [f"{min(g):.2f}-{max(g):.2f}" if g else "-"]
         t.add_row(r["op"] if first else "", r["pattern"] if first else "",
                   format_size(r["seg_bytes"]) if first else "", r["design"],
                   f"{r['gbps']:.2f}", f"{r['gbps_best']:.2f}", f"{r['spread_pct']:.1f}%",
-                  f"{r['ns_per_seg']:.1f}", *phases, _ratio(r.get("ratio_vec")),
+                  *extra, f"{r['ns_per_seg']:.1f}", *phases, _ratio(r.get("ratio_vec")),
                   _ratio(r.get("ratio_memcpy")), meta_cell(r.get("metadata")))
     return t
 

@@ -4,8 +4,9 @@ Byte counting follows the bcopy convention (lmbench bw_mem): a copy of N
 bytes counts N, not 2N.  GB = 10^9, so GB/s is simply bytes per ns.
 """
 import dataclasses
+import os
 import time
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from .sizes import format_size
 SCHEMA = "pagetax-run/1"
 DEFAULT_DESIGNS = ("vec", "pfn", "page", "huge", "altmap", "memdesc", "sgl", "memcpy", "kernel")
 DEFAULT_SEG_SIZES = (64, 4096, 65536)
+DEFAULT_PATTERNS = ("seq", "rand")  # `hot` is asked for: it is about threads sharing pages
 PEER_NAMES = ("libpmem", "fio")
 
 
@@ -29,10 +31,10 @@ PEER_NAMES = ("libpmem", "fio")
 class RunConfig:
     designs: List[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_DESIGNS))
     ops: List[str] = dataclasses.field(default_factory=lambda: list(OPS))
-    patterns: List[str] = dataclasses.field(default_factory=lambda: list(_ext.PATTERNS))
+    patterns: List[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_PATTERNS))
     seg_sizes: List[int] = dataclasses.field(default_factory=lambda: list(DEFAULT_SEG_SIZES))
     size: int = 1 << 30            # backing bytes
-    io_size: int = 64 << 20        # bytes per repetition
+    io_size: int = 64 << 20        # bytes per repetition, per thread
     repeat: int = 5                # timed repetitions per row
     warmup: int = 1
     cache: str = "cold"
@@ -44,6 +46,9 @@ class RunConfig:
     peers: List[str] = dataclasses.field(default_factory=list)  # libpmem
     seed: int = 1
     segs_per_io: int = 0           # 0: one vector per repetition
+    threads: int = 1               # POSIX threads in the core, each with its own extents
+    pin: Optional[List[int]] = None  # None: no pinning; []: the allowed CPUs in order
+    hot_pages: int = _ext.HOT_PAGES  # the hot pattern's shared set
 
     def check(self):
         """Refuse a bad matrix before any backing is made."""
@@ -85,6 +90,46 @@ class RunConfig:
             raise PagetaxError(f"--warmup must not be negative (got {self.warmup})")
         if self.segs_per_io < 0:
             raise PagetaxError(f"--segs-per-io must not be negative (got {self.segs_per_io})")
+        if not 1 <= self.threads <= MAX_THREADS:
+            raise PagetaxError(f"--threads must be 1 to {MAX_THREADS} (got {self.threads})")
+        if self.threads * self.io_size > self.size:
+            raise PagetaxError(f"--threads {self.threads} x --io-size {self.io_size} is more than "
+                               f"--size {self.size}: every thread reads its own extents "
+                               "(and memcpy its own part of the backing)")
+        if "hot" in self.patterns:
+            if "write" in self.ops:
+                raise PagetaxError("pattern hot gathers from pages every thread shares; scatters "
+                                   "to the same bytes have no single result: use --ops read")
+            if self.hot_pages < 1 or self.hot_pages * 4096 > self.size:
+                raise PagetaxError(f"--hot-pages must be 1 to {self.size // 4096} "
+                                   f"(got {self.hot_pages})")
+            for seg in self.seg_sizes:
+                if seg > self.hot_pages * 4096:
+                    raise PagetaxError(f"segment size {seg} is larger than the hot set of "
+                                       f"{self.hot_pages} pages")
+        thread_cpus(self)
+
+
+MAX_THREADS = 1024
+
+
+def thread_cpus(cfg):
+    """The CPU each thread is pinned to, or None when not pinning: the CPUs
+    given (or, for a bare --pin, those this process may run on), in order,
+    round-robin when there are more threads than CPUs."""
+    if cfg.pin is None:
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    cpus = list(cfg.pin) or allowed
+    for c in cpus:
+        if c not in allowed:
+            raise PagetaxError(f"--pin: CPU {c} is not one this process may run on "
+                               f"({_cpu_list(allowed)})")
+    return [cpus[i % len(cpus)] for i in range(cfg.threads)]
+
+
+def _cpu_list(cpus):
+    return ",".join(map(str, cpus))
 
 
 def open_backing(cfg):
@@ -102,18 +147,22 @@ def open_backing(cfg):
 
 
 def summarize(m, design, op, pattern, seg, cfg, working_set, meta):
-    """One result row from a Measurement: median, best, worst, spread."""
+    """One result row from a Measurement: median, best, worst, spread.
+    With threads, GB/s is aggregate (all threads' bytes over each
+    repetition's wall time) and ns/seg is what one thread spends per segment."""
     total = m.total_ns.astype(np.float64)
     med, best, worst = float(np.median(total)), float(total.min()), float(total.max())
     phases = np.median(m.phases.astype(np.float64), axis=0)
     timed = float(total.sum())
-    return {
+    ns_med, ns_best = m.ns_per_seg()
+    row = {
         "design": design, "op": op, "pattern": pattern, "seg_bytes": seg, "cache": cfg.cache,
+        "threads": m.threads, "cpus": m.cpus,
         "io_bytes": m.bytes, "segments": m.segments, "reps": len(total),
         # bcopy convention: bytes moved once; bytes/ns == GB/s with GB = 1e9
         "gbps": m.bytes / med, "gbps_best": m.bytes / best, "gbps_worst": m.bytes / worst,
         "spread_pct": 100.0 * (worst - best) / med,
-        "ns_per_seg": med / m.segments, "ns_per_seg_best": best / m.segments,
+        "ns_per_seg": ns_med, "ns_per_seg_best": ns_best,
         "phase_ns": dict(zip(("build", "copy", "release"), map(float, phases))),
         "ios": m.ios, "entries": m.entries, "entry_bytes": design_entry_bytes(design),
         "working_set": dict(working_set, vector_bytes=m.vector_bytes),
@@ -122,6 +171,11 @@ def summarize(m, design, op, pattern, seg, cfg, working_set, meta):
                    "python_overhead_pct": 100.0 * (m.wall_ns - m.call_ns) / m.call_ns},
         "reps_ns": m.phases.tolist(),
     }
+    if m.threads > 1:
+        row["thread_gbps"] = m.thread_gbps()
+        row["rep_wall_ns"] = m.rep_wall_ns.tolist()
+        row["thread_reps_ns"] = m.thread_phases.tolist()
+    return row
 
 
 def add_ratios(rows):
@@ -148,12 +202,14 @@ def steps(cfg):
     return per * (len(cells(cfg)) * len(cfg.designs) + writes * 2 * ("libpmem" in cfg.peers))
 
 
-def measure_cell(attachments, op, ext, buf, cfg, evict, on_step=None, persist=0):
+def measure_cell(attachments, op, ext, buf, cfg, evict, on_step=None, persist=0, cpus=None):
     """Every design over one workload, repetitions interleaved round-robin
     (with the starting design rotating) so that a noisy neighbour or a
-    frequency change hits all designs alike instead of one design's batch."""
+    frequency change hits all designs alike instead of one design's batch.
+    ext and buf are lists with one entry per thread."""
     designs = list(attachments)
-    kw = dict(cache=cfg.cache, evict=evict, segs_per_io=cfg.segs_per_io, persist=persist)
+    kw = dict(cache=cfg.cache, evict=evict, segs_per_io=cfg.segs_per_io, persist=persist,
+              cpus=cpus)
     if cfg.warmup:
         for d in designs:
             attachments[d].run(op, ext, buf, reps=cfg.warmup, **kw)
@@ -187,32 +243,41 @@ def design_metadata(att, backing):
             "source": m.source}
 
 
-def fio_row(backing, data_off, space, op, pattern, seg, cfg, llc, page_size):
-    """fio's mmap engine as a row: same backing, block size, pattern, direction
-    and bytes (not the same offsets: fio draws its own).  fio reports
-    bandwidth and IOPS, not phases: the whole time counts as copy."""
-    runs = [peers.run_fio(backing, data_off, space, op, pattern, seg, cfg.io_size, loops=2)
+def fio_row(backing, engine, design, data_off, space, op, pattern, seg, cfg, llc, page_size,
+            cpus):
+    """One of fio's engines as a row: same backing, block size, pattern,
+    direction, threads (jobs) and bytes per thread (not the same offsets:
+    fio draws its own).  fio reports bandwidth and IOPS, not phases: the
+    whole time counts as copy, and ns/seg is per thread as for the designs."""
+    runs = [peers.run_fio(backing, engine, data_off, space, op, pattern, seg, cfg.io_size,
+                          loops=2, threads=cfg.threads, cpus=cpus,
+                          hot_bytes=cfg.hot_pages * 4096)
             for _ in range(cfg.repeat)]
     bw = np.array([r[0] for r in runs]) / 1e9
-    iops = np.array([r[1] for r in runs])
+    iops = np.array([r[1] for r in runs]) / cfg.threads  # per thread
     med = float(np.median(bw))
-    segs = cfg.io_size // seg
-    rep_ns = [[0.0, cfg.io_size / g, 0.0] for g in bw]
+    total = cfg.io_size * cfg.threads
+    segs = total // seg
+    rep_ns = [[0.0, total / g, 0.0] for g in bw]
     return {
-        "design": "fio-mmap", "op": op, "pattern": pattern, "seg_bytes": seg, "cache": "fio's own",
-        "io_bytes": cfg.io_size, "segments": segs, "reps": len(runs),
+        "design": design, "op": op, "pattern": pattern, "seg_bytes": seg, "cache": "fio's own",
+        "threads": cfg.threads, "cpus": cpus,
+        "io_bytes": total, "segments": segs, "reps": len(runs),
         "gbps": med, "gbps_best": float(bw.max()), "gbps_worst": float(bw.min()),
         "spread_pct": 100.0 * (1 / bw.min() - 1 / bw.max()) / (1 / med),
         "ns_per_seg": 1e9 / float(np.median(iops)), "ns_per_seg_best": 1e9 / float(iops.max()),
-        "phase_ns": {"build": 0.0, "copy": cfg.io_size / med, "release": 0.0},
+        "phase_ns": {"build": 0.0, "copy": total / med, "release": 0.0},
         "ios": segs, "entries": 0, "entry_bytes": 0,
-        "working_set": {"data_bytes": cfg.io_size, "llc_bytes": llc, "page_size": page_size},
+        "working_set": {"data_bytes": total, "llc_bytes": llc, "page_size": page_size},
         "metadata": {"model_dram_bytes": 0, "model_device_bytes": 0, "allocated_bytes": 0,
                      "rss_delta_bytes": 0, "per_io_bytes": 0, "percent": 0.0,
                      "allocated_where": "none", "rss_agrees": True, "rss_note": "",
-                     "source": "fio --ioengine=mmap, one buffer per I/O"},
+                     "source": f"fio --ioengine={engine}, one buffer per I/O"},
         "timing": {}, "reps_ns": rep_ns,
         "persistence": {"mode": "fio's own"},
+        "fio_command": peers.fio_command(engine, "FILE", data_off, space, op, pattern, seg,
+                                         cfg.io_size, 2, cfg.threads, cpus,
+                                         cfg.hot_pages * 4096),
         "note": "fio draws its own offsets, maps the file itself (its first loop pays "
                 "first-touch faults; 2 loops per run), and times in user space",
     }
@@ -240,6 +305,7 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
     an interrupted run keeps what it measured.  Returns the document."""
     doc = {} if doc is None else doc
     cfg.check()
+    cpus = thread_cpus(cfg)
     llc = machine.llc_bytes()
     evict = eviction_buffer(llc) if cfg.cache == "cold" else None
     started = time.time()
@@ -249,9 +315,11 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
         resolved = resolve_persist(cfg.persist, caches_persistent=durable and
                                    backings.caches_persistent())
         persist = persist_code(resolved, cfg.persist_each)
-        if cfg.io_size > space:
-            raise PagetaxError(f"--io-size {cfg.io_size} is larger than the {space}-byte data "
-                               f"area left after altmap's reserve")
+        if cfg.threads * cfg.io_size > space:
+            raise PagetaxError(f"--io-size {cfg.io_size}"
+                               + (f" x {cfg.threads} threads" if cfg.threads > 1 else "")
+                               + f" is larger than the {space}-byte data area left after "
+                               "altmap's reserve")
         attachments = {}
         warnings = []
         peer_rows = []
@@ -261,10 +329,13 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                 peer_rows = list(peers.LIBPMEM_ROWS) if "write" in cfg.ops else []
             except OSError as e:
                 warnings.append(f"--peers libpmem: {e}; no libpmem rows")
-        use_fio = "fio" in cfg.peers and peers.fio_available()
-        if "fio" in cfg.peers and not use_fio:
+        fio_plan = []
+        if "fio" in cfg.peers and not peers.fio_available():
             warnings.append("--peers fio: fio is not installed (Debian: apt-get install fio); "
                             "no fio rows")
+        elif "fio" in cfg.peers:
+            fio_plan, notes = peers.fio_plan(backing.kind, backing.map_sync, peers.fio_engines())
+            warnings.extend(notes)
         try:
             for d in list(cfg.designs) + peer_rows:
                 attachments[d] = backing.attach(d, data_off, space)
@@ -275,10 +346,14 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                 "machine": dict(machine.describe(backing), cpu_features=cpu_features()),
                 "config": dict(dataclasses.asdict(cfg),
                                evict_bytes=evict.nbytes if evict is not None else 0,
+                               cpus=cpus,
                                data_offset=data_off, data_bytes=space,
                                persist_resolved=resolved,
                                byte_convention="bcopy: bytes moved counted once; GB = 1e9",
-                               buffer="page-aligned, packed in extent order",
+                               buffer="page-aligned, packed in extent order, one per thread",
+                               threads_convention="GB/s: all threads' bytes / each "
+                               "repetition's wall time (first start to last end); ns/seg: one "
+                               "thread's time per segment",
                                repetition_order="round-robin across designs, rotating start"),
                 "metadata": metas,
                 "results": rows,
@@ -289,33 +364,41 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                 doc["warnings"].append(
                     f"asked for {cfg.page_size} pages, but the kernel mapped the backing with "
                     f"{page_size} pages (/proc/self/smaps); the results say {page_size}")
-            buf = aligned_buffer(cfg.io_size, fill=0xA5)
+            bufs = [aligned_buffer(cfg.io_size, fill=0xA5) for _ in range(cfg.threads)]
             workloads = {}
             for op, pattern, seg in cells(cfg):
                 key = (pattern, seg)
                 if key not in workloads:
-                    ext = _ext.generate(pattern, seg, cfg.io_size, space, cfg.seed)
-                    workloads[key] = (ext, _ext.union_bytes(ext, 64))
-                ext, lines = workloads[key]
-                _ext.check(ext, space, buf.nbytes, op)
+                    exts = _ext.per_thread(pattern, seg, cfg.io_size, space, cfg.threads,
+                                           cfg.seed, hot_bytes=cfg.hot_pages * 4096)
+                    every = np.concatenate(exts)
+                    workloads[key] = (exts, _ext.union_bytes(every, 64), every)
+                exts, lines, every = workloads[key]
+                for ext, buf in zip(exts, bufs):
+                    _ext.check(ext, space, buf.nbytes, op)
                 cell = {d: a for d, a in attachments.items() if op == "write" or d not in peer_rows}
-                measured = measure_cell(cell, op, ext, buf, cfg, evict, on_step, persist)
+                measured = measure_cell(cell, op, exts, bufs, cfg, evict, on_step, persist, cpus)
                 for design, m in measured.items():
                     model = _meta.model(design)
                     ws = {"data_bytes": m.bytes, "data_lines_bytes": lines,
-                          "descriptor_bytes": model.descriptors_touched(ext),
+                          "descriptor_bytes": model.descriptors_touched(every),
                           "llc_bytes": llc, "page_size": page_size}
+                    model_per_io = sum(model.per_io_bytes(e) for e in exts) // len(exts)
                     meta = dict(metas[design], per_io_bytes=m.vector_bytes // max(m.ios, 1),
-                                model_per_io_bytes=model.per_io_bytes(ext)
-                                if not cfg.segs_per_io else None)
+                                model_per_io_bytes=model_per_io if not cfg.segs_per_io else None)
                     row = summarize(m, design, op, pattern, seg, cfg, ws, meta)
                     row["persistence"] = _persistence(design, op, cfg, resolved, durable, m)
                     rows.append(row)
                     if on_row:
                         on_row(rows[-1])
-                if use_fio:
-                    rows.append(fio_row(backing, data_off, space, op, pattern, seg, cfg, llc,
-                                        page_size))
+                for engine, design in fio_plan:
+                    try:
+                        rows.append(fio_row(backing, engine, design, data_off, space, op,
+                                            pattern, seg, cfg, llc, page_size, cpus))
+                    except OSError as e:
+                        warnings.append(f"--peers fio: {op} {pattern} {format_size(seg)}: {e}; "
+                                        f"no {design} row")
+                        continue
                     if on_row:
                         on_row(rows[-1])
         finally:

@@ -139,7 +139,7 @@ def test_unknown_design_op_cache(backing):
     (("rand", 8192, 4096, 1 << 20), "segment size 8192 is larger than the I/O size 4096"),
     (("rand", 4096, 6000, 1 << 20), "I/O size 6000 is not a multiple of the segment size 4096"),
     (("rand", 4096, 2 << 20, 1 << 20), r"I/O size 2097152 is larger than the backing \(1048576 bytes\)"),
-    (("zigzag", 4096, 4096, 1 << 20), r"unknown pattern 'zigzag' \(choose from seq, rand\)"),
+    (("zigzag", 4096, 4096, 1 << 20), r"unknown pattern 'zigzag' \(choose from seq, rand, hot\)"),
 ])
 def test_generate_refuses(args, message):
     with pytest.raises(pagetax.ExtentError, match=message):
