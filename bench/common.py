@@ -86,3 +86,25 @@ def run_matrix():
     rows = []
     runner.run(cfg, rows)
     return {(r["design"], r["op"], r["seg_bytes"], r["pattern"]): r for r in rows}
+
+
+# Threads (bench_threads.py): the contention a shared reference count causes.
+THREADS = [1, 2]
+THREAD_DESIGNS = ["vec", "pfn", "page", "huge", "memcpy"]
+THREAD_PATTERNS = ["seq", "hot"]
+THREAD_SEG_SIZES = [64, 4096]
+HOT_PAGES = 64
+
+
+def run_threads(threads):
+    """The thread matrix through pagetax's runner, threads pinned to the CPUs
+    this process may use; {(design, seg, pattern): result row}."""
+    from pagetax import runner
+    cfg = runner.RunConfig(designs=[d for d in THREAD_DESIGNS if d in pagetax.DESIGNS],
+                           ops=["read"], patterns=THREAD_PATTERNS, seg_sizes=THREAD_SEG_SIZES,
+                           size=BACKING_BYTES, io_size=IO_BYTES, repeat=REPS, warmup=1,
+                           cache="cold", seed=SEED, threads=threads, pin=[],
+                           hot_pages=HOT_PAGES)
+    rows = []
+    runner.run(cfg, rows)
+    return {(r["design"], r["seg_bytes"], r["pattern"]): r for r in rows}

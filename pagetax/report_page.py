@@ -38,9 +38,18 @@ def _fmt(x, nd=2):
 
 def render(doc):
     rows = sorted(doc["results"], key=lambda r: (r["op"], r["pattern"], r["seg_bytes"]))
+    threads = doc["config"].get("threads", 1)
     run_rows = [[r["op"], r["pattern"], format_size(r["seg_bytes"]), r["design"], _fmt(r["gbps"]),
-                 _fmt(r["gbps_best"]), f"{r['spread_pct']:.1f}%", _fmt(r["ns_per_seg"], 1),
-                 _fmt(r.get("ratio_vec")), _fmt(r.get("ratio_memcpy"))] for r in rows]
+                 _fmt(r["gbps_best"]), f"{r['spread_pct']:.1f}%"]
+                + ([" / ".join(_fmt(g) for g in r.get("thread_gbps", []))] if threads > 1 else [])
+                + [_fmt(r["ns_per_seg"], 1), _fmt(r.get("ratio_vec")), _fmt(r.get("ratio_memcpy"))]
+                for r in rows]
+    run_headers = (["op", "pattern", "seg", "design", "GB/s", "best", "spread"]
+                   + (["GB/s per thread"] if threads > 1 else [])
+                   + ["ns/seg", "x vec", "x memcpy"])
+    threads_note = ("" if threads == 1 else
+                    f" With {threads} threads GB/s is aggregate (all threads' bytes over each "
+                    "repetition's wall time) and ns/seg is one thread's time per segment.")
     with tempfile.TemporaryDirectory(prefix="pagetax-report-") as tmp:
         images = {}
         for name, path in _plot.plot(doc, tmp).items():
@@ -64,11 +73,10 @@ def render(doc):
 <h1>pagetax report</h1>
 <p class="note">{html.escape(_plot.caption(doc))}. Started {html.escape(doc.get("started", "?"))}.
 GB/s counts bytes copied once (bcopy convention), GB = 10<sup>9</sup>; median, best and
-spread = (worst &minus; best) / median over the repetitions.</p>
+spread = (worst &minus; best) / median over the repetitions.{html.escape(threads_note)}</p>
 {partial}
 <h2>Throughput and cost per segment</h2>
-{_table(["op", "pattern", "seg", "design", "GB/s", "best", "spread", "ns/seg", "x vec", "x memcpy"],
-        run_rows, left=4)}
+{_table(run_headers, run_rows, left=4)}
 <h2>Plots</h2>
 <img alt="throughput against segment size" src="data:image/png;base64,{images['throughput']}">
 <img alt="ns per segment against segment size" src="data:image/png;base64,{images['ns_per_seg']}">

@@ -146,6 +146,14 @@ def test_cli_threads_pin_and_hot(tmp_path):
         assert r["io_bytes"] == 2 << 20 and r["segments"] == 2 * (1 << 20) // 64
         assert r["gbps"] == pytest.approx(r["io_bytes"] / np.median(r["rep_wall_ns"]))
         assert len(r["thread_reps_ns"]) == 2
+    c = _cli("compare", "r.json", "r.json", cwd=tmp_path)
+    assert c.returncode == 0 and "threads" in c.stdout and "1.000" in c.stdout
+    one = _cli("run", *SMALL, "--designs", "vec", "--ops", "read", "--patterns", "seq",
+               "--seg-sizes", "64", "--json", "one.json", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    c = _cli("compare", "one.json", "r.json", cwd=tmp_path)
+    assert c.returncode == 1 and ("have no rows in common (1 against 2 threads: rows match only "
+                                  "at the same thread count)") in c.stderr.replace("\n", "")
 
 
 @pytest.mark.parametrize("args, code, message", [
