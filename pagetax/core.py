@@ -19,6 +19,7 @@ from .machine import mount_of
 OPS = ("read", "write")
 PERSIST_MODES = ("none", "clwb", "clflushopt", "clflush", "nt", "auto")
 CACHE_MODES = ("warm", "cold")
+MAX_THREADS = lib.PT_MAX_THREADS
 _OP_CODE = {"read": lib.PT_READ, "write": lib.PT_WRITE}
 _CACHE_CODE = {"warm": lib.PT_CACHE_WARM, "cold": lib.PT_CACHE_COLD}
 SCRATCH_PREFIX = "pagetax-"
@@ -310,9 +311,9 @@ class PreparedRun:
         if att._ptr == ffi.NULL or att.backing._ptr == ffi.NULL:
             raise PagetaxError("the attachment or its backing is closed")
         n = len(exts)
-        if n < 1 or n > lib.PT_MAX_THREADS or len(bufs) != n:
+        if n < 1 or n > MAX_THREADS or len(bufs) != n:
             raise PagetaxError(f"give one extent array and one buffer per thread, 1 to "
-                               f"{lib.PT_MAX_THREADS} threads (got {n} and {len(bufs)})")
+                               f"{MAX_THREADS} threads (got {n} and {len(bufs)})")
         cpus = list(cpus) if cpus is not None else [-1] * n
         if len(cpus) != n:
             raise PagetaxError(f"give one CPU per thread (got {len(cpus)} for {n} threads)")
@@ -340,11 +341,14 @@ class PreparedRun:
         self._c_wall = ffi.from_buffer("uint64_t[]", self.wall, require_writable=True)
         self._threads = ffi.new("struct pt_thread[]", n)
         self._c_times = []
+        self._c_views = []  # a struct field does not keep its cdata alive; this list does
         for i, (ext, buf) in enumerate(zip(exts, bufs)):
             t = self._threads[i]
-            t.ext = ffi.from_buffer("struct pt_extent[]", ext)
+            views = (ffi.from_buffer("struct pt_extent[]", ext),
+                     ffi.from_buffer("uint8_t[]", buf, require_writable=(op == "read")))
+            self._c_views.append(views)
+            t.ext, t.buf = views
             t.n = ext.shape[0]
-            t.buf = ffi.from_buffer("uint8_t[]", buf, require_writable=(op == "read"))
             t.buf_bytes = buf.nbytes
             t.cpu = cpus[i]
             self._c_times.append(ffi.from_buffer("struct pt_rep_times[]", self.times[i],

@@ -84,23 +84,26 @@ def fio_plan(kind, map_sync, engines):
     return plan, notes
 
 
-def fio_command(engine, filename, data_off, data_bytes, op, pattern, seg, io_bytes, loops=2,
-                threads=1, cpus=None, hot_bytes=None):
-    """fio's command line for one row: the same region, block size, pattern,
-    direction and bytes per thread as pagetax's.  Threads are fio jobs: for
-    seq and rand each job gets its own 1/N of the region (offset_increment),
-    for hot all jobs draw with repeats (norandommap) from the hot set."""
+def fio_command(engine, filename, file_bytes, op, pattern, seg, io_bytes, loops=2, threads=1,
+                cpus=None, hot_bytes=None):
+    """fio's command line for one row: the same block size, pattern,
+    direction, threads and bytes per thread as pagetax's.
+
+    The region is the whole file from offset 0 (or, for hot, its first
+    hot_bytes): fio 3.33's mmap engine maps [0, size) whatever --offset says,
+    then remaps for every I/O outside that window, and reads or writes the
+    bytes at (offset - --offset), so an --offset or offset_increment would
+    make it slow and put its writes where they were not asked for.  Threads
+    are fio jobs in one process, each over the whole region, as
+    `fio --numjobs` does by default."""
     rw = {"seq": "read", "rand": "randread", "hot": "randread"}[pattern]
     if op == "write":
         rw = rw.replace("read", "write")
-    size, extra = data_bytes, []
+    size, extra = file_bytes, []
     if pattern == "hot":
         size, extra = hot_bytes, ["--norandommap"]
-    elif threads > 1:
-        size = data_bytes // threads // seg * seg
-        extra = [f"--offset_increment={size}"]
     cmd = ["fio", "--name=pagetax", f"--ioengine={engine}", f"--filename={filename}",
-           f"--offset={data_off}", f"--size={size}", f"--bs={seg}", f"--rw={rw}",
+           "--offset=0", f"--size={size}", f"--bs={seg}", f"--rw={rw}",
            f"--io_size={io_bytes}", f"--loops={loops}", "--invalidate=0", "--fadvise_hint=0",
            "--randrepeat=1", "--output-format=json", *extra]
     if threads > 1:  # jobs as threads of one process, as pagetax's are
@@ -111,8 +114,8 @@ def fio_command(engine, filename, data_off, data_bytes, op, pattern, seg, io_byt
     return cmd
 
 
-def run_fio(backing, engine, data_off, data_bytes, op, pattern, seg, io_bytes, loops=2,
-            threads=1, cpus=None, hot_bytes=None):
+def run_fio(backing, engine, op, pattern, seg, io_bytes, loops=2, threads=1, cpus=None,
+            hot_bytes=None):
     """One fio run on the same backing (a scratch file through /proc/PID/fd,
     so an unlinked file works too; a device node by its path).  Returns
     (bytes per second, I/Os per second), all jobs together.  fio maps the
@@ -121,7 +124,7 @@ def run_fio(backing, engine, data_off, data_bytes, op, pattern, seg, io_bytes, l
     import json
     import subprocess
     filename = backing.path if backing.kind == "devdax" else f"/proc/{os.getpid()}/fd/{backing.fd}"
-    cmd = fio_command(engine, filename, data_off, data_bytes, op, pattern, seg, io_bytes, loops,
+    cmd = fio_command(engine, filename, backing.size, op, pattern, seg, io_bytes, loops,
                       threads, cpus, hot_bytes)
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, pass_fds=(backing.fd,))
     out = p.stdout

@@ -14,9 +14,9 @@ from . import extents as _ext
 from . import machine
 from . import metadata as _meta
 from . import backings, peers
-from .core import (CACHE_MODES, DESIGNS, OPS, PERSIST_MODES, aligned_buffer, common_layout,
-                   cpu_features, design_entry_bytes, eviction_buffer, persist_code,
-                   resolve_persist)
+from .core import (CACHE_MODES, DESIGNS, MAX_THREADS, OPS, PERSIST_MODES, aligned_buffer,
+                   common_layout, cpu_features, design_entry_bytes, eviction_buffer,
+                   persist_code, resolve_persist)
 from .errors import PagetaxError
 from .sizes import format_size
 
@@ -108,9 +108,6 @@ class RunConfig:
                     raise PagetaxError(f"segment size {seg} is larger than the hot set of "
                                        f"{self.hot_pages} pages")
         thread_cpus(self)
-
-
-MAX_THREADS = 1024
 
 
 def thread_cpus(cfg):
@@ -243,15 +240,14 @@ def design_metadata(att, backing):
             "source": m.source}
 
 
-def fio_row(backing, engine, design, data_off, space, op, pattern, seg, cfg, llc, page_size,
-            cpus):
+def fio_row(backing, engine, design, op, pattern, seg, cfg, llc, page_size, cpus):
     """One of fio's engines as a row: same backing, block size, pattern,
     direction, threads (jobs) and bytes per thread (not the same offsets:
-    fio draws its own).  fio reports bandwidth and IOPS, not phases: the
-    whole time counts as copy, and ns/seg is per thread as for the designs."""
-    runs = [peers.run_fio(backing, engine, data_off, space, op, pattern, seg, cfg.io_size,
-                          loops=2, threads=cfg.threads, cpus=cpus,
-                          hot_bytes=cfg.hot_pages * 4096)
+    fio draws its own, over the whole file).  fio reports bandwidth and
+    IOPS, not phases: the whole time counts as copy, and ns/seg is per
+    thread as for the designs."""
+    runs = [peers.run_fio(backing, engine, op, pattern, seg, cfg.io_size, loops=2,
+                          threads=cfg.threads, cpus=cpus, hot_bytes=cfg.hot_pages * 4096)
             for _ in range(cfg.repeat)]
     bw = np.array([r[0] for r in runs]) / 1e9
     iops = np.array([r[1] for r in runs]) / cfg.threads  # per thread
@@ -275,11 +271,12 @@ def fio_row(backing, engine, design, data_off, space, op, pattern, seg, cfg, llc
                      "source": f"fio --ioengine={engine}, one buffer per I/O"},
         "timing": {}, "reps_ns": rep_ns,
         "persistence": {"mode": "fio's own"},
-        "fio_command": peers.fio_command(engine, "FILE", data_off, space, op, pattern, seg,
+        "fio_command": peers.fio_command(engine, "FILE", backing.size, op, pattern, seg,
                                          cfg.io_size, 2, cfg.threads, cpus,
                                          cfg.hot_pages * 4096),
-        "note": "fio draws its own offsets, maps the file itself (its first loop pays "
-                "first-touch faults; 2 loops per run), and times in user space",
+        "note": "fio draws its own offsets over the whole file (jobs share it), maps the "
+                "file itself (its first loop pays first-touch faults; 2 loops per run), "
+                "times in user space, and runs after every design has detached",
     }
 
 
@@ -391,19 +388,22 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                     rows.append(row)
                     if on_row:
                         on_row(rows[-1])
-                for engine, design in fio_plan:
-                    try:
-                        rows.append(fio_row(backing, engine, design, data_off, space, op,
-                                            pattern, seg, cfg, llc, page_size, cpus))
-                    except OSError as e:
-                        warnings.append(f"--peers fio: {op} {pattern} {format_size(seg)}: {e}; "
-                                        f"no {design} row")
-                        continue
-                    if on_row:
-                        on_row(rows[-1])
         finally:
             for att in attachments.values():
                 att.close()
+        # fio last, once no design is attached: its writes cover the whole
+        # file, altmap's on-backing descriptors included (see fio_command).
+        for op, pattern, seg in cells(cfg) if fio_plan else []:
+            for engine, design in fio_plan:
+                try:
+                    rows.append(fio_row(backing, engine, design, op, pattern, seg, cfg, llc,
+                                        page_size, cpus))
+                except OSError as e:
+                    warnings.append(f"--peers fio: {op} {pattern} {format_size(seg)}: {e}; "
+                                    f"no {design} row")
+                    continue
+                if on_row:
+                    on_row(rows[-1])
     add_ratios(rows)
     doc["elapsed_s"] = time.time() - started
     return doc

@@ -187,15 +187,30 @@ def test_fio_plan_follows_the_backing():
 
 
 def test_fio_command_matches_the_workload():
-    cmd = peers.fio_command("libpmem", "F", 4096, 1 << 30, "write", "rand", 64, 1 << 20,
+    cmd = peers.fio_command("libpmem", "F", 1 << 30, "write", "rand", 64, 1 << 20,
                             threads=2, cpus=[1, 0])
-    assert {"--ioengine=libpmem", "--rw=randwrite", "--size=536870912", "--bs=64",
-            "--offset=4096", "--offset_increment=536870912", "--numjobs=2", "--thread",
-            "--io_size=1048576", "--cpus_allowed=0,1", "--cpus_allowed_policy=split"} <= set(cmd)
-    hot = peers.fio_command("mmap", "F", 0, 1 << 30, "read", "hot", 64, 1 << 20,
+    assert {"--ioengine=libpmem", "--rw=randwrite", "--offset=0", "--size=1073741824",
+            "--bs=64", "--numjobs=2", "--thread", "--io_size=1048576", "--cpus_allowed=0,1",
+            "--cpus_allowed_policy=split"} <= set(cmd)
+    hot = peers.fio_command("mmap", "F", 1 << 30, "read", "hot", 64, 1 << 20,
                             hot_bytes=64 * 4096)
-    assert {"--rw=randread", "--size=262144", "--norandommap"} <= set(hot)
+    assert {"--rw=randread", "--offset=0", "--size=262144", "--norandommap"} <= set(hot)
     assert not any(a.startswith("--numjobs") for a in hot)
+    assert not any(a.startswith("--offset_increment") for a in hot + cmd)
+
+
+@pytest.mark.skipif(not peers.fio_available(), reason="fio is not installed")
+def test_fio_mmap_writes_where_pagetax_expects(tmp_path):
+    """The reason fio runs from offset 0 over the whole file: its mmap engine
+    puts an --offset run's bytes at the start of the file.  If a fio release
+    fixes that, this test says so and fio_command can use offsets again."""
+    f = tmp_path / "f"
+    f.write_bytes(bytes(4 << 20))
+    cmd = peers.fio_command("mmap", str(f), 2 << 20, "write", "seq", 4096, 1 << 20, loops=1)
+    cmd[cmd.index("--offset=0")] = "--offset=2097152"
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    data = np.fromfile(f, np.uint8)
+    assert data[:1 << 20].any() and not data[2 << 20:].any()
 
 
 def test_fio_rows_from_a_fake_fio(tmp_path):
