@@ -7,6 +7,7 @@ Add new entries instead, and when a benchmark's meaning must change, bump
 its `version` attribute so asv starts a new history.
 """
 import functools
+import os
 
 import pagetax
 from pagetax import machine
@@ -108,3 +109,28 @@ def run_threads(threads):
     rows = []
     runner.run(cfg, rows)
     return {(r["design"], r["seg_bytes"], r["pattern"]): r for r in rows}
+
+
+@functools.lru_cache(maxsize=None)
+def thread_extents(pattern, seg, threads):
+    return pagetax.extents.per_thread(pattern, seg, IO_BYTES, data_area()[1], threads, SEED,
+                                      hot_bytes=HOT_PAGES * 4096)
+
+
+@functools.lru_cache(maxsize=None)
+def thread_buffers(threads):
+    return [pagetax.aligned_buffer(IO_BYTES, fill=0xA5) for _ in range(threads)]
+
+
+def thread_cpus(threads):
+    cpus = sorted(os.sched_getaffinity(0))
+    return [cpus[i % len(cpus)] for i in range(threads)]
+
+
+def prepared_threads(design, seg, pattern, threads, calls=1):
+    """Gathers by `threads` threads pinned to this process's CPUs, through
+    one attachment (one descriptor table)."""
+    skip_unless_available(design)
+    return attachment(design).prepare("read", thread_extents(pattern, seg, threads),
+                                      thread_buffers(threads), calls=calls,
+                                      cpus=thread_cpus(threads))

@@ -161,7 +161,8 @@ uint64_t pt_vector_entries(const pt_attachment *a, const struct pt_extent *ext,
                            uint64_t n);
 
 /* Validate, then run warmup + reps repetitions of build, copy, release over
- * all extents; times[] gets reps entries.  One call, no Python in between. */
+ * all extents; times[] gets reps entries.  One call, no Python in between:
+ * pt_run_threads below with one unpinned thread, the caller's. */
 int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
            const struct pt_extent *ext, uint64_t n,
            uint8_t *buf, uint64_t buf_bytes,

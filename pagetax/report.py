@@ -131,7 +131,8 @@ def print_wide(console, renderable, width):
 
 
 def print_table(doc, console=None):
-    print_wide(console or Console(), table(doc), 140)
+    threads = doc["config"].get("threads", 1) > 1  # one more column
+    print_wide(console or Console(), table(doc), 156 if threads else 140)
 
 
 def default_path(directory="results"):

@@ -357,6 +357,10 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
             })
             page_size = doc["machine"]["backing"]["mapping"]["page_size"]
             doc["warnings"] = warnings
+            ncpu = len(set(cpus)) if cpus else len(os.sched_getaffinity(0))
+            if cfg.threads > ncpu:
+                warnings.append(f"{cfg.threads} threads on {ncpu} CPUs: threads take turns on "
+                                "a CPU, so GB/s is not what as many cores would give")
             if page_size != cfg.page_size:
                 doc["warnings"].append(
                     f"asked for {cfg.page_size} pages, but the kernel mapped the backing with "

@@ -64,3 +64,31 @@ def test_copy(benchmark, design, op, pattern, seg):
     )
     if op == "read":
         _check_bytes(design, op, common.extents(pattern, seg), common.buffer())
+
+
+@pytest.mark.parametrize("threads", common.THREADS)
+@pytest.mark.parametrize("seg", common.THREAD_SEG_SIZES, ids=format_size)
+@pytest.mark.parametrize("pattern", common.THREAD_PATTERNS)
+@pytest.mark.parametrize("design", [d for d in common.THREAD_DESIGNS if d in pagetax.DESIGNS])
+def test_threads(benchmark, design, pattern, seg, threads):
+    """Gathers by 1 and 2 pinned threads through one descriptor table; the
+    group compares designs and thread counts at one pattern and size."""
+    benchmark.group = f"threads read {pattern} {format_size(seg)}"
+    run = common.prepared_threads(design, seg, pattern, threads, calls=ROUNDS + 2)
+    benchmark.pedantic(run, setup=common.evict, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    m = run.measurement()
+    assert m.threads == threads and m.bytes == threads * common.IO_BYTES
+    median = float(np.median(m.total_ns))
+    benchmark.extra_info.update(
+        threads=threads, cpus=m.cpus,
+        gbps=m.bytes / median,             # all threads' bytes over the wall time
+        thread_gbps=m.thread_gbps(),
+        ns_per_seg=m.ns_per_seg()[0],      # one thread's time per segment
+    )
+    if design != "memcpy":
+        view = common.backing().view()[common.data_area()[0]:]
+        for ext, buf in zip(common.thread_extents(pattern, seg, threads),
+                            common.thread_buffers(threads)):
+            i = np.random.default_rng(0).choice(len(ext), size=64, replace=False)
+            for o, p in zip(ext["off"][i].tolist(), (i * seg).tolist()):
+                np.testing.assert_array_equal(buf[p:p + seg], view[o:o + seg])

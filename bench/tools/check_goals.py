@@ -124,7 +124,7 @@ def goal_python_overhead(reps):
                 prepared()
                 whole = time.perf_counter_ns() - t0
                 call = prepared.call_ns - call_ns
-                timed = int(prepared.times[i].sum())
+                timed = int(prepared.times[0, i].sum())  # thread 0, repetition i
                 py.append(100.0 * (whole - call) / call)
                 harness.append(100.0 * (whole - timed) / timed)
             med, lo, hi = stats(py)
