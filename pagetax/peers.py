@@ -77,7 +77,7 @@ def fio_plan(kind, map_sync, engines):
                          f"no {FIO_ROWS[engine]} rows")
     if kind == "devdax":
         notes.append("--peers fio: no fio-mmap rows on device DAX (fio's mmap engine sizes "
-                     "a file; a device node has none): fio-dev-dax instead")
+                     "a file; a device node has none)")
     elif not map_sync:
         notes.append("--peers fio: no fio-libpmem rows: fio's libpmem engine needs a file on "
                      "DAX (--backing dax:PATH)")
@@ -130,7 +130,7 @@ def run_fio(backing, engine, op, pattern, seg, io_bytes, loops=2, threads=1, cpu
     out = p.stdout
     try:
         job = json.loads(out[out.index("{"):])["jobs"][0]
-    except ValueError:
+    except (ValueError, KeyError, IndexError, TypeError):  # not fio's JSON
         job = None
     if p.returncode != 0 or job is None or job.get("error"):
         why = (p.stderr or out).strip().splitlines()
