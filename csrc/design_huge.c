@@ -9,29 +9,12 @@
 #define HUGE_SHIFT 21
 #define HUGE_REF offsetof(struct pt_page, refcount)
 
-static uint64_t huge_pages(uint64_t capacity)
-{
-    return (capacity + (1ULL << HUGE_SHIFT) - 1) >> HUGE_SHIFT;
-}
-
 /* 64 B per 2 MiB: 0.0030518 % of capacity. */
-static void huge_metadata(uint64_t capacity, struct pt_metadata *out)
-{
-    out->dram_bytes = huge_pages(capacity) * sizeof(struct pt_page);
-    out->device_bytes = 0;
-}
-
-static int huge_attach(struct pt_attachment *a, struct pt_error *err)
-{
-    return pt_table_alloc(a, huge_pages(a->data_bytes), PT_PAGE_DESC_SHIFT, HUGE_REF, err);
-}
-
+PT_DRAM_TABLE_OPS(huge, PT_PAGE_DESC_SHIFT, HUGE_SHIFT, HUGE_REF)
 PT_BVEC_OPS(huge, PT_PAGE_DESC_SHIFT, HUGE_SHIFT, HUGE_REF)
 
 const struct pt_design_ops pt_design_huge = {
     .name = "huge",
-    .attach = huge_attach,
-    .detach = pt_table_free,
-    .metadata = huge_metadata,
+    PT_DRAM_TABLE_FIELDS(huge),
     PT_BVEC_OPS_FIELDS(huge),
 };

@@ -23,22 +23,8 @@ _Static_assert(sizeof(struct pt_sg) == 32, "scatterlist is 32 bytes on x86-64");
 #define SG_PAGE_MASK (~0x3UL)
 #define SGL_REF offsetof(struct pt_page, refcount)
 
-static uint64_t pages(uint64_t capacity)
-{
-    return (capacity + PT_PAGE_SIZE - 1) >> PT_PAGE_SHIFT;
-}
-
 /* The same table as `page`: 64 B per 4 KiB in DRAM. */
-static void sgl_metadata(uint64_t capacity, struct pt_metadata *out)
-{
-    out->dram_bytes = pages(capacity) * sizeof(struct pt_page);
-    out->device_bytes = 0;
-}
-
-static int sgl_attach(struct pt_attachment *a, struct pt_error *err)
-{
-    return pt_table_alloc(a, pages(a->data_bytes), PT_PAGE_DESC_SHIFT, SGL_REF, err);
-}
+PT_DRAM_TABLE_OPS(sgl, PT_PAGE_DESC_SHIFT, PT_PAGE_SHIFT, SGL_REF)
 
 static inline struct pt_page *sg_page(const struct pt_sg *sg)
 {
@@ -145,9 +131,7 @@ static void sgl_release(struct pt_attachment *a, struct pt_io *io)
 const struct pt_design_ops pt_design_sgl = {
     .name = "sgl",
     .entry_bytes = sizeof(struct pt_sg),
-    .attach = sgl_attach,
-    .detach = pt_table_free,
-    .metadata = sgl_metadata,
+    PT_DRAM_TABLE_FIELDS(sgl),
     .entries = pt_entries_per_extent,
     .build = sgl_build,
     .gather = sgl_gather,

@@ -46,6 +46,29 @@ void pt_table_free(struct pt_attachment *a);
 /* Initialise n descriptors at `table` (which may be on the backing). */
 void pt_table_init(void *table, uint64_t n, unsigned desc_shift, size_t ref_off);
 
+/* Descriptors for `capacity` bytes, one per 2^page_shift bytes or part of them. */
+static inline uint64_t pt_desc_count(uint64_t capacity, unsigned page_shift)
+{
+    return (capacity + (1ULL << page_shift) - 1) >> page_shift;
+}
+
+/* The per-capacity ops of a design whose table is in DRAM: one 2^DS-byte
+ * descriptor per 2^PS bytes of data, reference count at byte RO of it.
+ * metadata() is the model, attach() allocates exactly that. */
+#define PT_DRAM_TABLE_OPS(name, DS, PS, RO)                                             \
+    static void name##_metadata(uint64_t capacity, struct pt_metadata *out)            \
+    {                                                                                   \
+        out->dram_bytes = pt_desc_count(capacity, PS) << (DS);                          \
+        out->device_bytes = 0;                                                          \
+    }                                                                                   \
+    static int name##_attach(struct pt_attachment *a, struct pt_error *err)            \
+    {                                                                                   \
+        return pt_table_alloc(a, pt_desc_count(a->data_bytes, PS), DS, RO, err);       \
+    }
+
+#define PT_DRAM_TABLE_FIELDS(name)                                                      \
+    .attach = name##_attach, .detach = pt_table_free, .metadata = name##_metadata
+
 static inline int32_t *bvec_ref(void *desc, size_t ref_off)
 {
     return (int32_t *)((uint8_t *)desc + ref_off);
