@@ -26,7 +26,7 @@ static int libpmem_attach(struct pt_attachment *a, struct pt_error *err)
 {
     (void)a;
     if (!copy_persist || !copy_nodrain || !drain)
-        return pt_set_error(err, PT_EINVAL, 0, 0, "libpmem is not loaded");
+        return pt_set_error(err, PT_EARG, 0, 0, "libpmem is not loaded");
     return PT_OK;
 }
 
@@ -34,7 +34,7 @@ static int libpmem_gather(struct pt_attachment *a, struct pt_io *io, struct pt_e
 {
     (void)a;
     (void)io;
-    return pt_set_error(err, PT_EINVAL, 0, 0, "the libpmem peers write only");
+    return pt_set_error(err, PT_EARG, 0, 0, "the libpmem peers write only");
 }
 
 /* Every segment through `copy`; pmem_drain once at the end, or (when `copy`

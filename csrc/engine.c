@@ -804,9 +804,9 @@ static int plan_thread(struct pt_worker *w, const struct pt_attachment *a,
     if (!t->buf)
         return pt_set_error(te, PT_EINVAL, 0, 0, "buffer pointer is NULL");
     if (!t->times)
-        return pt_set_error(te, PT_EINVAL, 0, 0, "times pointer is NULL");
+        return pt_set_error(te, PT_EARG, 0, 0, "times pointer is NULL");
     if (t->cpu < -1 || t->cpu >= CPU_SETSIZE)
-        return pt_set_error(te, PT_EINVAL, 0, 0, "CPU %d is out of range (0 to %d, or -1)",
+        return pt_set_error(te, PT_EARG, 0, 0, "CPU %d is out of range (0 to %d, or -1)",
                             t->cpu, CPU_SETSIZE - 1);
     if ((rc = pt_validate(a, t->ext, n, t->buf_bytes, &w->total, te)) != PT_OK)
         return rc;
@@ -869,12 +869,12 @@ int pt_run_threads(pt_attachment *a, const struct pt_run_config *cfg,
     int rc;
 
     if (!a || !cfg || !threads)
-        return pt_set_error(err, PT_EINVAL, 0, 0, "NULL argument");
+        return pt_set_error(err, PT_EARG, 0, 0, "NULL argument");
     if (nthreads == 0 || nthreads > PT_MAX_THREADS)
-        return pt_set_error(err, PT_EINVAL, 0, 0, "threads must be 1 to %d (got %u)",
+        return pt_set_error(err, PT_EARG, 0, 0, "threads must be 1 to %d (got %u)",
                             PT_MAX_THREADS, nthreads);
     if (__atomic_exchange_n(&a->busy, 1, __ATOMIC_ACQUIRE))
-        return pt_set_error(err, PT_EINVAL, 0, 0,
+        return pt_set_error(err, PT_EARG, 0, 0,
                             "this attachment is running in another thread; attach one per thread");
     rc = run_threads_checked(a, cfg, threads, nthreads, wall_ns, err);
     __atomic_store_n(&a->busy, 0, __ATOMIC_RELEASE);
@@ -893,7 +893,7 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
     int rc;
 
     if (!times || !stats)
-        return pt_set_error(err, PT_EINVAL, 0, 0, "NULL argument");
+        return pt_set_error(err, PT_EARG, 0, 0, "NULL argument");
     memset(&t, 0, sizeof(t));
     t.ext = ext;
     t.n = n;
@@ -921,17 +921,17 @@ static int run_threads_checked(pt_attachment *a, const struct pt_run_config *cfg
         return pt_set_error(err, PT_EFAULT, 0, 0,
                             "an earlier run on this attachment ended in SIGBUS; detach it");
     if (cfg->op != PT_READ && cfg->op != PT_WRITE)
-        return pt_set_error(err, PT_EINVAL, 0, 0, "unknown op %d", cfg->op);
+        return pt_set_error(err, PT_EARG, 0, 0, "unknown op %d", cfg->op);
     if (cfg->cache != PT_CACHE_WARM && cfg->cache != PT_CACHE_COLD)
-        return pt_set_error(err, PT_EINVAL, 0, 0, "unknown cache mode %d", cfg->cache);
+        return pt_set_error(err, PT_EARG, 0, 0, "unknown cache mode %d", cfg->cache);
     if (cfg->reps == 0)
-        return pt_set_error(err, PT_EINVAL, 0, 0, "reps must be at least 1");
+        return pt_set_error(err, PT_EARG, 0, 0, "reps must be at least 1");
     if (cfg->cache == PT_CACHE_COLD && (!cfg->evict_buf || cfg->evict_bytes == 0))
-        return pt_set_error(err, PT_EINVAL, 0, 0, "cold cache needs an eviction buffer");
+        return pt_set_error(err, PT_EARG, 0, 0, "cold cache needs an eviction buffer");
     if (cfg->persist & ~(PT_PERSIST_EACH | 15) || (cfg->persist & 15) > PT_PERSIST_FENCE)
-        return pt_set_error(err, PT_EINVAL, 0, 0, "unknown persistence mode %d", cfg->persist);
+        return pt_set_error(err, PT_EARG, 0, 0, "unknown persistence mode %d", cfg->persist);
     if (cfg->op == PT_WRITE && (missing = missing_insn(cfg->persist)))
-        return pt_set_error(err, PT_EINVAL, 0, 0,
+        return pt_set_error(err, PT_EARG, 0, 0,
                             "this CPU has no %s, which the persistence mode needs", missing);
     if (cfg->op == PT_WRITE && !a->backing->writable)
         return pt_set_error(err, PT_EPERM, 0, 0,

@@ -15,14 +15,16 @@
 /* Return codes: 0 or a negative pt_errcode. struct pt_error says more. */
 enum pt_errcode {
     PT_OK = 0,
-    PT_EINVAL = -1,   /* bad argument: extent, size, design, op */
+    PT_EINVAL = -1,   /* bad extents or buffer, or a bad size or design at map/attach */
     PT_ERANGE = -2,   /* extent or buffer out of bounds */
     PT_ENOMEM = -3,   /* allocation failed */
     PT_ESYS = -4,     /* a system call failed; sys_errno holds errno */
     PT_EPERM = -5,    /* write to a read-only backing */
     PT_EREF = -6,     /* a descriptor reference count went wrong */
     PT_EFAULT = -7,   /* SIGBUS in the data path: a truncated file or a media error */
-    PT_EINTR = -8     /* SIGINT or SIGTERM arrived: the run stopped early */
+    PT_EINTR = -8,    /* SIGINT or SIGTERM arrived: the run stopped early */
+    PT_EARG = -9      /* a run's other arguments: op, cache, reps, persistence, threads,
+                         CPUs, or an attachment busy in another thread */
 };
 
 enum pt_op { PT_READ = 0, PT_WRITE = 1 };        /* gather, scatter */

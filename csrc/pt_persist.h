@@ -156,7 +156,7 @@ static inline uint64_t pt_persist_fence(const int mode)
     PT_PERSIST_CASE(PT_PERSIST_AUTO_CLFLUSH, fn, __VA_ARGS__)                          \
     PT_PERSIST_CASE(PT_PERSIST_FENCE, fn, __VA_ARGS__)                                 \
     default:                                                                           \
-        return pt_set_error((err), PT_EINVAL, 0, 0, "unknown persistence mode %d",     \
+        return pt_set_error((err), PT_EARG, 0, 0, "unknown persistence mode %d",       \
                             (io)->persist);                                            \
     }
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pagetax
-from pagetax import extents, peers, runner
+from pagetax import extents, peers
 from helpers import SIZE, data_view, expected_gather, expected_scatter
 
 COPY_DESIGNS = [d for d in pagetax.DESIGNS if d != "memcpy"]
@@ -82,8 +82,10 @@ def test_a_thread_error_names_the_thread(backing):
         with pytest.raises(pagetax.PagetaxError,
                            match=r"^thread 1: cannot pin to CPU 1023: Invalid argument$"):
             att.run("read", exts, bufs, cpus=[0, 1023])
-        with pytest.raises(pagetax.ExtentError, match=r"^thread 0: CPU -2 is out of range"):
+        with pytest.raises(pagetax.PagetaxError,
+                           match=r"^thread 0: CPU -2 is out of range") as refused:
             att.run("read", exts, bufs, cpus=[-2, 0])
+        assert not isinstance(refused.value, pagetax.ExtentError)  # the extents were fine
         with pytest.raises(pagetax.PagetaxError, match="give one CPU per thread"):
             att.run("read", exts, bufs, cpus=[0])
         m = att.run("read", exts, bufs, cpus=[0, 0])  # still usable, and pinned
@@ -213,17 +215,23 @@ def test_fio_mmap_writes_where_pagetax_expects(tmp_path):
     assert data[:1 << 20].any() and not data[2 << 20:].any()
 
 
-def test_fio_rows_from_a_fake_fio(tmp_path):
-    """A stand-in fio on PATH: the rows carry its figures, per thread."""
+def _fake_fio(tmp_path, body):
+    """An environment whose PATH finds a stand-in fio: it lists only the mmap
+    engine for --enghelp, and otherwise runs the shell text `body`."""
     fake = tmp_path / "bin" / "fio"
     fake.parent.mkdir()
     fake.write_text("#!/bin/sh\n"
                     "if [ \"$1\" = --enghelp ]; then printf 'Available IO engines:\\n\\tmmap\\n'; exit 0; fi\n"
-                    f"echo \"$@\" >> {tmp_path}/args\n"
-                    "echo '{\"jobs\": [{\"error\": 0, \"read\": {\"bw_bytes\": 2000000000, "
-                    "\"iops\": 500000}}]}'\n")
+                    + body)
     fake.chmod(0o755)
-    env = dict(os.environ, PATH=f"{fake.parent}:{os.environ['PATH']}")
+    return dict(os.environ, PATH=f"{fake.parent}:{os.environ['PATH']}")
+
+
+def test_fio_rows_from_a_fake_fio(tmp_path):
+    """A stand-in fio on PATH: the rows carry its figures, per thread."""
+    env = _fake_fio(tmp_path, f"echo \"$@\" >> {tmp_path}/args\n"
+                              "echo '{\"jobs\": [{\"error\": 0, \"read\": {\"bw_bytes\": "
+                              "2000000000, \"iops\": 500000}}]}'\n")
     p = subprocess.run([sys.executable, "-m", "pagetax", "run", *SMALL, "--designs", "vec",
                         "--ops", "read", "--patterns", "rand", "--seg-sizes", "4K",
                         "--threads", "2", "--peers", "fio", "--json", "r.json"],
@@ -273,13 +281,7 @@ def test_interrupt_stops_every_thread(tmp_path):
 
 
 def test_a_failing_fio_is_a_warning_not_an_error(tmp_path):
-    fake = tmp_path / "bin" / "fio"
-    fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\n"
-                    "if [ \"$1\" = --enghelp ]; then printf 'Available IO engines:\\n\\tmmap\\n'; exit 0; fi\n"
-                    "echo 'fio: engine mmap not loadable' >&2; exit 1\n")
-    fake.chmod(0o755)
-    env = dict(os.environ, PATH=f"{fake.parent}:{os.environ['PATH']}")
+    env = _fake_fio(tmp_path, "echo 'fio: engine mmap not loadable' >&2; exit 1\n")
     p = subprocess.run([sys.executable, "-m", "pagetax", "run", *SMALL, "--designs", "vec",
                         "--ops", "read", "--patterns", "rand", "--seg-sizes", "4K",
                         "--peers", "fio", "--json", "r.json"],
