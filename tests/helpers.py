@@ -37,3 +37,20 @@ def expected_scatter(view, ext, src):
         want[o:o + n] = src[pos:pos + n]
         pos += n
     return want
+
+
+def assert_moves_right_bytes(backing, design, ext, op, rng):
+    """Gather `ext` (op "read") or scatter random bytes through it (op
+    "write") with `design`, and check the result byte for byte against
+    numpy: the packed buffer, or the whole data area after the scatter."""
+    view = data_view(backing, design)
+    if op == "read":
+        want = expected_gather(view, ext)
+        buf = pagetax.aligned_buffer(want.size)
+        assert pagetax.gather(backing, design, ext, buf) == want.size
+        np.testing.assert_array_equal(buf, want)
+    else:
+        src = rng.integers(0, 256, int(ext["len"].sum()), dtype=np.uint8)
+        want = expected_scatter(view, ext, src)
+        assert pagetax.scatter(backing, design, ext, src) == src.size
+        np.testing.assert_array_equal(view, want)

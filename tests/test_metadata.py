@@ -8,7 +8,7 @@ import pytest
 
 import pagetax
 from pagetax import metadata as md
-from helpers import data_view, expected_gather
+from helpers import assert_moves_right_bytes
 
 MIB, GIB, TIB = 1 << 20, 1 << 30, 1 << 40
 DATA_PATH = [m for m in md.MODELS.values() if m.data_path and not m.peer]
@@ -131,16 +131,7 @@ def test_huge_splits_at_2mib_and_moves_the_right_bytes(rng, op):
                                    [300, 3 * MIB, 4096])
         with b.attach("huge") as att:
             assert att.entries(ext) == 2 + 2 + 1
-        view = data_view(b, "huge")
-        if op == "read":
-            want = expected_gather(view, ext)
-            buf = pagetax.aligned_buffer(want.size)
-            pagetax.gather(b, "huge", ext, buf)
-            np.testing.assert_array_equal(buf, want)
-        else:
-            src = rng.integers(0, 256, int(ext["len"].sum()), dtype=np.uint8)
-            pagetax.scatter(b, "huge", ext, src)
-            np.testing.assert_array_equal(expected_gather(view, ext), src)
+        assert_moves_right_bytes(b, "huge", ext, op, rng)
 
 
 def test_altmap_data_starts_after_its_reserve(rng):
