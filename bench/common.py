@@ -7,7 +7,6 @@ Add new entries instead, and when a benchmark's meaning must change, bump
 its `version` attribute so asv starts a new history.
 """
 import functools
-import os
 
 import pagetax
 from pagetax import machine
@@ -122,15 +121,11 @@ def thread_buffers(threads):
     return [pagetax.aligned_buffer(IO_BYTES, fill=0xA5) for _ in range(threads)]
 
 
-def thread_cpus(threads):
-    cpus = sorted(os.sched_getaffinity(0))
-    return [cpus[i % len(cpus)] for i in range(threads)]
-
-
 def prepared_threads(design, seg, pattern, threads, calls=1):
     """Gathers by `threads` threads pinned to this process's CPUs, through
     one attachment (one descriptor table)."""
+    from pagetax import runner
     skip_unless_available(design)
+    cpus = runner.thread_cpus(runner.RunConfig(threads=threads, pin=[]))  # as --pin
     return attachment(design).prepare("read", thread_extents(pattern, seg, threads),
-                                      thread_buffers(threads), calls=calls,
-                                      cpus=thread_cpus(threads))
+                                      thread_buffers(threads), calls=calls, cpus=cpus)
