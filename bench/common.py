@@ -60,20 +60,21 @@ def buffer():
 
 @functools.lru_cache(maxsize=None)
 def eviction():
+    """Only where the CPU has no CLFLUSH: what cold="evict" writes."""
     return pagetax.eviction_buffer(machine.llc_bytes())
 
 
-def evict():
-    """Out of every cache level: run it untimed before each timed call."""
-    e = eviction()
-    e[:] = e[0] + 1
+def _cold_kw():
+    return {"evict": eviction()} if pagetax.core.cold_method() == "evict" else {}
 
 
-def prepared(design, op, seg, pattern, calls=1, cache="warm"):
+def prepared(design, op, seg, pattern, calls=1):
+    """A PreparedRun whose calls add no cold start of their own: run its
+    make_cold() untimed before each timed call (asv setup, pytest-benchmark
+    setup), so the harness times the repetition alone."""
     skip_unless_available(design)
-    kw = {"evict": eviction()} if cache == "cold" else {}
     return attachment(design).prepare(op, extents(pattern, seg), buffer(), calls=calls,
-                                      cache=cache, **kw)
+                                      phase_reps=0, **_cold_kw())
 
 
 def run_matrix():
@@ -82,7 +83,7 @@ def run_matrix():
     from pagetax import runner
     cfg = runner.RunConfig(designs=[d for d in DESIGNS if d in pagetax.DESIGNS], ops=OPS,
                            patterns=PATTERNS, seg_sizes=SEG_SIZES, size=BACKING_BYTES,
-                           io_size=IO_BYTES, repeat=REPS, warmup=1, cache="cold", seed=SEED)
+                           io_size=IO_BYTES, repeat=REPS, cache="cold", seed=SEED)
     rows = []
     runner.run(cfg, rows)
     return {(r["design"], r["op"], r["seg_bytes"], r["pattern"]): r for r in rows}
@@ -102,7 +103,7 @@ def run_threads(threads):
     from pagetax import runner
     cfg = runner.RunConfig(designs=[d for d in THREAD_DESIGNS if d in pagetax.DESIGNS],
                            ops=["read"], patterns=THREAD_PATTERNS, seg_sizes=THREAD_SEG_SIZES,
-                           size=BACKING_BYTES, io_size=IO_BYTES, repeat=REPS, warmup=1,
+                           size=BACKING_BYTES, io_size=IO_BYTES, repeat=REPS,
                            cache="cold", seed=SEED, threads=threads, pin=[],
                            hot_pages=HOT_PAGES)
     rows = []
@@ -128,4 +129,5 @@ def prepared_threads(design, seg, pattern, threads, calls=1):
     skip_unless_available(design)
     cpus = runner.thread_cpus(runner.RunConfig(threads=threads, pin=[]))  # as --pin
     return attachment(design).prepare("read", thread_extents(pattern, seg, threads),
-                                      thread_buffers(threads), calls=calls, cpus=cpus)
+                                      thread_buffers(threads), calls=calls, cpus=cpus,
+                                      phase_reps=0, **_cold_kw())

@@ -64,6 +64,7 @@ static int altmap_attach(struct pt_attachment *a, struct pt_error *err)
     used = (a->data_bytes + PT_PAGE_SIZE - 1) >> PT_PAGE_SHIFT;
     a->meta = b->base + ALTMAP_INFO;
     a->meta_bytes = reserve(b->size);
+    a->ndesc = used;
     pt_table_init(a->meta, used, PT_PAGE_DESC_SHIFT, ALTMAP_REF);
     return PT_OK;
 }
@@ -72,6 +73,8 @@ PT_BVEC_OPS(altmap, PT_PAGE_DESC_SHIFT, PT_PAGE_SHIFT, ALTMAP_REF)
 
 const struct pt_design_ops pt_design_altmap = {
     .name = "altmap",
+    .flags = PT_DESIGN_REFCOUNTS | PT_DESIGN_TABLE_ON_BACKING,
+    PT_TABLE_FIELDS(PT_PAGE_DESC_SHIFT, PT_PAGE_SHIFT, ALTMAP_REF),
     .attach = altmap_attach,
     .layout = altmap_layout,
     .metadata = altmap_metadata,

@@ -15,6 +15,8 @@ PT_BVEC_OPS(huge, PT_PAGE_DESC_SHIFT, HUGE_SHIFT, HUGE_REF)
 
 const struct pt_design_ops pt_design_huge = {
     .name = "huge",
+    .flags = PT_DESIGN_REFCOUNTS,
+    PT_TABLE_FIELDS(PT_PAGE_DESC_SHIFT, HUGE_SHIFT, HUGE_REF),
     PT_DRAM_TABLE_FIELDS(huge),
     PT_BVEC_OPS_FIELDS(huge),
 };

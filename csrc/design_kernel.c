@@ -96,6 +96,7 @@ static int kernel_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_e
 
 const struct pt_design_ops pt_design_kernel = {
     .name = "kernel",
+    .flags = PT_DESIGN_OWN_PERSIST,
     .entry_bytes = sizeof(struct iovec),
     .metadata = pt_metadata_none,
     .entries = pt_entries_per_extent,

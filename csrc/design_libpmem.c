@@ -72,7 +72,7 @@ static int nodrain_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_
 
 const struct pt_design_ops pt_design_libpmem = {
     .name = "libpmem",
-    .peer = 1,
+    .flags = PT_DESIGN_PEER | PT_DESIGN_OWN_PERSIST,
     .entry_bytes = sizeof(struct pt_span),
     .attach = libpmem_attach,
     .metadata = pt_metadata_none,
@@ -85,7 +85,7 @@ const struct pt_design_ops pt_design_libpmem = {
 
 const struct pt_design_ops pt_design_libpmem_nodrain = {
     .name = "libpmem-nodrain",
-    .peer = 1,
+    .flags = PT_DESIGN_PEER | PT_DESIGN_OWN_PERSIST,
     .entry_bytes = sizeof(struct pt_span),
     .attach = libpmem_attach,
     .metadata = pt_metadata_none,

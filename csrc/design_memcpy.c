@@ -1,61 +1,34 @@
 /*
- * memcpy - the roofline: one contiguous copy of the same byte count, from
- * (or to) the start of the data area; with several threads, from the start
- * of each thread's own part of it.  Its single entry is built like any
- * other vector so that the phases line up with the other designs.
+ * memcpy - the roofline: the same bytes in the same segment lengths as the
+ * row, but contiguous, from (or to) the start of the data area (with
+ * several threads, of each thread's own part of it), copied by vec's own
+ * loops and pt_copy_seg.  Store strategy, prefetching and per-segment work
+ * are vec's; only the addresses differ.  So "x memcpy" isolates what
+ * scattered addresses and descriptors cost, on any machine.
  */
-#include "pt_persist.h"
-
-static uint64_t memcpy_entries(const struct pt_attachment *a, const struct pt_extent *ext,
-                               uint64_t n)
-{
-    (void)a;
-    (void)ext;
-    return n ? 1 : 0;
-}
+#include "pt_internal.h"
 
 static void memcpy_build(struct pt_attachment *a, struct pt_io *io)
 {
-    struct pt_span *s = io->vec;
+    struct pt_span *v = io->vec;
     /* Consecutive I/Os continue where the previous one stopped. */
-    s->addr = a->data + io->data_base + io->buf_off;
-    s->len = io->bytes;
-    io->nvec = 1;
-}
-
-static int memcpy_gather(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
-{
-    const struct pt_span *s = io->vec;
-    (void)a;
-    (void)err;
-    pt_copy_seg(io->buf, s->addr, s->len);
-    return PT_OK;
-}
-
-static inline __attribute__((always_inline)) int
-memcpy_scatter_as(struct pt_io *io, const int mode, const int each)
-{
-    (void)each;
-    const struct pt_span *s = io->vec;
-    io->lines_flushed += pt_store_seg(s->addr, io->buf, s->len, mode);
-    io->fences += pt_persist_fence(mode);
-    return PT_OK;
-}
-
-static int memcpy_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
-{
-    (void)a;
-    /* One entry: a fence per entry is the fence per I/O. */
-    PT_PERSIST_DISPATCH(io, err, memcpy_scatter_as, io)
+    uint8_t *p = a->data + io->data_base + io->buf_off;
+    for (uint64_t i = 0; i < io->n; i++) {
+        v[i].addr = p;
+        v[i].len = io->ext[i].len;
+        p += io->ext[i].len;
+    }
+    io->nvec = io->n;
 }
 
 const struct pt_design_ops pt_design_memcpy = {
     .name = "memcpy",
+    .flags = PT_DESIGN_ROOFLINE | PT_DESIGN_CONTIGUOUS,
     .entry_bytes = sizeof(struct pt_span),
     .metadata = pt_metadata_none,
-    .entries = memcpy_entries,
+    .entries = pt_entries_per_extent,
     .build = memcpy_build,
-    .gather = memcpy_gather,
-    .scatter = memcpy_scatter,
+    .gather = pt_span_gather,
+    .scatter = pt_span_scatter,
     .release = pt_release_nothing,
 };

@@ -20,6 +20,8 @@ PT_BVEC_OPS(memdesc, MEMDESC_SHIFT, PT_PAGE_SHIFT, MEMDESC_REF)
 
 const struct pt_design_ops pt_design_memdesc = {
     .name = "memdesc",
+    .flags = PT_DESIGN_REFCOUNTS,
+    PT_TABLE_FIELDS(MEMDESC_SHIFT, PT_PAGE_SHIFT, MEMDESC_REF),
     PT_DRAM_TABLE_FIELDS(memdesc),
     PT_BVEC_OPS_FIELDS(memdesc),
 };

@@ -130,6 +130,8 @@ static void sgl_release(struct pt_attachment *a, struct pt_io *io)
 
 const struct pt_design_ops pt_design_sgl = {
     .name = "sgl",
+    .flags = PT_DESIGN_REFCOUNTS,
+    PT_TABLE_FIELDS(PT_PAGE_DESC_SHIFT, PT_PAGE_SHIFT, SGL_REF),
     .entry_bytes = sizeof(struct pt_sg),
     PT_DRAM_TABLE_FIELDS(sgl),
     .entries = pt_entries_per_extent,

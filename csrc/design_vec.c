@@ -16,7 +16,7 @@ void pt_build_spans(struct pt_attachment *a, struct pt_io *io)
     io->nvec = io->n;
 }
 
-static int vec_gather(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
+int pt_span_gather(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
 {
     const struct pt_span *v = io->vec;
     const uint64_t nvec = io->nvec;
@@ -54,7 +54,7 @@ vec_scatter_as(struct pt_io *io, const int mode, const int each)
     return PT_OK;
 }
 
-static int vec_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
+int pt_span_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
 {
     (void)a;
     PT_PERSIST_DISPATCH(io, err, vec_scatter_as, io)
@@ -66,7 +66,7 @@ const struct pt_design_ops pt_design_vec = {
     .metadata = pt_metadata_none,
     .entries = pt_entries_per_extent,
     .build = pt_build_spans,
-    .gather = vec_gather,
-    .scatter = vec_scatter,
+    .gather = pt_span_gather,
+    .scatter = pt_span_scatter,
     .release = pt_release_nothing,
 };

@@ -17,7 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pt_internal.h"
+#include "pt_persist.h"
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22   /* linux/mman.h, since 5.14 */
+#define MADV_POPULATE_WRITE 23
+#endif
 
 #define PT_DESIGN(n) extern const struct pt_design_ops pt_design_##n;
 #include "designs.def"
@@ -150,13 +155,25 @@ int pt_backing_map(int fd, uint64_t size, int writable, int flags, uint64_t alig
     b->size = size;
 
     /* Populate page tables now so no repetition pays first-touch faults.
-     * A write fault also maps writable PTEs on file systems that track dirt. */
-    for (uint64_t off = 0; off < size; off += PT_PAGE_SIZE) {
-        volatile uint8_t *q = b->base + off;
-        if (writable)
-            *q = *q;
-        else
-            (void)*q;
+     * A write fault also maps writable PTEs on file systems that track dirt.
+     * MADV_POPULATE_* (Linux 5.14) faults in batches and returns an error
+     * where a touch would raise SIGBUS; older kernels touch page by page. */
+    if (madvise(p, size, writable ? MADV_POPULATE_WRITE : MADV_POPULATE_READ)) {
+        int e = errno;
+        if (e != EINVAL) {
+            munmap(p, size);
+            free(b);
+            return pt_set_error(err, PT_ESYS, e, 0,
+                                "populating the mapping failed: %s (a truncated file, a full "
+                                "file system or a media error)", strerror(e));
+        }
+        for (uint64_t off = 0; off < size; off += PT_PAGE_SIZE) {
+            volatile uint8_t *q = b->base + off;
+            if (writable)
+                *q = *q;
+            else
+                (void)*q;
+        }
     }
     *out = b;
     return PT_OK;
@@ -187,7 +204,6 @@ void pt_backing_unmap(pt_backing *b)
 }
 
 void *pt_backing_base(const pt_backing *b) { return b->base; }
-uint64_t pt_backing_size(const pt_backing *b) { return b->size; }
 
 /* ---- the CPU ----------------------------------------------------------- */
 
@@ -254,10 +270,10 @@ const char *pt_design_name(int design)
     return ops ? ops->name : NULL;
 }
 
-int pt_design_is_peer(int design)
+unsigned pt_design_flags(int design)
 {
     const struct pt_design_ops *ops = design_ops(design);
-    return ops ? ops->peer : 0;
+    return ops ? ops->flags : 0;
 }
 
 unsigned pt_design_entry_bytes(int design)
@@ -328,7 +344,7 @@ static int64_t resident_bytes(void)
     return (int64_t)resident * sysconf(_SC_PAGESIZE);
 }
 
-int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes,
+int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes, int flags,
               pt_attachment **out, struct pt_error *err)
 {
     const struct pt_design_ops *ops = design_ops(design);
@@ -340,6 +356,8 @@ int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes,
     if (!ops)
         return pt_set_error(err, PT_EINVAL, 0, 0, "no design number %d (there are %d)",
                             design, NDESIGNS);
+    if (flags & ~PT_ATTACH_TABLE_4K)
+        return pt_set_error(err, PT_EARG, 0, 0, "unknown attach flags %#x", (unsigned)flags);
     if (data_off == 0 && data_bytes == 0 &&
         pt_design_layout(design, b->size, &data_off, &data_bytes))
         return pt_set_error(err, PT_EINVAL, 0, 0, "a %llu-byte backing is too small for %s",
@@ -357,6 +375,7 @@ int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes,
     a->backing = b;
     a->data = b->base + data_off;
     a->data_bytes = data_bytes;
+    a->attach_flags = flags;
     (void)resident_bytes();  /* the first call faults in its own code and stack */
     rss0 = resident_bytes();
     if (ops->attach && (rc = ops->attach(a, err)) != PT_OK) {
@@ -372,6 +391,8 @@ void pt_detach(pt_attachment *a)
 {
     if (!a)
         return;
+    if (a->held)
+        pt_unhold(a, NULL);
     if (a->ops->detach)
         a->ops->detach(a);
     for (uint32_t i = 0; i < a->nclones; i++)
@@ -388,6 +409,29 @@ uint64_t pt_attachment_data_offset(const pt_attachment *a)
     return (uint64_t)(a->data - a->backing->base);
 }
 uint64_t pt_attachment_data_bytes(const pt_attachment *a) { return a->data_bytes; }
+void *pt_attachment_table(const pt_attachment *a) { return a->meta; }
+
+uint64_t pt_attachment_descriptors(const pt_attachment *a)
+{
+    return (a->ops->flags & PT_DESIGN_REFCOUNTS) ? a->ndesc : 0;
+}
+
+int pt_attachment_refcounts(const pt_attachment *a, int32_t *out, uint64_t n,
+                            struct pt_error *err)
+{
+    const struct pt_design_ops *ops = a->ops;
+    const uint8_t *p = a->meta;
+
+    if (!(ops->flags & PT_DESIGN_REFCOUNTS))
+        return pt_set_error(err, PT_EARG, 0, 0, "%s keeps no reference counts", ops->name);
+    if (n != a->ndesc)
+        return pt_set_error(err, PT_EARG, 0, 0, "%s has %llu descriptors, not %llu", ops->name,
+                            (unsigned long long)a->ndesc, (unsigned long long)n);
+    for (uint64_t i = 0; i < n; i++)
+        out[i] = __atomic_load_n((const int32_t *)(p + (i << ops->desc_shift) + ops->ref_off),
+                                 __ATOMIC_RELAXED);
+    return PT_OK;
+}
 
 /* ---- validation -------------------------------------------------------- */
 
@@ -439,9 +483,12 @@ uint64_t pt_vector_entries(const pt_attachment *a, const struct pt_extent *ext,
 /* ---- the timing discipline --------------------------------------------- */
 
 /*
- * Every run, single-threaded or not, goes through the same loop: each
- * thread evicts its slice of the caches, waits at a barrier, runs one
- * repetition (build, copy, release per I/O), and waits again.  Repetition
+ * Every run, single-threaded or not, goes through the same loop.  Each pass:
+ * every thread makes its own working set cold (cold cache), waits at a
+ * barrier, runs one repetition (build, copy, release per I/O), and waits
+ * again.  Timed repetitions read the clock twice, around the whole
+ * repetition; instrumented ones (phase_reps, interleaved) read it around
+ * each phase of each I/O, for the build/copy/release split only.  Repetition
  * r's wall time runs from the first thread's start to the last one's end.
  * A single unpinned thread runs in the caller, with a barrier of one.
  */
@@ -470,49 +517,227 @@ struct pt_worker {
     struct pt_thread *t;
     struct pt_attachment *a;
     uint32_t index;
-    int rc;
     uint64_t per_io;             /* extents per I/O */
     uint64_t *io_bytes;          /* bytes of each I/O */
     uint64_t ios, max_entries, total_entries, total;
-    uint64_t data_base;          /* memcpy reads this thread's own share of the data area */
+    uint64_t data_base;          /* contiguous designs read this thread's own share */
     uint64_t start_ns, end_ns;   /* of the current repetition */
     pthread_t tid;
 };
 
-/* Write a slice of a buffer several times the LLC, so that the data, the
- * descriptors and the vectors all start the repetition out of cache; each
- * thread writes its own slice, which also clears its core's private caches. */
+static uint64_t now_ns(void);
+
+static int cmp_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+static double median_u64(uint64_t *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), cmp_u64);
+    return n % 2 ? (double)v[n / 2] : ((double)v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double pt_clock_cost_ns(void)
+{
+    uint64_t d[255], prev = now_ns();
+    for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+        uint64_t cur = now_ns();
+        d[i] = cur - prev;
+        prev = cur;
+    }
+    return median_u64(d, sizeof(d) / sizeof(d[0]));
+}
+
+/* ---- cold caches ---- */
+
+/* PT_TLB_SCRUB_PAGES read-only pages of the zero page, on 4 KiB PTEs: a
+ * load from each costs a TLB miss and no memory traffic (one physical page,
+ * whose 64 lines stay cached). */
+static uint8_t *tlb_scrub;
+static pthread_once_t tlb_scrub_once = PTHREAD_ONCE_INIT;
+
+static void tlb_scrub_init(void)
+{
+    uint64_t bytes = (uint64_t)PT_TLB_SCRUB_PAGES << PT_PAGE_SHIFT;
+    uint8_t *p = mmap(NULL, bytes, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return;
+    madvise(p, bytes, MADV_NOHUGEPAGE);  /* a huge zero page would be one TLB entry */
+    for (uint64_t off = 0; off < bytes; off += PT_PAGE_SIZE)
+        (void)*(volatile uint8_t *)(p + off);
+    tlb_scrub = p;
+}
+
+static void scrub_tlb(void)
+{
+    if (!tlb_scrub)
+        return;
+    for (uint64_t i = 0; i < PT_TLB_SCRUB_PAGES; i++)
+        (void)*(volatile uint8_t *)(tlb_scrub + (i << PT_PAGE_SHIFT) + ((i & 63) << 6));
+}
+
+static void full_fence(void)
+{
+#if PT_HAVE_PERSIST
+    __asm__ __volatile__("mfence" ::: "memory");
+#else
+    __sync_synchronize();
+#endif
+}
+
+/* Write back and invalidate every line this thread's repetition touches:
+ * its data lines, its buffer, its vector and the descriptor lines its
+ * design reads and writes.  The cost follows the working set, not the LLC. */
+static void flush_working_set(const struct pt_worker *w, int insn)
+{
+    const struct pt_design_ops *ops = w->sh->ops;
+    const struct pt_attachment *a = w->a;
+    const struct pt_extent *ext = w->t->ext;
+    const uint64_t n = w->t->n;
+
+    if (ops->flags & PT_DESIGN_CONTIGUOUS)
+        pt_flush_range(a->data + w->data_base, w->total, insn);
+    else
+        for (uint64_t i = 0; i < n; i++)
+            pt_flush_range(a->data + ext[i].off, ext[i].len, insn);
+    pt_flush_range(w->t->buf, w->total, insn);
+    pt_flush_range(a->vec, w->max_entries * ops->entry_bytes, insn);
+    if (ops->flags & PT_DESIGN_REFCOUNTS) {
+        const uint8_t *table = a->meta;
+        uintptr_t last = 0;
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t p = ext[i].off >> ops->page_shift;
+            uint64_t end = (ext[i].off + ext[i].len - 1) >> ops->page_shift;
+            for (; p <= end; p++) {
+                uintptr_t line = (uintptr_t)(table + (p << ops->desc_shift) + ops->ref_off) &
+                                 ~(uintptr_t)(PT_CACHELINE - 1);
+                if (line != last)
+                    pt_flush_line((const void *)line, insn);
+                last = line;
+            }
+        }
+    }
+    full_fence();
+}
+
+/* Without CLFLUSH: write then read a slice of the caller's buffer (a few
+ * times the LLC) with plain stores and loads, line by line; no libc, whose
+ * large memset may use non-temporal stores that evict nothing. */
 static void evict_slice(const struct pt_worker *w, unsigned pass)
 {
     const struct pt_run_config *cfg = w->sh->cfg;
     uint64_t lo = cfg->evict_bytes * w->index / w->sh->n;
     uint64_t hi = cfg->evict_bytes * (w->index + 1) / w->sh->n;
-    memset(cfg->evict_buf + lo, (int)(pass & 0xff), hi - lo);
-    __asm__ __volatile__("" ::: "memory");
+    volatile uint64_t *p = (volatile uint64_t *)(cfg->evict_buf + (lo & ~63ULL));
+    uint64_t lines = (hi - (lo & ~63ULL)) / PT_CACHELINE, sum = 0;
+    for (uint64_t i = 0; i < lines; i++)
+        p[i * (PT_CACHELINE / 8)] = pass + i;
+    for (uint64_t i = 0; i < lines; i++)
+        sum += p[i * (PT_CACHELINE / 8)];
+    __asm__ __volatile__("" : : "r"(sum) : "memory");
 }
 
-static int one_io(const struct pt_design_ops *ops, struct pt_attachment *a, int op,
-                  struct pt_io *io, uint64_t t[3], struct pt_error *err)
+static void cold_start(const struct pt_worker *w, unsigned pass)
 {
-    uint64_t t0, t1, t2, t3;
+    switch (w->sh->cfg->cold_method) {
+    case PT_COLD_CLFLUSHOPT:
+        flush_working_set(w, PT_PERSIST_CLFLUSHOPT);
+        scrub_tlb();
+        break;
+    case PT_COLD_CLFLUSH:
+        flush_working_set(w, PT_PERSIST_CLFLUSH);
+        scrub_tlb();
+        break;
+    default:
+        evict_slice(w, pass);
+        break;
+    }
+}
+
+/* How cold is cold: time loads of PT_PROBE_LINES data lines spread over
+ * this thread's extents as a repetition would start (after cold_start, or
+ * after the previous repetition when warm), then the same lines at once
+ * again.  Each figure includes one clock read; the caller subtracts it. */
+static void probe(struct pt_worker *w, unsigned pass)
+{
+    const struct pt_attachment *a = w->a;
+    const struct pt_extent *ext = w->t->ext;
+    const uint64_t n = w->t->n;
+    const uint8_t *line[PT_PROBE_LINES];
+    uint64_t start[PT_PROBE_LINES], warm[PT_PROBE_LINES];
+
+    for (unsigned k = 0; k < PT_PROBE_LINES; k++) {
+        const uint8_t *p;
+        if (w->sh->ops->flags & PT_DESIGN_CONTIGUOUS)
+            p = a->data + w->data_base + w->total / PT_PROBE_LINES * k;
+        else
+            p = a->data + ext[k * n / PT_PROBE_LINES].off;
+        line[k] = (const uint8_t *)((uintptr_t)p & ~(uintptr_t)(PT_CACHELINE - 1));
+    }
+    /* Visit them in a fixed shuffled order: at a constant stride the CPU's
+     * stride prefetcher would fetch them ahead and hide the misses. */
+    for (unsigned k = PT_PROBE_LINES - 1, x = 0x9e3779b9u; k > 0; k--) {
+        const uint8_t *tmp;
+        unsigned j;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        j = x % (k + 1);
+        tmp = line[k];
+        line[k] = line[j];
+        line[j] = tmp;
+    }
+    if (w->sh->cfg->cache == PT_CACHE_COLD)
+        cold_start(w, pass);
+    for (int round = 0; round < 2; round++) {
+        uint64_t *d = round ? warm : start;
+        for (unsigned k = 0; k < PT_PROBE_LINES; k++) {
+            uint64_t t0 = now_ns();
+            (void)*(const volatile uint64_t *)line[k];
+#if defined(__x86_64__) || defined(__i386__)
+            __asm__ __volatile__("lfence" ::: "memory");  /* the load completes first */
+#endif
+            d[k] = now_ns() - t0;
+        }
+    }
+    w->t->stats.probe_start_ns = median_u64(start, PT_PROBE_LINES);
+    w->t->stats.probe_warm_ns = median_u64(warm, PT_PROBE_LINES);
+}
+
+/* ---- one repetition ---- */
+
+/* build, copy, release: the clock is read around each phase only when
+ * `phased` (a constant in each of the two instantiations below). */
+static inline __attribute__((always_inline)) int
+one_io(const struct pt_design_ops *ops, struct pt_attachment *a, int op, struct pt_io *io,
+       uint64_t t[3], const int phased, struct pt_error *err)
+{
+    uint64_t t0 = 0, t1 = 0, t2 = 0, t3 = 0;
     int rc;
 
-    t0 = now_ns();
+    if (phased)
+        t0 = now_ns();
     ops->build(a, io);
-    t1 = now_ns();
+    if (phased)
+        t1 = now_ns();
     rc = op == PT_READ ? ops->gather(a, io, err) : ops->scatter(a, io, err);
-    t2 = now_ns();
+    if (phased)
+        t2 = now_ns();
     ops->release(a, io);  /* even after a failed copy: references must drop */
-    t3 = now_ns();
-    t[0] += t1 - t0;
-    t[1] += t2 - t1;
-    t[2] += t3 - t2;
+    if (phased) {
+        t3 = now_ns();
+        t[0] += t1 - t0;
+        t[1] += t2 - t1;
+        t[2] += t3 - t2;
+    }
     return rc;
 }
 
 /* One repetition of one thread: build, copy, release per I/O. */
-static __attribute__((noinline)) int run_rep(struct pt_worker *w, uint64_t t[3],
-                                             struct pt_error *err)
+static inline __attribute__((always_inline)) int
+rep_loop(struct pt_worker *w, uint64_t t[3], const int phased, struct pt_error *err)
 {
     const struct pt_design_ops *ops = w->sh->ops;
     const struct pt_run_config *cfg = w->sh->cfg;
@@ -538,15 +763,85 @@ static __attribute__((noinline)) int run_rep(struct pt_worker *w, uint64_t t[3],
             return pt_set_error(err, PT_EINTR, EINTR, i, "interrupted");
         if (__atomic_load_n(&w->sh->failed, __ATOMIC_RELAXED))
             return pt_set_error(err, PT_EINTR, 0, i, "stopped: another thread failed");
-        rc = one_io(ops, a, cfg->op, &io, t, err);
+        rc = one_io(ops, a, cfg->op, &io, t, phased, err);
         if (rc != PT_OK)
             return rc;
+        if (io.nvec > w->max_entries)  /* after the fact, but never silent */
+            return pt_set_error(err, PT_EREF, 0, i,
+                                "%s built %llu entries, more than the %llu it reserved",
+                                ops->name, (unsigned long long)io.nvec,
+                                (unsigned long long)w->max_entries);
         boff += io.bytes;
         lines += io.lines_flushed;
         fences += io.fences;
     }
     w->t->stats.lines_flushed = lines;
     w->t->stats.fences = fences;
+    if (a->ref_errors)
+        return pt_set_error(err, PT_EREF, 0, 0, "%llu descriptor references dropped below zero",
+                            (unsigned long long)a->ref_errors);
+    return PT_OK;
+}
+
+static __attribute__((noinline)) int run_rep_timed(struct pt_worker *w, struct pt_error *err)
+{
+    uint64_t unused[3];
+    return rep_loop(w, unused, 0, err);
+}
+
+static __attribute__((noinline)) int run_rep_phased(struct pt_worker *w, uint64_t t[3],
+                                                    struct pt_error *err)
+{
+    return rep_loop(w, t, 1, err);
+}
+
+static int ensure_vec(struct pt_attachment *a, uint64_t entries, struct pt_error *err);
+
+int pt_hold(pt_attachment *a, const struct pt_extent *ext, uint64_t n, struct pt_error *err)
+{
+    struct pt_io io;
+    uint64_t total, entries;
+    int rc;
+
+    if (!a)
+        return pt_set_error(err, PT_EARG, 0, 0, "NULL argument");
+    if (a->held)
+        return pt_set_error(err, PT_EARG, 0, 0, "this attachment already holds references");
+    if (__atomic_exchange_n(&a->busy, 1, __ATOMIC_ACQUIRE))
+        return pt_set_error(err, PT_EARG, 0, 0, "this attachment is running in another thread");
+    rc = pt_validate(a, ext, n, UINT64_MAX, &total, err);
+    entries = rc == PT_OK ? a->ops->entries(a, ext, n) : 0;
+    if (rc == PT_OK)
+        rc = ensure_vec(a, entries, err);
+    if (rc == PT_OK) {
+        memset(&io, 0, sizeof(io));
+        io.ext = ext;
+        io.n = n;
+        io.bytes = total;
+        io.vec = a->vec;
+        a->ops->build(a, &io);
+        a->held = 1;
+        a->held_nvec = io.nvec;
+        if (io.nvec > entries)
+            rc = pt_set_error(err, PT_EREF, 0, 0, "%s built %llu entries, more than %llu",
+                              a->ops->name, (unsigned long long)io.nvec,
+                              (unsigned long long)entries);
+    }
+    __atomic_store_n(&a->busy, 0, __ATOMIC_RELEASE);
+    return rc;
+}
+
+int pt_unhold(pt_attachment *a, struct pt_error *err)
+{
+    struct pt_io io;
+
+    if (!a || !a->held)
+        return pt_set_error(err, PT_EARG, 0, 0, "this attachment holds no references");
+    memset(&io, 0, sizeof(io));
+    io.vec = a->vec;
+    io.nvec = a->held_nvec;
+    a->ops->release(a, &io);
+    a->held = 0;
     if (a->ref_errors)
         return pt_set_error(err, PT_EREF, 0, 0, "%llu descriptor references dropped below zero",
                             (unsigned long long)a->ref_errors);
@@ -636,9 +931,10 @@ static void on_sigbus(int sig, siginfo_t *si, void *ctx)
     raise(sig);
 }
 
-/* The jump lands inside the repetition, so a faulting thread still meets
- * the others at the barriers. */
-static int guarded_rep(struct pt_worker *w, uint64_t t[3], struct pt_error *err)
+/* One pass under the SIGBUS guard.  The jump lands inside the pass, so a
+ * faulting thread still meets the others at the barriers.  The clock is
+ * read right around the repetition, after the guard is set up. */
+static int guarded_pass(struct pt_worker *w, int phased, uint64_t t[3], struct pt_error *err)
 {
     sigjmp_buf env;
     int rc;
@@ -647,6 +943,7 @@ static int guarded_rep(struct pt_worker *w, uint64_t t[3], struct pt_error *err)
         uint8_t *p = fault_addr;
         const struct pt_backing *b = w->a->backing;
         fault_env = NULL;
+        w->end_ns = now_ns();
         w->a->faulted = 1;
         if (p >= b->base && p < b->base + b->size)
             return pt_set_error(err, PT_EFAULT, EFAULT, 0,
@@ -656,28 +953,50 @@ static int guarded_rep(struct pt_worker *w, uint64_t t[3], struct pt_error *err)
         return pt_set_error(err, PT_EFAULT, EFAULT, 0, "SIGBUS at %p during the run", (void *)p);
     }
     fault_env = &env;
-    rc = run_rep(w, t, err);
+    w->start_ns = now_ns();
+    rc = phased ? run_rep_phased(w, t, err) : run_rep_timed(w, err);
+    w->end_ns = now_ns();
     fault_env = NULL;
     return rc;
 }
 
-static void worker_fail(struct pt_worker *w, int rc)
+static void worker_fail(struct pt_worker *w)
 {
     int none = -1;
-    w->rc = rc;
     __atomic_compare_exchange_n(&w->sh->first_failed, &none, (int)w->index, 0,
                                 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
     __atomic_store_n(&w->sh->failed, 1, __ATOMIC_RELEASE);
 }
 
+/* A vector of `entries` entries for this attachment, allocated and touched
+ * outside any timed phase, kept for the next run. */
+static int ensure_vec(struct pt_attachment *a, uint64_t entries, struct pt_error *err)
+{
+    uint64_t vec_bytes;
+    void *vec;
+
+    if (__builtin_mul_overflow(entries, (uint64_t)a->ops->entry_bytes, &vec_bytes) ||
+        __builtin_add_overflow(vec_bytes, PT_CACHELINE, &vec_bytes))
+        return pt_set_error(err, PT_ENOMEM, 0, 0, "a vector of %llu entries is too large",
+                            (unsigned long long)entries);
+    vec_bytes &= ~(uint64_t)(PT_CACHELINE - 1);
+    if (vec_bytes <= a->vec_bytes)
+        return PT_OK;
+    vec = aligned_alloc(PT_CACHELINE, vec_bytes);
+    if (!vec)
+        return pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "cannot allocate a vector of %llu entries",
+                            (unsigned long long)entries);
+    memset(vec, 0, vec_bytes);
+    free(a->vec);
+    a->vec = vec;
+    a->vec_bytes = vec_bytes;
+    return PT_OK;
+}
+
 /* Pin, then allocate and touch the vector in the thread that will use it
- * (first touch places it on that thread's NUMA node), before any timing.
- * The vector is kept in the attachment for the next run. */
+ * (first touch places it on that thread's NUMA node), before any timing. */
 static int worker_setup(struct pt_worker *w, struct pt_error *err)
 {
-    struct pt_attachment *a = w->a;
-    uint64_t vec_bytes;
-
     if (w->t->cpu >= 0) {
         cpu_set_t set;
         int e;
@@ -688,20 +1007,42 @@ static int worker_setup(struct pt_worker *w, struct pt_error *err)
             return pt_set_error(err, PT_ESYS, e, 0, "cannot pin to CPU %d: %s", w->t->cpu,
                                 strerror(e));
     }
-    vec_bytes = (w->max_entries * w->sh->ops->entry_bytes + PT_CACHELINE) &
-                ~(uint64_t)(PT_CACHELINE - 1);
-    if (vec_bytes > a->vec_bytes) {
-        void *vec = aligned_alloc(PT_CACHELINE, vec_bytes);
-        if (!vec)
-            return pt_set_error(err, PT_ENOMEM, ENOMEM, 0,
-                                "cannot allocate a vector of %llu entries",
-                                (unsigned long long)w->max_entries);
-        memset(vec, 0, vec_bytes);
-        free(a->vec);
-        a->vec = vec;
-        a->vec_bytes = vec_bytes;
+    return ensure_vec(w->a, w->max_entries, err);
+}
+
+/* The pass schedule: warmups, then timed and instrumented repetitions
+ * alternating, so that drift hits both kinds alike. */
+enum pass_kind { PASS_WARMUP, PASS_TIMED, PASS_PHASED };
+
+static enum pass_kind pass_at(const struct pt_run_config *cfg, uint64_t p, uint64_t *index)
+{
+    uint64_t both, r;
+    if (p < cfg->warmup) {
+        *index = p;
+        return PASS_WARMUP;
     }
-    return PT_OK;
+    p -= cfg->warmup;
+    both = 2 * (uint64_t)(cfg->reps < cfg->phase_reps ? cfg->reps : cfg->phase_reps);
+    if (p < both) {
+        *index = p / 2;
+        return p % 2 ? PASS_PHASED : PASS_TIMED;
+    }
+    r = both / 2 + (p - both);
+    *index = r;
+    return cfg->reps > cfg->phase_reps ? PASS_TIMED : PASS_PHASED;
+}
+
+/* After a pass every thread's times are visible (barrier): thread 0 keeps
+ * the wall time of a timed repetition. */
+static void record_wall(struct pt_worker *w, uint64_t r)
+{
+    struct pt_run_shared *sh = w->sh;
+    uint64_t first = w->start_ns, last = w->end_ns;
+    for (uint32_t i = 1; i < sh->n; i++) {
+        first = sh->w[i].start_ns < first ? sh->w[i].start_ns : first;
+        last = sh->w[i].end_ns > last ? sh->w[i].end_ns : last;
+    }
+    sh->wall_ns[r] = last - first;
 }
 
 static void *worker_main(void *arg)
@@ -710,6 +1051,7 @@ static void *worker_main(void *arg)
     struct pt_run_shared *sh = w->sh;
     const struct pt_run_config *cfg = sh->cfg;
     struct pt_error *err = &w->t->err;
+    uint64_t passes = (uint64_t)cfg->warmup + cfg->reps + cfg->phase_reps;
     int rc, gate;
 
     pthread_mutex_lock(&sh->gate_lock);
@@ -720,38 +1062,39 @@ static void *worker_main(void *arg)
         return NULL;
 
     if ((rc = worker_setup(w, err)) != PT_OK)
-        worker_fail(w, rc);
+        worker_fail(w);
     pthread_barrier_wait(&sh->barrier);
     if (__atomic_load_n(&sh->failed, __ATOMIC_ACQUIRE))
         return NULL;
-    for (int64_t r = -(int64_t)cfg->warmup; r < (int64_t)cfg->reps; r++) {
-        uint64_t t[3] = {0, 0, 0};
+    if (cfg->cold_only) {
+        cold_start(w, 0);
+        return NULL;
+    }
+    for (uint64_t p = 0; p < passes; p++) {
+        uint64_t t[3] = {0, 0, 0}, r;
+        enum pass_kind kind = pass_at(cfg, p, &r);
 
         if (cfg->cache == PT_CACHE_COLD)
-            evict_slice(w, (unsigned)r);
+            cold_start(w, (unsigned)p);
         pthread_barrier_wait(&sh->barrier);
-        w->start_ns = now_ns();
-        rc = guarded_rep(w, t, err);
-        w->end_ns = now_ns();
+        rc = guarded_pass(w, kind == PASS_PHASED, t, err);
         if (rc != PT_OK)
-            worker_fail(w, rc);
-        pthread_barrier_wait(&sh->barrier);  /* every thread's times are now visible */
+            worker_fail(w);
+        pthread_barrier_wait(&sh->barrier);
         if (__atomic_load_n(&sh->failed, __ATOMIC_ACQUIRE))
-            break;
-        if (r < 0)
-            continue;
-        w->t->times[r].build_ns = t[0];
-        w->t->times[r].copy_ns = t[1];
-        w->t->times[r].release_ns = t[2];
-        if (w->index == 0 && sh->wall_ns) {
-            uint64_t first = w->start_ns, last = w->end_ns;
-            for (uint32_t i = 1; i < sh->n; i++) {
-                first = sh->w[i].start_ns < first ? sh->w[i].start_ns : first;
-                last = sh->w[i].end_ns > last ? sh->w[i].end_ns : last;
-            }
-            sh->wall_ns[r] = last - first;
+            return NULL;
+        if (kind == PASS_TIMED) {
+            w->t->total_ns[r] = w->end_ns - w->start_ns;
+            if (w->index == 0 && sh->wall_ns)
+                record_wall(w, r);
+        } else if (kind == PASS_PHASED) {
+            w->t->phases[r].build_ns = t[0];
+            w->t->phases[r].copy_ns = t[1];
+            w->t->phases[r].release_ns = t[2];
         }
     }
+    if (cfg->probe && w->index == 0)
+        probe(w, (unsigned)passes);
     return NULL;
 }
 
@@ -803,7 +1146,7 @@ static int plan_thread(struct pt_worker *w, const struct pt_attachment *a,
 
     if (!t->buf)
         return pt_set_error(te, PT_EINVAL, 0, 0, "buffer pointer is NULL");
-    if (!t->times)
+    if (!t->total_ns || (w->sh->cfg->phase_reps && !t->phases))
         return pt_set_error(te, PT_EARG, 0, 0, "times pointer is NULL");
     if (t->cpu < -1 || t->cpu >= CPU_SETSIZE)
         return pt_set_error(te, PT_EARG, 0, 0, "CPU %d is out of range (0 to %d, or -1)",
@@ -886,13 +1229,13 @@ int pt_run_threads(pt_attachment *a, const struct pt_run_config *cfg,
 int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
            const struct pt_extent *ext, uint64_t n,
            uint8_t *buf, uint64_t buf_bytes,
-           struct pt_rep_times *times, struct pt_run_stats *stats,
+           uint64_t *total_ns, struct pt_rep_times *phases, struct pt_run_stats *stats,
            struct pt_error *err)
 {
     struct pt_thread t;
     int rc;
 
-    if (!times || !stats)
+    if (!stats)
         return pt_set_error(err, PT_EARG, 0, 0, "NULL argument");
     memset(&t, 0, sizeof(t));
     t.ext = ext;
@@ -900,10 +1243,38 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
     t.buf = buf;
     t.buf_bytes = buf_bytes;
     t.cpu = -1;
-    t.times = times;
+    t.total_ns = total_ns;
+    t.phases = phases;
     rc = pt_run_threads(a, cfg, &t, 1, NULL, err);
     *stats = t.stats;
     return rc;
+}
+
+/* The cold method must exist on this CPU, or have its buffer. */
+static int check_cold(const struct pt_run_config *cfg, struct pt_error *err)
+{
+    struct pt_cpu cpu;
+    pt_cpu_features(&cpu);
+    switch (cfg->cold_method) {
+    case PT_COLD_CLFLUSHOPT:
+        if (!cpu.clflushopt)
+            return pt_set_error(err, PT_EARG, 0, 0, "this CPU has no CLFLUSHOPT for a cold cache");
+        break;
+    case PT_COLD_CLFLUSH:
+        if (!cpu.clflush)
+            return pt_set_error(err, PT_EARG, 0, 0, "this CPU has no CLFLUSH for a cold cache");
+        break;
+    case PT_COLD_EVICT:
+        if (!cfg->evict_buf || cfg->evict_bytes < PT_CACHELINE)
+            return pt_set_error(err, PT_EARG, 0, 0, "cold cache needs an eviction buffer");
+        return PT_OK;
+    default:
+        return pt_set_error(err, PT_EARG, 0, 0, "unknown cold-cache method %d", cfg->cold_method);
+    }
+    pthread_once(&tlb_scrub_once, tlb_scrub_init);
+    if (!tlb_scrub)
+        return pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "cannot map the TLB scrub area");
+    return PT_OK;
 }
 
 static int run_threads_checked(pt_attachment *a, const struct pt_run_config *cfg,
@@ -915,6 +1286,7 @@ static int run_threads_checked(pt_attachment *a, const struct pt_run_config *cfg
     struct pt_worker *w;
     uint64_t base = 0;
     const char *missing;
+    double clock_ns = pt_clock_cost_ns();
     int rc, spawn = n > 1 || threads[0].cpu >= 0;
 
     if (a->faulted)
@@ -924,10 +1296,15 @@ static int run_threads_checked(pt_attachment *a, const struct pt_run_config *cfg
         return pt_set_error(err, PT_EARG, 0, 0, "unknown op %d", cfg->op);
     if (cfg->cache != PT_CACHE_WARM && cfg->cache != PT_CACHE_COLD)
         return pt_set_error(err, PT_EARG, 0, 0, "unknown cache mode %d", cfg->cache);
-    if (cfg->reps == 0)
+    if (cfg->reps == 0 && !cfg->cold_only)
         return pt_set_error(err, PT_EARG, 0, 0, "reps must be at least 1");
-    if (cfg->cache == PT_CACHE_COLD && (!cfg->evict_buf || cfg->evict_bytes == 0))
-        return pt_set_error(err, PT_EARG, 0, 0, "cold cache needs an eviction buffer");
+    if (cfg->cold_only && cfg->cache != PT_CACHE_COLD)
+        return pt_set_error(err, PT_EARG, 0, 0, "cold_only needs a cold cache");
+    if (cfg->cache == PT_CACHE_COLD && (rc = check_cold(cfg, err)) != PT_OK)
+        return rc;
+    if (a->held)
+        return pt_set_error(err, PT_EARG, 0, 0,
+                            "this attachment holds references from pt_hold; unhold first");
     if (cfg->persist & ~(PT_PERSIST_EACH | 15) || (cfg->persist & 15) > PT_PERSIST_FENCE)
         return pt_set_error(err, PT_EARG, 0, 0, "unknown persistence mode %d", cfg->persist);
     if (cfg->op == PT_WRITE && (missing = missing_insn(cfg->persist)))
@@ -1001,6 +1378,7 @@ static int run_threads_checked(pt_attachment *a, const struct pt_run_config *cfg
     }
     for (uint32_t i = 0; i < n; i++) {
         struct pt_run_stats *s = &threads[i].stats;
+        s->clock_ns = clock_ns;
         s->bytes = w[i].total;
         s->ios = w[i].ios;
         s->entries = w[i].total_entries;

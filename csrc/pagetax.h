@@ -55,6 +55,19 @@ struct pt_cpu {
 void pt_cpu_features(struct pt_cpu *out);
 enum pt_cache { PT_CACHE_WARM = 0, PT_CACHE_COLD = 1 };
 
+/* How a cold repetition starts cold (csrc/engine.c, cold_start).  The flush
+ * methods write back and invalidate exactly the lines the repetition will
+ * touch (data, buffer, vector, descriptors), then touch one line on each of
+ * PT_TLB_SCRUB_PAGES unrelated pages so the TLB is cold too.  EVICT writes
+ * the caller's eviction buffer with plain stores, for CPUs with neither. */
+enum pt_cold {
+    PT_COLD_CLFLUSHOPT = 1,
+    PT_COLD_CLFLUSH = 2,
+    PT_COLD_EVICT = 3
+};
+#define PT_TLB_SCRUB_PAGES 16384     /* 4x the largest second-level TLB known (4096) */
+#define PT_PROBE_LINES 64            /* lines the cold probe loads */
+
 /* One segment of a request: a byte range of the backing's data area.
  * The buffer side is packed: segment i lands right after segment i-1. */
 struct pt_extent {
@@ -80,13 +93,21 @@ struct pt_run_config {
     int cache;               /* enum pt_cache */
     uint32_t reps;           /* timed repetitions, >= 1 */
     uint32_t warmup;         /* untimed repetitions before them */
+    uint32_t phase_reps;     /* instrumented repetitions, interleaved with the timed ones */
     uint64_t segs_per_io;    /* extents per build/copy/release cycle; 0 = all */
-    uint8_t *evict_buf;      /* cold cache: written before each repetition; */
+    int cold_method;         /* enum pt_cold, with cache == PT_CACHE_COLD */
+    uint8_t *evict_buf;      /* PT_COLD_EVICT: written before each repetition; */
     uint64_t evict_bytes;    /* make it a few times the LLC */
     int persist;             /* enum pt_persist, maybe | PT_PERSIST_EACH; scatters only */
+    int probe;               /* after the repetitions, time PT_PROBE_LINES data loads
+                                as a repetition starts, then again warm */
+    int cold_only;           /* no repetitions: make the working set cold as a cold
+                                repetition starts, for harnesses that time the next
+                                call themselves (asv, pytest-benchmark) */
 };
 
-/* Phase times of one repetition, CLOCK_MONOTONIC nanoseconds. */
+/* Phase times of one instrumented repetition, CLOCK_MONOTONIC nanoseconds,
+ * as read: each phase of each I/O includes one clock read (clock_ns). */
 struct pt_rep_times {
     uint64_t build_ns;
     uint64_t copy_ns;
@@ -101,6 +122,9 @@ struct pt_run_stats {
     uint64_t lines_flushed;  /* cache lines flushed per repetition */
     uint64_t fences;         /* SFENCEs per repetition */
     uint64_t call_ns;        /* the whole pt_run call, as C saw it */
+    double clock_ns;         /* cost of one clock read, measured in this call */
+    double probe_start_ns;   /* cfg->probe: median load as a repetition starts */
+    double probe_warm_ns;    /* and the same lines loaded again at once (clock read included) */
 };
 
 typedef struct pt_backing pt_backing;
@@ -124,13 +148,23 @@ void pt_backing_unmap(pt_backing *b);
  * failed, -ENOTSUP if the kernel does not report the attribute. */
 int pt_statx_dax(const char *path);
 void *pt_backing_base(const pt_backing *b);
-uint64_t pt_backing_size(const pt_backing *b);
 
 /* The design registry (csrc/designs.def). */
 int pt_design_count(void);
 const char *pt_design_name(int design);
 unsigned pt_design_entry_bytes(int design);
-int pt_design_is_peer(int design);
+/* What a design is, as fio's engines declare it: no caller tests a name. */
+enum pt_design_flags {
+    PT_DESIGN_PEER = 1,             /* a peer to compare with (libpmem), not a design */
+    PT_DESIGN_ROOFLINE = 2,         /* the divisor of "x memcpy" */
+    PT_DESIGN_CONTIGUOUS = 4,       /* copies contiguous bytes from its own part of the data area */
+    PT_DESIGN_REFCOUNTS = 8,        /* a descriptor table with reference counts */
+    PT_DESIGN_TABLE_ON_BACKING = 16,/* that table lives on the backing (altmap) */
+    PT_DESIGN_OWN_PERSIST = 32      /* --persist does not apply: it persists its own way */
+};
+unsigned pt_design_flags(int design);
+/* The cost of one CLOCK_MONOTONIC read here: the median of back-to-back reads. */
+double pt_clock_cost_ns(void);
 /* The libpmem peers call these, from a libpmem loaded at run time. */
 void pt_set_libpmem(void *memcpy_persist, void *memcpy_nodrain, void *pmem_drain);
 void pt_design_metadata(int design, uint64_t capacity, struct pt_metadata *out);
@@ -142,7 +176,10 @@ int pt_design_layout(int design, uint64_t size, uint64_t *data_off, uint64_t *da
  * for the data area [data_off, data_off + data_bytes) of a backing; both 0
  * means the design's own layout.  Every design in one run gets the same
  * area.  The backing must outlive the attachment. */
-int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes,
+enum pt_attach_flags {
+    PT_ATTACH_TABLE_4K = 1   /* DRAM tables on 4 KiB pages; default: 2 MiB (THP) as vmemmap */
+};
+int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes, int flags,
               pt_attachment **out, struct pt_error *err);
 void pt_detach(pt_attachment *a);
 /* Bytes allocated for descriptors (for altmap, taken from the backing). */
@@ -151,6 +188,17 @@ uint64_t pt_attachment_meta_bytes(const pt_attachment *a);
 int64_t pt_attachment_rss_delta(const pt_attachment *a);
 uint64_t pt_attachment_data_offset(const pt_attachment *a);
 uint64_t pt_attachment_data_bytes(const pt_attachment *a);
+/* The descriptor table: where it is and how many descriptors it holds. */
+void *pt_attachment_table(const pt_attachment *a);
+uint64_t pt_attachment_descriptors(const pt_attachment *a);
+/* Read every descriptor's reference count into out[n] (n: the count above). */
+int pt_attachment_refcounts(const pt_attachment *a, int32_t *out, uint64_t n,
+                            struct pt_error *err);
+/* For tests: build one I/O over these extents and hold its references, as
+ * between build and copy; pt_unhold releases them.  A run, a second hold or
+ * detach while holding: detach releases first, the others refuse. */
+int pt_hold(pt_attachment *a, const struct pt_extent *ext, uint64_t n, struct pt_error *err);
+int pt_unhold(pt_attachment *a, struct pt_error *err);
 
 /* Check extents against the attachment's data area and a buffer of
  * buf_bytes; *total gets the sum of lengths (total may be NULL).
@@ -162,13 +210,15 @@ int pt_validate(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
 uint64_t pt_vector_entries(const pt_attachment *a, const struct pt_extent *ext,
                            uint64_t n);
 
-/* Validate, then run warmup + reps repetitions of build, copy, release over
- * all extents; times[] gets reps entries.  One call, no Python in between:
- * pt_run_threads below with one unpinned thread, the caller's. */
+/* Validate, then run warmup + reps timed repetitions of build, copy,
+ * release over all extents (total_ns[] gets reps entries), interleaved with
+ * phase_reps instrumented ones (phases[] gets phase_reps entries).  One
+ * call, no Python in between: pt_run_threads below with one unpinned
+ * thread, the caller's. */
 int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
            const struct pt_extent *ext, uint64_t n,
            uint8_t *buf, uint64_t buf_bytes,
-           struct pt_rep_times *times, struct pt_run_stats *stats,
+           uint64_t *total_ns, struct pt_rep_times *phases, struct pt_run_stats *stats,
            struct pt_error *err);
 
 /* One thread of a pt_run_threads call: its own extents, buffer and times. */
@@ -178,7 +228,8 @@ struct pt_thread {
     uint8_t *buf;
     uint64_t buf_bytes;
     int cpu;                     /* pin the thread to this CPU; -1: leave it to the scheduler */
-    struct pt_rep_times *times;  /* reps entries: this thread's phase times */
+    uint64_t *total_ns;          /* reps entries: two clock reads around each timed repetition */
+    struct pt_rep_times *phases; /* phase_reps entries: the instrumented repetitions */
     struct pt_run_stats stats;   /* filled by the call */
     struct pt_error err;         /* this thread's own error, if it failed */
 };
@@ -188,8 +239,8 @@ struct pt_thread {
  * share the design's descriptor table, so reference counts contend as they
  * do between CPUs; each has its own vector.  Every repetition starts at a
  * barrier; wall_ns (reps entries, or NULL) gets the time from the first
- * thread's start to the last thread's end.  With a cold cache each thread
- * writes its slice of the eviction buffer before each repetition.  The
+ * thread's start to the last thread's end of each timed repetition.  With a
+ * cold cache each thread makes its own working set cold before each one.  The
  * memcpy roofline reads thread i's bytes after those of threads 0..i-1, so
  * all threads' extents together must fit in the data area.  On failure,
  * err names the first thread that failed; the others stop at their next I/O.

@@ -69,6 +69,11 @@ static inline uint64_t pt_desc_count(uint64_t capacity, unsigned page_shift)
 #define PT_DRAM_TABLE_FIELDS(name)                                                      \
     .attach = name##_attach, .detach = pt_table_free, .metadata = name##_metadata
 
+/* A refcounting design's table geometry, for the engine (cold flush) and
+ * the read-back of counts. */
+#define PT_TABLE_FIELDS(DS, PS, RO)                                                     \
+    .desc_shift = (DS), .page_shift = (PS), .ref_off = (RO)
+
 static inline int32_t *bvec_ref(void *desc, size_t ref_off)
 {
     return (int32_t *)((uint8_t *)desc + ref_off);

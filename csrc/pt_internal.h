@@ -46,6 +46,10 @@ struct pt_attachment {
     uint64_t data_bytes;
     void *meta;              /* per-capacity descriptors, if any */
     uint64_t meta_bytes;     /* bytes allocated for them */
+    uint64_t ndesc;          /* descriptors in use (PT_DESIGN_REFCOUNTS) */
+    int attach_flags;        /* enum pt_attach_flags */
+    int held;                /* pt_hold: references held by a built vector */
+    uint64_t held_nvec;
     int64_t rss_delta;       /* resident memory growth across attach() */
     uint64_t ref_errors;     /* puts that found a count already at zero */
     int faulted;             /* a SIGBUS cut a run short; references may be held */
@@ -73,8 +77,11 @@ struct pt_io {
 
 struct pt_design_ops {
     const char *name;
-    int peer;                /* a peer to compare with (libpmem), not a design */
+    unsigned flags;          /* enum pt_design_flags */
     unsigned entry_bytes;
+    /* PT_DESIGN_REFCOUNTS: descriptor i (2^desc_shift bytes) stands for the
+     * 2^page_shift bytes of data at i << page_shift; its count is at ref_off. */
+    unsigned desc_shift, page_shift, ref_off;
     /* Per-capacity state; NULL when a design keeps none. */
     int (*attach)(struct pt_attachment *a, struct pt_error *err);
     void (*detach)(struct pt_attachment *a);
@@ -147,6 +154,9 @@ struct pt_span {
 
 /* Build one span per extent: the `vec` builder, shared with the libpmem peers. */
 void pt_build_spans(struct pt_attachment *a, struct pt_io *io);
+/* vec's copy loops over spans, shared with the memcpy roofline. */
+int pt_span_gather(struct pt_attachment *a, struct pt_io *io, struct pt_error *err);
+int pt_span_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err);
 
 /* Designs with no per-capacity state. */
 void pt_metadata_none(uint64_t capacity, struct pt_metadata *out);

@@ -11,7 +11,7 @@ from . import extents as _ext
 from . import metadata as _metadata
 from . import report, runner
 from . import backings
-from .core import CACHE_MODES, DESIGNS, OPS, PERSIST_MODES
+from .core import CACHE_MODES, COLD_METHODS, DESIGNS, OPS, PERSIST_MODES, TABLE_PAGES
 from ._core import lib as _lib
 from .errors import PagetaxError
 
@@ -120,10 +120,22 @@ def build_parser():
                    help="bytes copied per repetition, per thread (default: 64M)")
     r.add_argument("--repeat", type=_count("--repeat", 1), default=d.repeat,
                    help="timed repetitions per row (default: 5)")
+    r.add_argument("--phase-reps", type=_count("--phase-reps", 0), default=d.phase_reps,
+                   help="instrumented repetitions per row, interleaved with the timed ones, "
+                   "for the build/copy/release split (default: 1)")
     r.add_argument("--warmup", type=_count("--warmup", 0), default=d.warmup,
-                   help="untimed repetitions first (default: 1)")
+                   help="untimed repetitions first (default: 1 with --cache warm, to warm the "
+                   "caches; 0 with cold, where every repetition starts from the same flushed "
+                   "state and everything is touched before the first)")
     r.add_argument("--cache", choices=CACHE_MODES, default=d.cache,
-                   help="cold evicts the LLC before each repetition (default: cold)")
+                   help="cold: before each repetition, flush every cache line it touches and "
+                   "empty the TLB (default: cold)")
+    r.add_argument("--cold-method", choices=("auto",) + COLD_METHODS, default=d.cold_method,
+                   help="how --cache cold flushes: clflushopt, clflush, or evict (plain stores "
+                   "over 4x the LLC, for CPUs with neither); auto picks the first the CPU has")
+    r.add_argument("--table-pages", choices=TABLE_PAGES, default=d.table_pages,
+                   help="page size of DRAM descriptor tables: 2M as the kernel maps vmemmap "
+                   "(THP, where allowed), or 4K (default: 2M)")
     r.add_argument("--backing", default=d.backing, metavar="KIND",
                    help="tmpfs (default: a scratch file on /dev/shm, or a memfd); PATH (a file "
                    "on any file system); dax:PATH (a file on an fsdax mount, MAP_SYNC); "
@@ -177,12 +189,18 @@ def build_parser():
     rp.add_argument("-o", "--output", required=True, metavar="DIR")
 
     c = sub.add_parser("compare", help="compare two run results row by row",
-                       description="B against A: the GB/s ratio per matching row; changes within "
-                       "the run-to-run spread are marked not significant.")
+                       description="B against A: the GB/s ratio per matching row, with a 95% "
+                       "bootstrap interval over the repetitions; a change is significant only "
+                       "when the whole interval lies beyond --min-change.")
     c.add_argument("a", metavar="A.json")
     c.add_argument("b", metavar="B.json")
     c.add_argument("--fail-above", type=float, metavar="PERCENT",
                    help="exit 1 if a row got significantly slower by more than PERCENT")
+    c.add_argument("--absolute", action="store_true",
+                   help="judge each row by its own B/A, not against the drift of its cell")
+    c.add_argument("--min-change", type=float, default=5.0, metavar="PCT",
+                   help="smallest change called significant, in percent: the drift between "
+                   "runs that the repetitions within a run do not show (default: 5)")
 
     m = sub.add_parser("metadata", help="what each design keeps per capacity and per I/O",
                        description="The metadata model of every design, and of the vmemmap "
@@ -203,7 +221,8 @@ def _config(args):
                             page_size=args.page_size, persist=args.persist,
                             persist_each=args.persist_each, peers=args.peers,
                             segs_per_io=args.segs_per_io, threads=args.threads, pin=args.pin,
-                            hot_pages=args.hot_pages)
+                            hot_pages=args.hot_pages, phase_reps=args.phase_reps,
+                            cold_method=args.cold_method, table_pages=args.table_pages)
 
 
 def cmd_run(args, out, err):
@@ -309,32 +328,59 @@ def cmd_compare(args, out, err):
     from . import compare
     if args.fail_above is not None and args.fail_above < 0:
         raise PagetaxError(f"--fail-above {args.fail_above} must not be negative")
+    if args.min_change < 0:
+        raise PagetaxError(f"--min-change {args.min_change} must not be negative")
     a, b = compare.load(args.a), compare.load(args.b)
-    rows, regressions, unmatched = compare.compare(a, b, args.fail_above)
+    rows, regressions, unmatched = compare.compare(a, b, args.fail_above,
+                                                   min_change=args.min_change / 100,
+                                                   absolute=args.absolute)
     if not rows:
         ta, tb = (d["config"].get("threads", 1) for d in (a, b))
         raise PagetaxError(f"{args.a} and {args.b} have no rows in common"
                            + (f" ({ta} against {tb} threads: rows match only at the same "
                               "thread count)" if ta != tb else ""))
+    how = "B/A" if args.absolute else "B/A over the cell's drift"
     t = Table(title=f"B = {args.b}\nagainst A = {args.a}", box=box.SIMPLE_HEAD, pad_edge=False,
-              caption="not significant: the two runs' best..worst GB/s ranges overlap")
-    for name in ("design", "op", "pattern", "seg", "threads", "A GB/s", "B GB/s", "B/A", "change",
-                 ""):
+              caption=f"not significant: the 95% interval of {how} (bootstrap over the "
+              f"repetitions) reaches into 1 +- {args.min_change:g}%"
+              + ("" if args.absolute else "; drift: the median B/A of the cell's rows, "
+                 "which ran interleaved"))
+    for name in ("design", "op", "pattern", "seg", "threads", "A GB/s", "B GB/s", "B/A",
+                 "drift", "vs cell", "95% CI", ""):
         t.add_column(name, justify="left" if name in ("design", "op", "pattern", "") else "right",
                      no_wrap=True)
     for r in rows:
         design, op, pattern, seg, threads = r["key"]
         verdict = "REGRESSION" if r["regression"] else ("" if r["significant"] else "not significant")
         t.add_row(design, op, pattern, format_size(seg), str(threads),
-                  f"{r['a_gbps']:.2f}", f"{r['b_gbps']:.2f}",
-                  f"{r['ratio']:.3f}", f"{r['change_pct']:+.1f}%", verdict)
-    report.print_wide(out, t, 100)
+                  f"{r['a_gbps']:.2f}", f"{r['b_gbps']:.2f}", f"{r['ratio']:.3f}",
+                  f"{r['cell_drift']:.3f}", f"{r['relative_change_pct']:+.1f}%",
+                  f"{r['ci_low']:.2f}-{r['ci_high']:.2f}", verdict)
+    report.print_wide(out, t, 130)
+    for c, d in compare.drifts(rows, args.min_change / 100).items():
+        op, pattern, seg, threads = c
+        _say(f"pagetax: every row of {op} {pattern} {format_size(seg)} ({threads} thread"
+             f"{'s' if threads > 1 else ''}) moved {100 * (d - 1):+.0f}%: the machine drifted, "
+             "or a change touched every design alike")
+    if _machines_differ(a, b):
+        _say(f"pagetax: the two files come from different machines ({_machine_name(a)} and "
+             f"{_machine_name(b)}): ratios compare the machines as much as the code")
     if unmatched:
         _say(f"pagetax: {unmatched} rows are in only one of the two files")
     if regressions:
         _say(f"pagetax: {len(regressions)} rows got slower by more than {args.fail_above}%")
         return 1
     return 0
+
+
+def _machine_name(doc):
+    m = doc.get("machine", {})
+    return f"{m.get('cpu_model', '?')}, {m.get('hostname', '?')}"
+
+
+def _machines_differ(a, b):
+    ma, mb = a.get("machine", {}), b.get("machine", {})
+    return any(ma.get(k) != mb.get(k) for k in ("cpu_model", "hostname", "llc_bytes", "cores"))
 
 
 def main(argv=None):

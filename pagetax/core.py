@@ -38,7 +38,8 @@ def aligned_buffer(nbytes, fill=0):
     return arr
 
 
-def _raise(rc, err):
+def raise_for(rc, err):
+    """The one path from a C error to an exception, with the core's message."""
     if rc != lib.PT_OK:
         cls = ExtentError if rc in (lib.PT_EINVAL, lib.PT_ERANGE) else PagetaxError
         raise cls(ffi.string(err.msg).decode(errors="replace"), code=rc,
@@ -47,8 +48,9 @@ def _raise(rc, err):
 
 _ALL = tuple(ffi.string(lib.pt_design_name(i)).decode() for i in range(lib.pt_design_count()))
 _DESIGN_ID = {name: i for i, name in enumerate(_ALL)}
-DESIGNS = tuple(d for i, d in enumerate(_ALL) if not lib.pt_design_is_peer(i))
-PEERS = tuple(d for i, d in enumerate(_ALL) if lib.pt_design_is_peer(i))
+DESIGNS = tuple(d for i, d in enumerate(_ALL) if not lib.pt_design_flags(i) & lib.PT_DESIGN_PEER)
+PEERS = tuple(d for i, d in enumerate(_ALL) if lib.pt_design_flags(i) & lib.PT_DESIGN_PEER)
+TABLE_PAGES = ("2M", "4K")   # how DRAM descriptor tables are mapped; 2M as the kernel's vmemmap
 
 
 def design_id(name):
@@ -60,6 +62,47 @@ def design_id(name):
 
 def design_entry_bytes(name):
     return int(lib.pt_design_entry_bytes(design_id(name)))
+
+
+_FLAG_NAMES = {"peer": lib.PT_DESIGN_PEER, "roofline": lib.PT_DESIGN_ROOFLINE,
+               "contiguous": lib.PT_DESIGN_CONTIGUOUS, "refcounts": lib.PT_DESIGN_REFCOUNTS,
+               "table_on_backing": lib.PT_DESIGN_TABLE_ON_BACKING,
+               "own_persist": lib.PT_DESIGN_OWN_PERSIST}
+
+
+def design_flags(name):
+    """What a design declares itself to be, as a set of names (see pagetax.h)."""
+    bits = lib.pt_design_flags(design_id(name))
+    return frozenset(k for k, v in _FLAG_NAMES.items() if bits & v)
+
+
+def clock_cost_ns():
+    """One CLOCK_MONOTONIC read on this machine, as the core measures it."""
+    return float(lib.pt_clock_cost_ns())
+
+
+COLD_METHODS = ("clflushopt", "clflush", "evict")
+_COLD_CODE = {"clflushopt": lib.PT_COLD_CLFLUSHOPT, "clflush": lib.PT_COLD_CLFLUSH,
+              "evict": lib.PT_COLD_EVICT}
+
+
+def cold_method(cpu=None):
+    """How a cold repetition is made cold here: flush exactly its lines with
+    CLFLUSHOPT, else CLFLUSH; only without either, evict by writing a buffer
+    of 4x the LLC (which scales with the LLC)."""
+    cpu = cpu or cpu_features()
+    for m in ("clflushopt", "clflush"):
+        if cpu[m]:
+            return m
+    return "evict"
+
+
+def cold_description(method):
+    if method == "evict":
+        return "plain stores and loads over 4x the LLC before each repetition"
+    return (f"{method.upper()} of every line the repetition touches (data, buffer, vector, "
+            f"descriptors) and MFENCE, then one load on each of {lib.PT_TLB_SCRUB_PAGES} "
+            "unrelated 4 KiB pages to empty the TLB")
 
 
 def cpu_features():
@@ -228,10 +271,12 @@ class Backing:
             arr.flags.writeable = False
         return arr
 
-    def attach(self, design, data_off=0, data_bytes=0):
+    def attach(self, design, data_off=0, data_bytes=0, table_pages="2M"):
         """A design's descriptors for this backing; the data area is
-        [data_off, data_off + data_bytes), or the design's own by default."""
-        return Attachment(self, design, data_off, data_bytes)
+        [data_off, data_off + data_bytes), or the design's own by default.
+        DRAM tables are mapped with 2 MiB pages as vmemmap is, where THP
+        allows; table_pages="4K" asks for 4 KiB pages."""
+        return Attachment(self, design, data_off, data_bytes, table_pages)
 
     def close(self):
         if self._ptr != ffi.NULL:
@@ -252,62 +297,77 @@ class Backing:
 
 
 class Measurement:
-    """What one run saw: per-repetition phase times and counts.
+    """What one run saw, built whole from the C core's figures.
 
-    With one thread, a repetition's time is the sum of its phases.  With
-    several, ``total_ns`` is the wall time of each repetition (first start to
-    last end, so GB/s is aggregate), and ``phases`` is the mean thread's."""
+    ``total_ns`` is each timed repetition's wall time, two clock reads around
+    it: from the first thread's start to the last thread's end, for one
+    thread and for many alike (GB/s is aggregate).  ``phases`` is the
+    build/copy/release split from the instrumented repetitions, with the
+    clock reads they contain subtracted (``clock_ns`` each, one per phase of
+    each I/O), averaged over threads."""
 
-    def __init__(self, thread_phases, wall_ns, ios, entries, vector_bytes, call_ns, wall_call_ns,
-                 thread_segments, thread_bytes, cpus=None):
-        self.thread_phases = thread_phases       # (threads, reps, 3) ns: build, copy, release
-        self.threads = thread_phases.shape[0]
-        self.thread_total_ns = thread_phases.sum(axis=2)   # (threads, reps)
-        if self.threads == 1:
-            self.phases = thread_phases[0]
-            self.total_ns = self.phases.sum(axis=1)
-        else:
-            self.phases = thread_phases.mean(axis=0)
-            self.total_ns = wall_ns
-        self.rep_wall_ns = wall_ns             # first start to last end, every repetition
-        self.ios = ios                         # per repetition, all threads
+    def __init__(self, *, wall_ns, thread_total_ns, thread_phases_raw, clock_ns, thread_ios,
+                 entries, vector_bytes, call_ns, wall_call_ns, thread_segments, thread_bytes,
+                 lines_flushed=0, fences=0, cpus=None, cold=None, probe=None):
+        self.total_ns = wall_ns                        # (reps,) timed repetitions
+        self.rep_wall_ns = wall_ns
+        self.thread_total_ns = thread_total_ns         # (threads, reps)
+        self.threads = thread_total_ns.shape[0]
+        self.clock_ns = clock_ns
+        self.thread_phases_raw = thread_phases_raw     # (threads, phase reps, 3) as read
+        ios = np.asarray(thread_ios, np.float64)[:, None, None]
+        self.thread_phases = thread_phases_raw.astype(np.float64) - ios * clock_ns
+        self.phases = self.thread_phases.mean(axis=0)  # (phase reps, 3)
+        self.ios = int(sum(thread_ios))                # per repetition, all threads
         self.entries = entries
         self.vector_bytes = vector_bytes
-        self.call_ns = call_ns                 # the C calls, whole
-        self.wall_ns = wall_call_ns            # the same calls, seen from Python
+        self.call_ns = call_ns                         # the C calls, whole
+        self.wall_ns = wall_call_ns                    # the same calls, seen from Python
         self.thread_segments = thread_segments
         self.thread_bytes = thread_bytes
         self.segments = sum(thread_segments)
         self.bytes = sum(thread_bytes)
+        self.lines_flushed = lines_flushed             # per repetition
+        self.fences = fences
         self.cpus = cpus
+        self.cold = cold                               # how a cold repetition was made cold
+        self.probe = probe                             # {"start_ns", "warm_ns"} or None
 
     def thread_gbps(self):
-        """Each thread's own median throughput: its bytes / its phase time."""
+        """Each thread's own median throughput: its bytes / its repetition time."""
         return [b / float(np.median(t)) for b, t in zip(self.thread_bytes, self.thread_total_ns)]
 
     def ns_per_seg(self):
-        """(median, best) time one thread spends per segment: the mean
-        thread's phase time over one thread's segments."""
-        per = self.thread_total_ns.mean(axis=0) * self.threads / self.segments
+        """(median, best) wall time per segment of one thread: the repetition's
+        wall time over the mean thread's segments."""
+        per = self.total_ns.astype(np.float64) * self.threads / self.segments
         return float(np.median(per)), float(per.min())
+
+
+_STAT_FIELDS = ("bytes", "ios", "entries", "vector_bytes", "lines_flushed", "fences")
 
 
 class PreparedRun:
     """One design, op and workload, checked once and ready to call.
 
     Each call is one pt_run_threads call, one thread per extent array; the
-    phase times land in preallocated arrays, so the Python between two timed
+    times land in preallocated arrays, so the Python between two timed
     repetitions is a few statements (after a 64 MiB copy every cache line
-    Python touches is a miss)."""
+    Python touches is a miss).  ``phase_reps`` instrumented repetitions are
+    spread evenly over the calls; ``probe`` times cold and warm loads once,
+    after the first call."""
 
     def __init__(self, att, op, exts, bufs, reps, warmup, cache, evict, segs_per_io, calls,
-                 persist=0, cpus=None):
+                 persist=0, cpus=None, phase_reps=None, probe=False, cold=None):
         if op not in _OP_CODE:
             raise PagetaxError(f"unknown op {op!r} (choose from {', '.join(OPS)})")
         if cache not in _CACHE_CODE:
             raise PagetaxError(f"unknown cache mode {cache!r} (choose from {', '.join(CACHE_MODES)})")
         if reps < 1:
             raise PagetaxError(f"repetitions must be at least 1 (got {reps})")
+        phase_reps = reps * calls if phase_reps is None else phase_reps
+        if phase_reps < 0:
+            raise PagetaxError(f"phase repetitions must not be negative (got {phase_reps})")
         if att._ptr == ffi.NULL or att.backing._ptr == ffi.NULL:
             raise PagetaxError("the attachment or its backing is closed")
         n = len(exts)
@@ -323,24 +383,37 @@ class PreparedRun:
         if op == "write" and not att.backing.writable:
             raise PagetaxError(f"{att.backing.path} is mapped read-only (it already held data); "
                                "pass overwrite=True / --overwrite to let pagetax write it")
-        if cache == "cold":
-            if evict is None:
-                raise PagetaxError("a cold cache needs an eviction buffer (pagetax.eviction_buffer())")
+        cold = cold or cold_method()
+        if cold not in _COLD_CODE:
+            raise PagetaxError(f"unknown cold-cache method {cold!r} (choose from {', '.join(COLD_METHODS)})")
+        if cache == "cold" and cold == "evict" and evict is None:
+            raise PagetaxError("a cold cache by eviction needs an eviction buffer "
+                               "(pagetax.eviction_buffer())")
+        if cold == "evict" and evict is not None:
             _ext.check_buffer(evict, writable=True)
+        else:
+            evict = None
+        self._cold_code = _COLD_CODE[cold]
         self._keep = (att, exts, bufs, evict)  # the C side points into these
         self._cfg = ffi.new("struct pt_run_config *", {
             "op": _OP_CODE[op], "cache": _CACHE_CODE[cache], "reps": reps,
-            "warmup": warmup, "segs_per_io": segs_per_io,
+            "warmup": warmup, "segs_per_io": segs_per_io, "cold_method": _COLD_CODE[cold],
             "evict_buf": ffi.from_buffer("uint8_t[]", evict, require_writable=True)
             if evict is not None else ffi.NULL,
             "evict_bytes": evict.nbytes if evict is not None else 0,
             "persist": persist})
+        self.cache = cache
+        self.cold = cold if cache == "cold" else None
         self.reps = reps
-        self.times = np.zeros((n, reps * calls, 3), np.uint64)
+        self.calls_planned = calls
+        self.phase_reps = phase_reps
+        self.probe = probe
+        self.totals = np.zeros((n, reps * calls), np.uint64)
+        self.phases = np.zeros((n, max(phase_reps, 1), 3), np.uint64)
         self.wall = np.zeros(reps * calls, np.uint64)
         self._c_wall = ffi.from_buffer("uint64_t[]", self.wall, require_writable=True)
         self._threads = ffi.new("struct pt_thread[]", n)
-        self._c_times = []
+        self._c_totals, self._c_phases = [], []
         self._c_views = []  # a struct field does not keep its cdata alive; this list does
         for i, (ext, buf) in enumerate(zip(exts, bufs)):
             t = self._threads[i]
@@ -351,39 +424,87 @@ class PreparedRun:
             t.n = ext.shape[0]
             t.buf_bytes = buf.nbytes
             t.cpu = cpus[i]
-            self._c_times.append(ffi.from_buffer("struct pt_rep_times[]", self.times[i],
-                                                 require_writable=True))
+            self._c_totals.append(ffi.from_buffer("uint64_t[]", self.totals[i],
+                                                  require_writable=True))
+            self._c_phases.append(ffi.from_buffer("struct pt_rep_times[]", self.phases[i],
+                                                  require_writable=True))
         self._args = (att._ptr, self._cfg, self._threads, n)
         self._err = ffi.new("struct pt_error *")
         self.cpus = None if all(c < 0 for c in cpus) else cpus
         self.calls = 0
+        self.phases_done = 0
         self.call_ns = 0
         self.wall_ns = 0
+        self.clock_ns = []
+        self.probed = None
+        self._stats = None
+
+    def _phase_reps_of(self, call):
+        """Instrumented repetitions in call `call`: phase_reps spread evenly."""
+        c = self.calls_planned
+        return self.phase_reps * (call + 1) // c - self.phase_reps * call // c
 
     def __call__(self):
-        if self.calls * self.reps >= self.wall.shape[0]:
+        if self.calls >= self.calls_planned:
             raise PagetaxError("this PreparedRun has made all its calls")
         at = self.calls * self.reps
-        for i, c_times in enumerate(self._c_times):
-            self._threads[i].times = c_times + at
+        self._cfg.phase_reps = self._phase_reps_of(self.calls)
+        self._cfg.probe = int(self.probe and self.calls == 0)
+        for i in range(self._args[3]):
+            self._threads[i].total_ns = self._c_totals[i] + at
+            self._threads[i].phases = self._c_phases[i] + self.phases_done
         t0 = time.perf_counter_ns()
         rc = lib.pt_run_threads(*self._args, self._c_wall + at, self._err)
         self.wall_ns += time.perf_counter_ns() - t0
-        _raise(rc, self._err)
+        raise_for(rc, self._err)
         self.calls += 1
-        self.call_ns += self._threads[0].stats.call_ns
+        self.phases_done += self._cfg.phase_reps
+        s = self._threads[0].stats
+        self._stats = [{k: int(getattr(self._threads[i].stats, k)) for k in _STAT_FIELDS}
+                       for i in range(self._args[3])]
+        self.call_ns += s.call_ns
+        self.clock_ns.append(float(s.clock_ns))
+        if self._cfg.probe:
+            self.probed = {"start_ns": float(s.probe_start_ns) - float(s.clock_ns),
+                           "warm_ns": float(s.probe_warm_ns) - float(s.clock_ns),
+                           "lines": int(lib.PT_PROBE_LINES), "clock_ns": float(s.clock_ns)}
+
+    def make_cold(self):
+        """Start the next call cold, now: what a cold repetition does before
+        it starts (flush its lines, scrub the TLB, on every thread's CPU),
+        for a harness that times the call itself (asv, pytest-benchmark).
+        Prepare with cache="warm" so the call adds no cold start of its own."""
+        cfg = self._cfg
+        saved = (cfg.cache, cfg.cold_only, cfg.phase_reps, cfg.probe)
+        cfg.cache, cfg.cold_only, cfg.phase_reps, cfg.probe = _CACHE_CODE["cold"], 1, 0, 0
+        try:
+            if self._cold_code == _COLD_CODE["evict"] and self._keep[3] is None:
+                raise PagetaxError("a cold cache by eviction needs an eviction buffer "
+                                   "(pagetax.eviction_buffer())")
+            cfg.cold_method = self._cold_code
+            for i in range(self._args[3]):
+                self._threads[i].total_ns = self._c_totals[i]
+            raise_for(lib.pt_run_threads(*self._args, ffi.NULL, self._err), self._err)
+        finally:
+            cfg.cache, cfg.cold_only, cfg.phase_reps, cfg.probe = saved
 
     def measurement(self):
         done = self.calls * self.reps
-        stats = [self._threads[i].stats for i in range(self._args[3])]
-        m = Measurement(self.times[:, :done], self.wall[:done],
-                        sum(int(s.ios) for s in stats), sum(int(s.entries) for s in stats),
-                        sum(int(s.vector_bytes) for s in stats), self.call_ns, self.wall_ns,
-                        [int(self._threads[i].n) for i in range(len(stats))],
-                        [int(s.bytes) for s in stats], self.cpus)
-        m.lines_flushed = sum(int(s.lines_flushed) for s in stats)  # per repetition
-        m.fences = sum(int(s.fences) for s in stats)
-        return m
+        n = self._args[3]
+        stats = self._stats or [{k: 0 for k in _STAT_FIELDS}] * n
+        return Measurement(
+            wall_ns=self.wall[:done], thread_total_ns=self.totals[:, :done],
+            thread_phases_raw=self.phases[:, :self.phases_done],
+            clock_ns=float(np.median(self.clock_ns)) if self.clock_ns else 0.0,
+            thread_ios=[s["ios"] for s in stats],
+            entries=sum(s["entries"] for s in stats),
+            vector_bytes=sum(s["vector_bytes"] for s in stats),
+            call_ns=self.call_ns, wall_call_ns=self.wall_ns,
+            thread_segments=[int(self._threads[i].n) for i in range(n)],
+            thread_bytes=[s["bytes"] for s in stats],
+            lines_flushed=sum(s["lines_flushed"] for s in stats),
+            fences=sum(s["fences"] for s in stats), cpus=self.cpus,
+            cold=self.cold, probe=self.probed)
 
 
 def _check_table_fits(design, data_bytes):
@@ -399,16 +520,20 @@ def _check_table_fits(design, data_bytes):
 class Attachment:
     """A design attached to a backing: its descriptor table, if it has one."""
 
-    def __init__(self, backing, design, data_off=0, data_bytes=0):
+    def __init__(self, backing, design, data_off=0, data_bytes=0, table_pages="2M"):
         self.backing = backing
         self.design = design
         self._ptr = ffi.NULL
         if backing._ptr == ffi.NULL:
             raise PagetaxError("the backing is closed")
+        if table_pages not in TABLE_PAGES:
+            raise PagetaxError(f"unknown table page size {table_pages!r} "
+                               f"(choose from {', '.join(TABLE_PAGES)})")
         _check_table_fits(design, data_bytes or design_layout(design, backing.size)[1])
         err = ffi.new("struct pt_error *")
         out = ffi.new("pt_attachment **")
-        rc = lib.pt_attach(backing._ptr, design_id(design), data_off, data_bytes, out, err)
+        flags = lib.PT_ATTACH_TABLE_4K if table_pages == "4K" else 0
+        rc = lib.pt_attach(backing._ptr, design_id(design), data_off, data_bytes, flags, out, err)
         if rc != lib.PT_OK:
             raise PagetaxError(f"{design}: " + ffi.string(err.msg).decode(errors="replace"),
                                code=rc, sys_errno=err.sys_errno)
@@ -417,6 +542,55 @@ class Attachment:
         self.rss_delta = int(lib.pt_attachment_rss_delta(self._ptr))    # resident growth at attach
         self.data_offset = int(lib.pt_attachment_data_offset(self._ptr))
         self.data_bytes = int(lib.pt_attachment_data_bytes(self._ptr))
+        self.flags = design_flags(design)
+        self.table_pages_asked = table_pages
+        self.table_address = int(ffi.cast("uintptr_t", lib.pt_attachment_table(self._ptr)))
+
+    def table_mapping(self):
+        """How the kernel really maps the descriptor table, from smaps: its
+        page size ("2M", "4K", "mixed") and the bytes on 2 MiB pages; None
+        for a design with no table in DRAM."""
+        if not self.table_address or "table_on_backing" in self.flags:
+            return None
+        f = machine.smaps_of(self.table_address)
+        huge = f.get("AnonHugePages", 0) + (f.get("Rss", 0) if f.get("KernelPageSize", 4096)
+                                           >= 2 << 20 else 0)
+        size = f.get("Size", 0)
+        page = "2M" if huge and huge >= size - size % (2 << 20) else ("mixed" if huge else "4K")
+        if size < 2 << 20:
+            page = "4K"  # smaller than one 2 MiB page: nothing to map huge
+        return {"page_size": page, "huge_bytes": huge, "mapped_bytes": size,
+                "asked": self.table_pages_asked}
+
+    def refcounts(self):
+        """Every descriptor's reference count, read from the table (int32)."""
+        self._check_open()
+        n = int(lib.pt_attachment_descriptors(self._ptr))
+        out = np.zeros(n, np.int32)
+        err = ffi.new("struct pt_error *")
+        raise_for(lib.pt_attachment_refcounts(self._ptr, ffi.from_buffer("int32_t[]", out,
+                                                                          require_writable=True),
+                                              n, err), err)
+        return out
+
+    def hold(self, ext):
+        """Build one I/O over ext and hold its references until the returned
+        context exits (or unhold()): what the table looks like mid-I/O."""
+        self._check_open()
+        _ext.check_array(ext)
+        err = ffi.new("struct pt_error *")
+        c_ext = ffi.from_buffer("struct pt_extent[]", ext) if len(ext) else ffi.NULL
+        raise_for(lib.pt_hold(self._ptr, c_ext, len(ext), err), err)
+        return _Held(self)
+
+    def unhold(self):
+        self._check_open()
+        err = ffi.new("struct pt_error *")
+        raise_for(lib.pt_unhold(self._ptr, err), err)
+
+    def _check_open(self):
+        if self._ptr == ffi.NULL:
+            raise PagetaxError(f"{self.design}: the attachment is closed")
 
     def entries(self, ext):
         _ext.check_array(ext)
@@ -428,11 +602,12 @@ class Attachment:
         err = ffi.new("struct pt_error *")
         c_ext = ffi.from_buffer("struct pt_extent[]", ext) if len(ext) else ffi.NULL
         total = ffi.new("uint64_t *")
-        _raise(lib.pt_validate(self._ptr, c_ext, len(ext), buf_bytes, total, err), err)
+        raise_for(lib.pt_validate(self._ptr, c_ext, len(ext), buf_bytes, total, err), err)
         return int(total[0])
 
     def prepare(self, op, ext, buf, *, reps=1, warmup=0, cache="warm", evict=None,
-                segs_per_io=0, calls=1, persist=0, cpus=None):
+                segs_per_io=0, calls=1, persist=0, cpus=None, phase_reps=None, probe=False,
+                cold=None):
         """Check everything once and return a PreparedRun: `calls` C calls of
         `reps` repetitions each, with as little Python as possible between.
 
@@ -442,13 +617,16 @@ class Attachment:
 
         The cheap checks run here; the bounds checks run in C on every call,
         before any copy (pagetax.extents.check gives friendlier messages).
-        A cold cache writes all of `evict` (a uint8 array a few times the
-        LLC, see eviction_buffer) before each repetition."""
+        A cold cache flushes every line a repetition touches before it
+        (`cold`: "clflushopt", "clflush", or "evict", which writes all of
+        `evict`, a uint8 array a few times the LLC, see eviction_buffer).
+        `phase_reps` instrumented repetitions (default: as many as timed)
+        give the build/copy/release split."""
         exts, bufs = (ext, buf) if isinstance(ext, (list, tuple)) else ([ext], [buf])
         if not isinstance(bufs, (list, tuple)):
             raise PagetaxError("with one extent array per thread, give one buffer per thread")
         return PreparedRun(self, op, list(exts), list(bufs), reps, warmup, cache, evict,
-                           segs_per_io, calls, persist, cpus)
+                           segs_per_io, calls, persist, cpus, phase_reps, probe, cold)
 
     def run(self, op, ext, buf, **kw):
         """Time reps repetitions of build, copy, release in one C call
@@ -472,9 +650,21 @@ class Attachment:
         self.close()
 
 
+class _Held:
+    def __init__(self, att):
+        self._att = att
+
+    def __enter__(self):
+        return self._att
+
+    def __exit__(self, *exc):
+        self._att.unhold()
+
+
 def eviction_buffer(llc_bytes=None):
-    """What a cold cache writes before each repetition: 4x the LLC, so that
-    data, descriptors and vector all start out of every cache level."""
+    """What cold="evict" writes before each repetition (only on CPUs without
+    CLFLUSH): 4x the LLC, so that data, descriptors and vector all start out
+    of every cache level."""
     from .machine import llc_bytes as _llc
     return aligned_buffer(4 * (llc_bytes or _llc()))
 

@@ -169,6 +169,7 @@ def describe(backing=None):
     """The `machine` object of a result file."""
     uname = platform.uname()
     info = {
+        "hostname": uname.node,
         "cpu_model": cpu_model(),
         "cores": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,

@@ -70,6 +70,7 @@ class Model:
     desc_bytes: int = 0             # one descriptor the data path touches
     desc_granule: int = PAGE        # ... per this many bytes of data
     peer: bool = False              # a library to compare with, not a design
+    one_entry: bool = False         # one entry per I/O, whatever its extents
 
     def footprint(self, capacity):
         dram, device = self.dram(capacity), self.device(capacity)
@@ -78,7 +79,7 @@ class Model:
 
     def entries(self, ext):
         """Vector entries for a request's extents (with page splitting)."""
-        if self.name == "memcpy":
+        if self.one_entry:
             return 1
         if self.split is None:
             return len(ext)
@@ -102,7 +103,10 @@ MODELS = {m.name: m for m in (
     Model("pfn", _none, _none, 16, None, True, "[pfn_t] address from the pfn"),
     Model("page", _per(PAGE, STRUCT_PAGE), _none, 16, PAGE, True,
           "[page][bvec] ndctl --map=mem", STRUCT_PAGE),
-    Model("memcpy", _none, _none, 16, None, True, "roofline: one contiguous copy"),
+    Model("memcpy", _none, _none, 16, None, True,
+          "roofline: the same segments, contiguous, through vec's loops"),
+    Model("memcpy-glibc", _none, _none, 16, None, True,
+          "reference: one glibc memcpy per I/O (its own store strategy)", one_entry=True),
     Model("kernel", _none, _none, 16, None, True,
           "[iovec] preadv/pwritev; the kernel's own folios are not counted"),
     Model("huge", _per(2 * MIB, STRUCT_PAGE), _none, 16, 2 * MIB, True, "[huge][bvec]",

@@ -14,13 +14,15 @@ from . import extents as _ext
 from . import machine
 from . import metadata as _meta
 from . import backings, peers
-from .core import (CACHE_MODES, DESIGNS, MAX_THREADS, OPS, PERSIST_MODES, aligned_buffer,
-                   common_layout, cpu_features, design_entry_bytes, eviction_buffer,
-                   persist_code, resolve_persist)
+from .core import (CACHE_MODES, COLD_METHODS, DESIGNS, MAX_THREADS, OPS, PERSIST_MODES,
+                   TABLE_PAGES, aligned_buffer, clock_cost_ns, cold_description, cold_method,
+                   common_layout, cpu_features, design_entry_bytes, design_flags,
+                   eviction_buffer, persist_code, resolve_persist)
 from .errors import PagetaxError
 from .sizes import format_size
 
-SCHEMA = "pagetax-run/1"
+from .schema import SCHEMA
+from .stats import median_ci
 DEFAULT_DESIGNS = ("vec", "pfn", "page", "huge", "altmap", "memdesc", "sgl", "memcpy", "kernel")
 DEFAULT_SEG_SIZES = (64, 4096, 65536)
 DEFAULT_PATTERNS = ("seq", "rand")  # `hot` is asked for: it is about threads sharing pages
@@ -36,8 +38,12 @@ class RunConfig:
     size: int = 1 << 30            # backing bytes
     io_size: int = 64 << 20        # bytes per repetition, per thread
     repeat: int = 5                # timed repetitions per row
-    warmup: int = 1
+    phase_reps: int = 1            # instrumented repetitions per row, for the phase split
+    warmup: Optional[int] = None   # untimed repetitions first; None: 1 warm, 0 cold (each
+                                   # cold repetition starts from the same flushed state)
     cache: str = "cold"
+    cold_method: str = "auto"      # clflushopt, clflush, evict, or auto (the first the CPU has)
+    table_pages: str = "2M"        # DRAM descriptor tables: 2M (as vmemmap) or 4K
     backing: str = "tmpfs"         # tmpfs, PATH, dax:PATH, devdax:DEV or auto
     overwrite: bool = False        # may pagetax write an existing file or device?
     page_size: str = "4K"          # the backing's mapping page size: 4K or 2M
@@ -66,6 +72,14 @@ class RunConfig:
                                f"(choose from {', '.join(PERSIST_MODES)})")
         if self.page_size not in backings.PAGE_SIZES:
             raise PagetaxError(f"unknown page size {self.page_size!r} (choose from 4K, 2M)")
+        if self.cold_method not in COLD_METHODS + ("auto",):
+            raise PagetaxError(f"unknown cold-cache method {self.cold_method!r} "
+                               f"(choose from auto, {', '.join(COLD_METHODS)})")
+        if self.table_pages not in TABLE_PAGES:
+            raise PagetaxError(f"unknown table page size {self.table_pages!r} "
+                               f"(choose from {', '.join(TABLE_PAGES)})")
+        if self.phase_reps < 0:
+            raise PagetaxError(f"--phase-reps must not be negative (got {self.phase_reps})")
         if self.cache not in CACHE_MODES:
             raise PagetaxError(f"unknown cache mode {self.cache!r} (choose from {', '.join(CACHE_MODES)})")
         for p in self.peers:
@@ -86,6 +100,8 @@ class RunConfig:
                 raise PagetaxError(f"segment size {seg} is over the 32-bit segment limit")
         if self.repeat < 1:
             raise PagetaxError(f"--repeat must be at least 1 (got {self.repeat})")
+        if self.warmup is None:
+            self.warmup = 0 if self.cache == "cold" else 1
         if self.warmup < 0:
             raise PagetaxError(f"--warmup must not be negative (got {self.warmup})")
         if self.segs_per_io < 0:
@@ -136,21 +152,26 @@ def open_backing(cfg):
         b.close()
         raise PagetaxError(f"--backing {cfg.backing} already holds data, so pagetax only reads it; "
                            "drop 'write' from --ops or pass --overwrite to let scatters write it")
-    if "altmap" in cfg.designs and not b.writable:
+    on_backing = [d for d in cfg.designs if "table_on_backing" in design_flags(d)]
+    if on_backing and not b.writable:
         b.close()
-        raise PagetaxError(f"--backing {cfg.backing} is read-only to pagetax, and altmap keeps its "
-                           "descriptors on the backing; drop altmap from --designs or pass --overwrite")
+        raise PagetaxError(f"--backing {cfg.backing} is read-only to pagetax, and {on_backing[0]} "
+                           f"keeps its descriptors on the backing; drop {on_backing[0]} from "
+                           "--designs or pass --overwrite")
     return b
 
 
 def summarize(m, design, op, pattern, seg, cfg, working_set, meta):
-    """One result row from a Measurement: median, best, worst, spread.
+    """One result row from a Measurement: median, best, worst, spread of the
+    timed repetitions' wall times; the phase split from the instrumented
+    ones, clock reads subtracted, and whether it adds up to the total.
     With threads, GB/s is aggregate (all threads' bytes over each
-    repetition's wall time) and ns/seg is what one thread spends per segment."""
+    repetition's wall time) and ns/seg is one thread's wall time per segment."""
     total = m.total_ns.astype(np.float64)
     med, best, worst = float(np.median(total)), float(total.min()), float(total.max())
-    phases = np.median(m.phases.astype(np.float64), axis=0)
-    timed = float(total.sum())
+    phases = np.median(m.phases, axis=0) if len(m.phases) else np.zeros(3)
+    phase_sum = float(phases.sum())
+    agree = bool(len(m.phases)) and abs(phase_sum - med) <= worst - best
     ns_med, ns_best = m.ns_per_seg()
     row = {
         "design": design, "op": op, "pattern": pattern, "seg_bytes": seg, "cache": cfg.cache,
@@ -159,31 +180,66 @@ def summarize(m, design, op, pattern, seg, cfg, working_set, meta):
         # bcopy convention: bytes moved once; bytes/ns == GB/s with GB = 1e9
         "gbps": m.bytes / med, "gbps_best": m.bytes / best, "gbps_worst": m.bytes / worst,
         "spread_pct": 100.0 * (worst - best) / med,
+        "gbps_ci": list(median_ci(m.bytes / total)),  # 95 % bootstrap, of the median
         "ns_per_seg": ns_med, "ns_per_seg_best": ns_best,
+        "rep_total_ns": total.tolist(),
         "phase_ns": dict(zip(("build", "copy", "release"), map(float, phases))),
+        "phase_reps": len(m.phases),
+        "phases_agree": agree,
+        "phases_note": "" if agree else (
+            "no instrumented repetitions" if not len(m.phases) else
+            f"build+copy+release ({phase_sum:.0f} ns) differs from the timed median "
+            f"({med:.0f} ns) by more than the spread ({worst - best:.0f} ns)"),
+        "clock_ns": m.clock_ns,
         "ios": m.ios, "entries": m.entries, "entry_bytes": design_entry_bytes(design),
         "working_set": dict(working_set, vector_bytes=m.vector_bytes),
         "metadata": meta,
-        "timing": {"call_ns": m.call_ns, "wall_ns": m.wall_ns, "timed_ns": timed,
+        "timing": {"call_ns": m.call_ns, "wall_ns": m.wall_ns, "timed_ns": float(total.sum()),
                    "python_overhead_pct": 100.0 * (m.wall_ns - m.call_ns) / m.call_ns},
         "reps_ns": m.phases.tolist(),
     }
+    if cfg.cache == "cold" or m.probe:
+        row["cold"] = dict({"method": m.cold} if m.cold else {},
+                           **({"probe_start_ns": m.probe["start_ns"],
+                               "probe_warm_ns": m.probe["warm_ns"],
+                               "probe_lines": m.probe["lines"]} if m.probe else {}))
     if m.threads > 1:
         row["thread_gbps"] = m.thread_gbps()
-        row["rep_wall_ns"] = m.rep_wall_ns.tolist()
+        row["rep_wall_ns"] = total.tolist()
+        row["thread_rep_total_ns"] = m.thread_total_ns.tolist()
         row["thread_reps_ns"] = m.thread_phases.tolist()
     return row
 
 
 def add_ratios(rows):
-    """gbps relative to vec and to memcpy within each (op, pattern, seg) cell."""
+    """gbps relative to vec and to the roofline (memcpy) in each (op, pattern,
+    seg, threads) cell."""
     cells = {}
     for r in rows:
-        cells.setdefault((r["op"], r["pattern"], r["seg_bytes"]), {})[r["design"]] = r["gbps"]
+        cell = cells.setdefault((r["op"], r["pattern"], r["seg_bytes"], r.get("threads", 1)), {})
+        cell[r["design"]] = r["gbps"]
+        if r.get("roofline"):
+            cell[ROOFLINE_KEY] = r["gbps"]
     for r in rows:
-        cell = cells[(r["op"], r["pattern"], r["seg_bytes"])]
+        cell = cells[(r["op"], r["pattern"], r["seg_bytes"], r.get("threads", 1))]
         r["ratio_vec"] = r["gbps"] / cell["vec"] if "vec" in cell else None
-        r["ratio_memcpy"] = r["gbps"] / cell["memcpy"] if "memcpy" in cell else None
+        r["ratio_memcpy"] = r["gbps"] / cell[ROOFLINE_KEY] if ROOFLINE_KEY in cell else None
+
+
+ROOFLINE_KEY = object()
+
+
+def _touched_cache():
+    """model.descriptors_touched, computed once per workload and descriptor
+    geometry (page, altmap and sgl share one)."""
+    memo = {}
+
+    def touched(model, every):
+        key = (id(every), model.desc_bytes, model.desc_granule)
+        if key not in memo:
+            memo[key] = model.descriptors_touched(every)
+        return memo[key]
+    return touched
 
 
 def cells(cfg):
@@ -194,25 +250,28 @@ def cells(cfg):
 def steps(cfg):
     """pt_run calls a run makes, for progress bars (libpmem rows included;
     fio rows advance the bar by their row)."""
-    per = cfg.repeat + (1 if cfg.warmup else 0)
+    per = cfg.repeat + (1 if cfg.warmup else 0)  # one step per C call
     writes = sum(1 for op, _, _ in cells(cfg) if op == "write")
     return per * (len(cells(cfg)) * len(cfg.designs) + writes * 2 * ("libpmem" in cfg.peers))
 
 
-def measure_cell(attachments, op, ext, buf, cfg, evict, on_step=None, persist=0, cpus=None):
+def measure_cell(attachments, op, ext, buf, cfg, evict, on_step=None, persist=0, cpus=None,
+                 cold=None):
     """Every design over one workload, repetitions interleaved round-robin
     (with the starting design rotating) so that a noisy neighbour or a
     frequency change hits all designs alike instead of one design's batch.
     ext and buf are lists with one entry per thread."""
     designs = list(attachments)
     kw = dict(cache=cfg.cache, evict=evict, segs_per_io=cfg.segs_per_io, persist=persist,
-              cpus=cpus)
+              cpus=cpus, cold=cold)
     if cfg.warmup:
         for d in designs:
-            attachments[d].run(op, ext, buf, reps=cfg.warmup, **kw)
+            attachments[d].run(op, ext, buf, reps=cfg.warmup, phase_reps=0, **kw)
             if on_step:
                 on_step(d)
-    prepared = {d: attachments[d].prepare(op, ext, buf, calls=cfg.repeat, **kw) for d in designs}
+    prepared = {d: attachments[d].prepare(op, ext, buf, calls=cfg.repeat,
+                                          phase_reps=cfg.phase_reps, probe=True, **kw)
+                for d in designs}
     for r in range(cfg.repeat):
         k = r % len(designs)
         for d in designs[k:] + designs[:k]:
@@ -227,7 +286,7 @@ def design_metadata(att, backing):
     is evaluated on the capacity the design manages: altmap its namespace
     (the whole backing, from which it reserves), the others their data area."""
     m = _meta.model(att.design)
-    capacity = backing.size if att.design == "altmap" else att.data_bytes
+    capacity = backing.size if "table_on_backing" in att.flags else att.data_bytes
     fp = m.footprint(capacity)
     on_device = fp["device_bytes"] > 0
     ok, why = _meta.rss_verdict(att.meta_bytes, att.rss_delta, on_device)
@@ -237,6 +296,7 @@ def design_metadata(att, backing):
             "allocated_bytes": att.meta_bytes,
             "allocated_where": "device" if on_device else ("dram" if att.meta_bytes else "none"),
             "rss_delta_bytes": att.rss_delta, "rss_agrees": ok, "rss_note": why,
+            "table_mapping": att.table_mapping(),
             "source": m.source}
 
 
@@ -269,7 +329,7 @@ def fio_row(backing, engine, design, op, pattern, seg, cfg, llc, page_size, cpus
                      "rss_delta_bytes": 0, "per_io_bytes": 0, "percent": 0.0,
                      "allocated_where": "none", "rss_agrees": True, "rss_note": "",
                      "source": f"fio --ioengine={engine}, one buffer per I/O"},
-        "timing": {}, "reps_ns": rep_ns,
+        "timing": {}, "reps_ns": rep_ns, "rep_total_ns": [total / g for g in bw],
         "persistence": {"mode": "fio's own"},
         "fio_command": peers.fio_command(engine, "FILE", backing.size, op, pattern, seg,
                                          cfg.io_size, 2, cfg.threads, cpus,
@@ -287,8 +347,8 @@ def _persistence(design, op, cfg, resolved, durable, m):
                 "note": "libpmem flushes as it chooses; --persist does not apply"}
     if op != "write" or cfg.persist == "none":
         return {"mode": "none"}
-    if design == "kernel":
-        return {"mode": "kernel's own path", "note": "--persist does not apply to pwritev"}
+    if "own_persist" in design_flags(design):
+        return {"mode": "its own path", "note": "--persist does not apply (pwritev)"}
     return {"mode": cfg.persist, "resolved": resolved, "fence_per": "entry" if cfg.persist_each else "io",
             "lines_flushed": m.lines_flushed, "fences": m.fences,
             "persistent": durable,
@@ -304,7 +364,8 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
     cfg.check()
     cpus = thread_cpus(cfg)
     llc = machine.llc_bytes()
-    evict = eviction_buffer(llc) if cfg.cache == "cold" else None
+    cold = cold_method() if cfg.cold_method == "auto" else cfg.cold_method
+    evict = eviction_buffer(llc) if cfg.cache == "cold" and cold == "evict" else None
     started = time.time()
     with open_backing(cfg) as backing:
         data_off, space = common_layout(cfg.designs, backing.size)
@@ -335,13 +396,18 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
             warnings.extend(notes)
         try:
             for d in list(cfg.designs) + peer_rows:
-                attachments[d] = backing.attach(d, data_off, space)
+                attachments[d] = backing.attach(d, data_off, space, table_pages=cfg.table_pages)
             metas = {d: design_metadata(att, backing) for d, att in attachments.items()}
             doc.update({
                 "schema": SCHEMA,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                "machine": dict(machine.describe(backing), cpu_features=cpu_features()),
+                "machine": dict(machine.describe(backing), cpu_features=cpu_features(),
+                                clock_ns=clock_cost_ns()),
                 "config": dict(dataclasses.asdict(cfg),
+                               cold_method_resolved=cold if cfg.cache == "cold" else None,
+                               cold_description=cold_description(cold)
+                               if cfg.cache == "cold" else "no eviction: each repetition starts "
+                               "with what the previous one left in the caches",
                                evict_bytes=evict.nbytes if evict is not None else 0,
                                cpus=cpus,
                                data_offset=data_off, data_bytes=space,
@@ -349,8 +415,11 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                                byte_convention="bcopy: bytes moved counted once; GB = 1e9",
                                buffer="page-aligned, packed in extent order, one per thread",
                                threads_convention="GB/s: all threads' bytes / each "
-                               "repetition's wall time (first start to last end); ns/seg: one "
-                               "thread's time per segment",
+                               "repetition's wall time (first start to last end); ns/seg: that "
+                               "wall time over one thread's segments",
+                               timing_convention="totals: two clock reads around each timed "
+                               "repetition; phases: from phase_reps instrumented repetitions, "
+                               "one clock read (clock_ns) subtracted per phase per I/O",
                                repetition_order="round-robin across designs, rotating start"),
                 "metadata": metas,
                 "results": rows,
@@ -367,6 +436,7 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                     f"{page_size} pages (/proc/self/smaps); the results say {page_size}")
             bufs = [aligned_buffer(cfg.io_size, fill=0xA5) for _ in range(cfg.threads)]
             workloads = {}
+            touched = _touched_cache()
             for op, pattern, seg in cells(cfg):
                 key = (pattern, seg)
                 if key not in workloads:
@@ -378,16 +448,19 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                 for ext, buf in zip(exts, bufs):
                     _ext.check(ext, space, buf.nbytes, op)
                 cell = {d: a for d, a in attachments.items() if op == "write" or d not in peer_rows}
-                measured = measure_cell(cell, op, exts, bufs, cfg, evict, on_step, persist, cpus)
+                measured = measure_cell(cell, op, exts, bufs, cfg, evict, on_step, persist, cpus,
+                                        cold)
                 for design, m in measured.items():
                     model = _meta.model(design)
                     ws = {"data_bytes": m.bytes, "data_lines_bytes": lines,
-                          "descriptor_bytes": model.descriptors_touched(every),
+                          "descriptor_bytes": touched(model, every),
                           "llc_bytes": llc, "page_size": page_size}
                     model_per_io = sum(model.per_io_bytes(e) for e in exts) // len(exts)
                     meta = dict(metas[design], per_io_bytes=m.vector_bytes // max(m.ios, 1),
                                 model_per_io_bytes=model_per_io if not cfg.segs_per_io else None)
                     row = summarize(m, design, op, pattern, seg, cfg, ws, meta)
+                    if "roofline" in design_flags(design):
+                        row["roofline"] = True
                     row["persistence"] = _persistence(design, op, cfg, resolved, durable, m)
                     rows.append(row)
                     if on_row:

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 import pagetax
+import pagetax.runner
 
 SMALL = ["--size", "16M", "--io-size", "1M", "--seg-sizes", "64,4K", "--repeat", "2",
          "--no-progress"]
@@ -20,7 +21,7 @@ def pagetax_cli(*args, cwd):
 def test_run_prints_table_and_writes_results(tmp_path):
     p = pagetax_cli("run", *SMALL, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    for design in pagetax.DESIGNS:
+    for design in pagetax.runner.DEFAULT_DESIGNS:
         assert design in p.stdout
     assert "GB/s" in p.stdout and "x memcpy" in p.stdout
     files = list((tmp_path / "results").glob("pagetax-run-*.json"))
@@ -38,11 +39,18 @@ def test_run_prints_table_and_writes_results(tmp_path):
         for key in ("design", "op", "pattern", "seg_bytes", "cache", "gbps", "gbps_best",
                     "ns_per_seg", "reps", "phase_ns", "spread_pct", "working_set"):
             assert key in r
-        assert r["reps"] == 2 and len(r["reps_ns"]) == 2
+        assert r["reps"] == 2 and len(r["rep_total_ns"]) == 2
+        assert r["phase_reps"] == 1 and len(r["reps_ns"]) == 1
         assert set(r["phase_ns"]) == {"build", "copy", "release"}
+        assert r["clock_ns"] > 0 and isinstance(r["phases_agree"], bool)
+        assert r["cold"]["method"] == doc["config"]["cold_method_resolved"]
+        assert r["cold"]["probe_lines"] == 64 and r["cold"]["probe_start_ns"] > 0
         assert r["io_bytes"] == 1 << 20 and r["segments"] == (1 << 20) // r["seg_bytes"]
-        total = sorted(sum(x) for x in r["reps_ns"])
+        total = sorted(r["rep_total_ns"])
         assert r["gbps_best"] == pytest.approx((1 << 20) / total[0])
+        # totals come from the timed repetitions' wall clock alone
+        assert r["ns_per_seg"] == pytest.approx(sum(total) / 2 / r["segments"])
+        assert r["ns_per_seg_best"] == pytest.approx(total[0] / r["segments"])
         assert r["gbps_best"] >= r["gbps"] > 0
         if r["design"] == "vec":
             assert r["ratio_vec"] == 1.0
@@ -76,7 +84,7 @@ def test_json_path_and_no_clobber(tmp_path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["run", "--designs", "vec,folio"], 2, "argument --designs: unknown design 'folio' (choose from vec, pfn, page, memcpy, kernel, huge, altmap, memdesc, sgl)"),
+    (["run", "--designs", "vec,folio"], 2, "argument --designs: unknown design 'folio' (choose from vec, pfn, page, memcpy, memcpy-glibc, kernel, huge, altmap, memdesc, sgl)"),
     (["run", "--ops", "copy"], 2, "argument --ops: unknown op 'copy'"),
     (["run", "--patterns", "zigzag"], 2, "argument --patterns: unknown pattern 'zigzag'"),
     (["run", "--cache", "lukewarm"], 2, "argument --cache: invalid choice: 'lukewarm'"),

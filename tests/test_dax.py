@@ -188,7 +188,7 @@ def test_run_marks_flushes_on_tmpfs_not_persistent(tmp_path):
     rows = {r["design"]: r["persistence"] for r in doc["results"]}
     assert rows["vec"]["persistent"] is False and "not persistent" in rows["vec"]["note"]
     assert rows["vec"]["fences"] == 1 and rows["vec"]["lines_flushed"] == 0  # 4 KiB: streamed
-    assert rows["kernel"]["mode"] == "kernel's own path"
+    assert rows["kernel"]["mode"] == "its own path"
 
 
 @pytest.mark.parametrize("args, message", [

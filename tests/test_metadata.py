@@ -108,7 +108,7 @@ def test_rss_verdicts_say_why():
 def test_per_io_model_matches_the_vector_the_core_builds(backing, rng, design):
     ext = pagetax.extents.make(rng.integers(0, 5 * MIB, 200), rng.integers(1, 300_000, 200))
     with backing.attach(design) as att:
-        entries = att.entries(ext) if design != "memcpy" else 1
+        entries = att.entries(ext)
         assert md.model(design).per_io_bytes(ext) == entries * pagetax.design_entry_bytes(design)
 
 

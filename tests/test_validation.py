@@ -120,7 +120,7 @@ def test_make_refuses_bad_numbers(offsets, lengths, message):
 
 
 def test_unknown_design_op_cache(backing):
-    with pytest.raises(pagetax.PagetaxError, match=r"unknown design 'folio' \(choose from vec, pfn, page, memcpy, kernel, huge, altmap, memdesc, sgl\)"):
+    with pytest.raises(pagetax.PagetaxError, match=r"unknown design 'folio' \(choose from vec, pfn, page, memcpy, memcpy-glibc, kernel, huge, altmap, memdesc, sgl\)"):
         backing.attach("folio")
     buf = pagetax.aligned_buffer(64)
     with backing.attach("vec") as att:
@@ -128,8 +128,10 @@ def test_unknown_design_op_cache(backing):
             att.run("copy", E([0], [64]), buf)
         with pytest.raises(pagetax.PagetaxError, match="unknown cache mode 'lukewarm'"):
             att.run("read", E([0], [64]), buf, cache="lukewarm")
-        with pytest.raises(pagetax.PagetaxError, match="a cold cache needs an eviction buffer"):
-            att.run("read", E([0], [64]), buf, cache="cold")
+        with pytest.raises(pagetax.PagetaxError, match="a cold cache by eviction needs an eviction buffer"):
+            att.run("read", E([0], [64]), buf, cache="cold", cold="evict")
+        with pytest.raises(pagetax.PagetaxError, match="unknown cold-cache method 'wbinvd'"):
+            att.run("read", E([0], [64]), buf, cache="cold", cold="wbinvd")
         with pytest.raises(pagetax.PagetaxError, match="repetitions must be at least 1"):
             att.run("read", E([0], [64]), buf, reps=0)
 

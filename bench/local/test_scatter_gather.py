@@ -6,7 +6,7 @@
     pytest bench/ --benchmark-only --benchmark-compare --benchmark-compare-fail=median:10%
 
 Groups are op, pattern and segment size, so each group compares the
-designs.  Each round is one repetition; the caches are evicted before it,
+designs.  Each round is one repetition; it is made cold before it,
 untimed (pedantic's setup).  extra_info carries the C core's own figures.
 Under the plain test command (--benchmark-disable) each runs once and its
 bytes are checked against numpy, so the suite cannot rot.
@@ -47,7 +47,7 @@ def _check_bytes(design, op, ext, buf):
 def test_copy(benchmark, design, op, pattern, seg):
     benchmark.group = f"{op} {pattern} {format_size(seg)}"
     run = common.prepared(design, op, seg, pattern, calls=ROUNDS + 2)
-    benchmark.pedantic(run, setup=common.evict, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(run, setup=run.make_cold, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     m = run.measurement()
     assert m.bytes == common.IO_BYTES and m.segments == common.IO_BYTES // seg
     att = common.attachment(design)
@@ -55,8 +55,10 @@ def test_copy(benchmark, design, op, pattern, seg):
     benchmark.extra_info.update(
         gbps=m.bytes / median,             # bytes counted once, GB = 1e9, C-timed
         ns_per_seg=median / m.segments,
-        phase_ns=dict(zip(("build", "copy", "release"),
-                          np.median(m.phases, axis=0).astype(float).tolist())),
+        # the split from instrumented repetitions of their own, after the timed rounds
+        phase_ns=dict(zip(("build", "copy", "release"), np.median(
+            att.run(op, common.extents(pattern, seg), common.buffer(), reps=1, phase_reps=3,
+                    cache="cold", **common._cold_kw()).phases, axis=0).tolist())),
         metadata_allocated_bytes=att.meta_bytes,
         metadata_percent=metadata.model(design).footprint(
             common.BACKING_BYTES if design == "altmap" else att.data_bytes)["percent"],
@@ -75,7 +77,7 @@ def test_threads(benchmark, design, pattern, seg, threads):
     group compares designs and thread counts at one pattern and size."""
     benchmark.group = f"threads read {pattern} {format_size(seg)}"
     run = common.prepared_threads(design, seg, pattern, threads, calls=ROUNDS + 2)
-    benchmark.pedantic(run, setup=common.evict, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(run, setup=run.make_cold, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     m = run.measurement()
     assert m.threads == threads and m.bytes == threads * common.IO_BYTES
     median = float(np.median(m.total_ns))
