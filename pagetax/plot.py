@@ -40,7 +40,7 @@ def _by_design(rows, op, pattern, field):
     return {d: sorted(v) for d, v in lines.items()}
 
 
-def _curves(plt, doc, field, ylabel, title):
+def _curves(plt, doc, field, ylabel, title, interval=None):
     rows = doc["results"]
     panels = sorted({(r["op"], r["pattern"]) for r in rows})
     if not panels:
@@ -54,7 +54,14 @@ def _curves(plt, doc, field, ylabel, title):
     for ax, (op, pattern) in zip(flat, panels):
         for design, pts in _by_design(rows, op, pattern, field).items():
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, marker="o", label=design)
+            line, = ax.plot(xs, ys, marker="o", label=design)
+            if interval:  # the 95 % bootstrap interval of the median, as a band
+                band = _by_design([r for r in rows if r["design"] == design and interval(r)],
+                                  op, pattern, interval)
+                if band.get(design):
+                    bx, ci = zip(*band[design])
+                    ax.fill_between(bx, [c[0] for c in ci], [c[1] for c in ci],
+                                    color=line.get_color(), alpha=0.15, linewidth=0)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("segment size (bytes)")
@@ -97,7 +104,8 @@ def plot(doc, outdir, fmt="png"):
         raise PagetaxError(f"-o {outdir}: {e.strerror}") from None
     figures = {
         "throughput": _curves(plt, doc, lambda r: r["gbps"], "GB/s (bytes once, GB = 1e9)",
-                              "throughput against segment size"),
+                              "throughput against segment size (band: 95% interval of the median)",
+                              interval=lambda r: r.get("gbps_ci")),
         "ns_per_seg": _curves(plt, doc, lambda r: r["ns_per_seg"], "ns per segment",
                               "cost per segment (build + copy + release)"),
         "metadata": _metadata_bars(plt, doc),
