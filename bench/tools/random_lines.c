@@ -2,7 +2,9 @@
  * random_lines.c - an independent hand-written loop: the machine's limit for
  * independent random 64-byte line copies, to hold pagetax's `vec` row against.
  * It shares no code with pagetax: its own mapping, its own offsets, a
- * constant-size copy the compiler inlines, and a software prefetch.
+ * constant-size copy the compiler inlines, a software prefetch, and its own
+ * cold start made the same way as pagetax's (flush the lines it will touch,
+ * then one load on each of 16384 unrelated pages to empty the TLB).
  *
  * Built and loaded by check_goals.py (cc -O2 -shared -fPIC).
  */
@@ -15,9 +17,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-static uint8_t *base, *dst, *evict;
+#define SCRUB_PAGES 16384
+
+static uint8_t *base, *dst, *scrub;
 static uint64_t *offs;
-static uint64_t size, lines, evict_bytes;
+static uint64_t size, lines;
+static int flush_insn;  /* 1 CLFLUSHOPT, 2 CLFLUSH */
 
 static uint64_t now(void)
 {
@@ -27,7 +32,7 @@ static uint64_t now(void)
 }
 
 /* A tmpfs-backed shared mapping like pagetax's default, populated. */
-int rl_setup(uint64_t backing_bytes, uint64_t nlines, uint64_t llc_bytes, uint64_t seed)
+int rl_setup(uint64_t backing_bytes, uint64_t nlines, int insn, uint64_t seed)
 {
     int fd = memfd_create("random_lines", MFD_CLOEXEC);
     if (fd < 0 || posix_fallocate(fd, 0, (off_t)backing_bytes))
@@ -38,16 +43,18 @@ int rl_setup(uint64_t backing_bytes, uint64_t nlines, uint64_t llc_bytes, uint64
         return -1;
     for (uint64_t o = 0; o < backing_bytes; o += 4096)
         base[o] = 1;
+    scrub = mmap(NULL, (uint64_t)SCRUB_PAGES << 12, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (scrub == MAP_FAILED)
+        return -1;
+    madvise(scrub, (uint64_t)SCRUB_PAGES << 12, MADV_NOHUGEPAGE);
     size = backing_bytes;
     lines = nlines;
+    flush_insn = insn;
     offs = malloc(nlines * sizeof(*offs));
     dst = aligned_alloc(4096, nlines * 64);
-    evict_bytes = 4 * llc_bytes;
-    evict = malloc(evict_bytes);
-    if (!offs || !dst || !evict)
+    if (!offs || !dst)
         return -1;
     memset(dst, 1, nlines * 64);
-    memset(evict, 1, evict_bytes);
     uint64_t x = seed | 1, slots = backing_bytes / 64;
     for (uint64_t i = 0; i < nlines; i++) {  /* xorshift64; repeats are rare and harmless */
         x ^= x << 13;
@@ -56,6 +63,25 @@ int rl_setup(uint64_t backing_bytes, uint64_t nlines, uint64_t llc_bytes, uint64
         offs[i] = (x % slots) * 64;
     }
     return 0;
+}
+
+static void flush(const void *p)
+{
+    if (flush_insn == 1)
+        __asm__ __volatile__("clflushopt %0" : "+m"(*(volatile char *)p));
+    else
+        __asm__ __volatile__("clflush %0" : "+m"(*(volatile char *)p));
+}
+
+static void cold_start(void)
+{
+    for (uint64_t i = 0; i < lines; i++)
+        flush(base + offs[i]);
+    for (uint64_t i = 0; i < lines; i++)
+        flush(dst + i * 64);
+    __asm__ __volatile__("mfence" ::: "memory");
+    for (uint64_t i = 0; i < SCRUB_PAGES; i++)
+        (void)*(volatile uint8_t *)(scrub + (i << 12) + ((i & 63) << 6));
 }
 
 #define LOOP(D)                                                        \
@@ -68,7 +94,7 @@ int rl_setup(uint64_t backing_bytes, uint64_t nlines, uint64_t llc_bytes, uint64
 /* One cold repetition at prefetch distance d; returns ns per line. */
 double rl_run(int d)
 {
-    memset(evict, d, evict_bytes);
+    cold_start();
     uint64_t t0 = now();
     switch (d) {
     case 0: LOOP(0) break;
