@@ -13,7 +13,7 @@ class Threads:
               common.THREADS]
     param_names = ["design", "seg_bytes", "pattern", "threads"]
     timeout = 900
-    version = 1
+    version = 2  # 2: clock-free totals, flush-based cold, segment-wise memcpy
 
     def setup_cache(self):
         if "threads" not in runner.RunConfig.__dataclass_fields__:
