@@ -6,7 +6,7 @@
  *   libpmem-nodrain:  pmem_memcpy_nodrain per segment, one pmem_drain per I/O.
  * Writes only: a gather through libpmem is a plain memcpy.
  */
-#include "pt_internal.h"
+#include "pt_loops.h"
 
 typedef void *(*pmem_copy_fn)(void *dst, const void *src, size_t len);
 typedef void (*pmem_drain_fn)(void);
@@ -37,61 +37,39 @@ static int libpmem_gather(struct pt_attachment *a, struct pt_io *io, struct pt_e
     return pt_set_error(err, PT_EARG, 0, 0, "the libpmem peers write only");
 }
 
-/* Every segment through `copy`; pmem_drain once at the end, or (when `copy`
- * is pmem_memcpy_persist, which drains itself) once per segment. */
-static int pmem_scatter(struct pt_io *io, pmem_copy_fn copy, int drain_once)
-{
-    const struct pt_span *v = io->vec;
-    const uint64_t nvec = io->nvec;
-    const uint8_t *src = io->buf;
-    for (uint64_t i = 0; i < nvec; i++) {
-        if (i + PT_PREFETCH_AHEAD < nvec)
-            pt_prefetch_write(v[i + PT_PREFETCH_AHEAD].addr);
-        copy(v[i].addr, src, v[i].len);
-        src += v[i].len;
-    }
-    if (drain_once)
-        drain();
-    io->fences += drain_once ? 1 : nvec;
-    return PT_OK;
-}
+/* pmem_memcpy_persist drains itself: a fence per segment, counted here.
+ * pmem_memcpy_nodrain leaves it to one pmem_drain per I/O. */
+#define PERSIST_STORE(d, s, len, mode) (copy_persist((d), (s), (len)), 0)
+#define NODRAIN_STORE(d, s, len, mode) (copy_nodrain((d), (s), (len)), 0)
+#define COUNTED_FENCE(mode) 1
+#define DRAIN(mode) (drain(), 1)
+
+PT_SCATTER_LOOP(persist_loop, struct pt_span, pt_span_addr, pt_span_len, PERSIST_STORE,
+                COUNTED_FENCE)
+PT_SCATTER_LOOP(nodrain_loop, struct pt_span, pt_span_addr, pt_span_len, NODRAIN_STORE, DRAIN)
 
 static int libpmem_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
 {
-    (void)a;
     (void)err;
-    return pmem_scatter(io, copy_persist, 0);
+    return persist_loop(a, io, PT_PERSIST_NONE, 1);
 }
 
 static int nodrain_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
 {
-    (void)a;
     (void)err;
-    return pmem_scatter(io, copy_nodrain, 1);
+    return nodrain_loop(a, io, PT_PERSIST_NONE, 0);
 }
 
-const struct pt_design_ops pt_design_libpmem = {
-    .name = "libpmem",
-    .flags = PT_DESIGN_PEER | PT_DESIGN_OWN_PERSIST,
-    .entry_bytes = sizeof(struct pt_span),
-    .attach = libpmem_attach,
-    .metadata = pt_metadata_none,
-    .entries = pt_entries_per_extent,
-    .build = pt_build_spans,
-    .gather = libpmem_gather,
-    .scatter = libpmem_scatter,
-    .release = pt_release_nothing,
-};
+/* The two peers differ only in their scatter. */
+#define LIBPMEM_OPS(pname, scatter_fn)                                                  \
+    {                                                                                   \
+        .name = pname, .flags = PT_DESIGN_PEER | PT_DESIGN_OWN_PERSIST,                 \
+        .entry_bytes = sizeof(struct pt_span), .attach = libpmem_attach,                \
+        .metadata = pt_metadata_none, .entries = pt_entries_per_extent,                 \
+        .build = pt_build_spans, .gather = libpmem_gather, .scatter = scatter_fn,       \
+        .release = pt_release_nothing,                                                  \
+    }
 
-const struct pt_design_ops pt_design_libpmem_nodrain = {
-    .name = "libpmem-nodrain",
-    .flags = PT_DESIGN_PEER | PT_DESIGN_OWN_PERSIST,
-    .entry_bytes = sizeof(struct pt_span),
-    .attach = libpmem_attach,
-    .metadata = pt_metadata_none,
-    .entries = pt_entries_per_extent,
-    .build = pt_build_spans,
-    .gather = libpmem_gather,
-    .scatter = nodrain_scatter,
-    .release = pt_release_nothing,
-};
+const struct pt_design_ops pt_design_libpmem = LIBPMEM_OPS("libpmem", libpmem_scatter);
+const struct pt_design_ops pt_design_libpmem_nodrain =
+    LIBPMEM_OPS("libpmem-nodrain", nodrain_scatter);

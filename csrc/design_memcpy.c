@@ -6,7 +6,7 @@
  * are vec's; only the addresses differ.  So "x memcpy" isolates what
  * scattered addresses and descriptors cost, on any machine.
  */
-#include "pt_internal.h"
+#include "pt_loops.h"
 
 static void memcpy_build(struct pt_attachment *a, struct pt_io *io)
 {
@@ -21,6 +21,8 @@ static void memcpy_build(struct pt_attachment *a, struct pt_io *io)
     io->nvec = io->n;
 }
 
+PT_COPY_OPS(memcpy, struct pt_span, pt_span_addr, pt_span_len)
+
 const struct pt_design_ops pt_design_memcpy = {
     .name = "memcpy",
     .flags = PT_DESIGN_ROOFLINE | PT_DESIGN_CONTIGUOUS,
@@ -28,7 +30,7 @@ const struct pt_design_ops pt_design_memcpy = {
     .metadata = pt_metadata_none,
     .entries = pt_entries_per_extent,
     .build = memcpy_build,
-    .gather = pt_span_gather,
-    .scatter = pt_span_scatter,
+    .gather = memcpy_gather,
+    .scatter = memcpy_scatter,
     .release = pt_release_nothing,
 };

@@ -3,7 +3,7 @@
  * The address is computed from the page frame number; no descriptor exists.
  * An entry may span pages, as a physically contiguous pfn range may.
  */
-#include "pt_persist.h"
+#include "pt_loops.h"
 
 struct pfn_entry {
     uint64_t pfn;       /* pfn_t: a frame number relative to the data area */
@@ -12,9 +12,15 @@ struct pfn_entry {
 };
 _Static_assert(sizeof(struct pfn_entry) == 16, "pfn_t + len + offset");
 
-static inline uint8_t *pfn_addr(uint8_t *data, const struct pfn_entry *e)
+static inline uint8_t *pfn_addr(uint8_t *data, const uint8_t *table, const struct pfn_entry *e)
 {
+    (void)table;
     return data + (e->pfn << PT_PAGE_SHIFT) + e->offset;
+}
+
+static inline uint64_t pfn_len(const struct pfn_entry *e)
+{
+    return e->len;
 }
 
 static void pfn_build(struct pt_attachment *a, struct pt_io *io)
@@ -30,49 +36,7 @@ static void pfn_build(struct pt_attachment *a, struct pt_io *io)
     io->nvec = io->n;
 }
 
-static int pfn_gather(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
-{
-    const struct pfn_entry *v = io->vec;
-    const uint64_t nvec = io->nvec;
-    uint8_t *const data = a->data;
-    uint8_t *dst = io->buf;
-    (void)err;
-    for (uint64_t i = 0; i < nvec; i++) {
-        if (i + PT_PREFETCH_AHEAD < nvec)
-            pt_prefetch_read(pfn_addr(data, &v[i + PT_PREFETCH_AHEAD]));
-        pt_copy_seg(dst, pfn_addr(data, &v[i]), v[i].len);
-        dst += v[i].len;
-    }
-    return PT_OK;
-}
-
-static inline __attribute__((always_inline)) int
-pfn_scatter_as(struct pt_attachment *a, struct pt_io *io, const int mode, const int each)
-{
-    const struct pfn_entry *v = io->vec;
-    const uint64_t nvec = io->nvec;
-    uint8_t *const data = a->data;
-    const uint8_t *src = io->buf;
-    uint64_t lines = 0, fences = 0;
-    for (uint64_t i = 0; i < nvec; i++) {
-        if (i + PT_PREFETCH_AHEAD < nvec)
-            pt_prefetch_write(pfn_addr(data, &v[i + PT_PREFETCH_AHEAD]));
-        lines += pt_store_seg(pfn_addr(data, &v[i]), src, v[i].len, mode);
-        if (each)
-            fences += pt_persist_fence(mode);
-        src += v[i].len;
-    }
-    if (!each)
-        fences += pt_persist_fence(mode);
-    io->lines_flushed += lines;
-    io->fences += fences;
-    return PT_OK;
-}
-
-static int pfn_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
-{
-    PT_PERSIST_DISPATCH(io, err, pfn_scatter_as, a, io)
-}
+PT_COPY_OPS(pfn, struct pfn_entry, pfn_addr, pfn_len)
 
 const struct pt_design_ops pt_design_pfn = {
     .name = "pfn",

@@ -7,7 +7,6 @@
  * run's offset in the data area.
  */
 #include "pt_bvec.h"
-#include "pt_persist.h"
 
 struct pt_sg {
     unsigned long page_link;   /* struct page *, low bits: chain / end marks */
@@ -31,14 +30,27 @@ static inline struct pt_page *sg_page(const struct pt_sg *sg)
     return (struct pt_page *)(sg->page_link & SG_PAGE_MASK);
 }
 
-static inline uint8_t *sg_virt(uint8_t *data, const struct pt_page *table, const struct pt_sg *sg)
+/* sg_virt(): the page's index in the table gives the data address. */
+static inline uint8_t *sg_virt(uint8_t *data, const uint8_t *table, const struct pt_sg *sg)
 {
-    return data + ((uint64_t)(sg_page(sg) - table) << PT_PAGE_SHIFT) + sg->offset;
+    return data + ((uint64_t)(sg_page(sg) - (const struct pt_page *)table) << PT_PAGE_SHIFT) +
+           sg->offset;
 }
 
+static inline uint64_t sg_len(const struct pt_sg *sg)
+{
+    return sg->length;
+}
+
+static inline int32_t *sg_ref(const struct pt_sg *sg)
+{
+    return &sg_page(sg)->refcount;
+}
+
+/* Pages the entry spans; 64-bit, so a length near 4 GiB cannot wrap. */
 static inline uint64_t sg_npages(const struct pt_sg *sg)
 {
-    return (sg->offset + sg->length + PT_PAGE_SIZE - 1) >> PT_PAGE_SHIFT;
+    return ((uint64_t)sg->offset + sg->length + PT_PAGE_SIZE - 1) >> PT_PAGE_SHIFT;
 }
 
 static void sgl_build(struct pt_attachment *a, struct pt_io *io)
@@ -60,73 +72,15 @@ static void sgl_build(struct pt_attachment *a, struct pt_io *io)
         v[i].dma_length = (unsigned int)len;
         v[i].pad = 0;
         for (uint64_t k = 0, np = sg_npages(&v[i]); k < np; k++)
-            __atomic_fetch_add(&pg[k].refcount, 1, __ATOMIC_RELAXED);  /* get_page */
+            pt_get(&pg[k].refcount);  /* get_page on every page the entry spans */
     }
     if (n)
         v[n - 1].page_link |= SG_END;  /* sg_mark_end */
     io->nvec = n;
 }
 
-static int sgl_gather(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
-{
-    const struct pt_sg *v = io->vec;
-    const uint64_t nvec = io->nvec;
-    uint8_t *const data = a->data;
-    const struct pt_page *const table = a->meta;
-    uint8_t *dst = io->buf;
-    (void)err;
-    for (uint64_t i = 0; i < nvec; i++) {
-        if (i + PT_PREFETCH_AHEAD < nvec)
-            pt_prefetch_read(sg_virt(data, table, &v[i + PT_PREFETCH_AHEAD]));
-        pt_copy_seg(dst, sg_virt(data, table, &v[i]), v[i].length);
-        dst += v[i].length;
-    }
-    return PT_OK;
-}
-
-static inline __attribute__((always_inline)) int
-sgl_scatter_as(struct pt_attachment *a, struct pt_io *io, const int mode, const int each)
-{
-    const struct pt_sg *v = io->vec;
-    const uint64_t nvec = io->nvec;
-    uint8_t *const data = a->data;
-    const struct pt_page *const table = a->meta;
-    const uint8_t *src = io->buf;
-    uint64_t lines = 0, fences = 0;
-    for (uint64_t i = 0; i < nvec; i++) {
-        if (i + PT_PREFETCH_AHEAD < nvec)
-            pt_prefetch_write(sg_virt(data, table, &v[i + PT_PREFETCH_AHEAD]));
-        lines += pt_store_seg(sg_virt(data, table, &v[i]), src, v[i].length, mode);
-        if (each)
-            fences += pt_persist_fence(mode);
-        src += v[i].length;
-    }
-    if (!each)
-        fences += pt_persist_fence(mode);
-    io->lines_flushed += lines;
-    io->fences += fences;
-    return PT_OK;
-}
-
-static int sgl_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)
-{
-    PT_PERSIST_DISPATCH(io, err, sgl_scatter_as, a, io)
-}
-
-static void sgl_release(struct pt_attachment *a, struct pt_io *io)
-{
-    const struct pt_sg *v = io->vec;
-    const uint64_t nvec = io->nvec;
-    uint64_t bad = 0;
-    for (uint64_t i = 0; i < nvec; i++) {
-        struct pt_page *pg = sg_page(&v[i]);
-        if (i + PT_PREFETCH_AHEAD < nvec)
-            pt_prefetch_write(&sg_page(&v[i + PT_PREFETCH_AHEAD])->refcount);
-        for (uint64_t k = 0, np = sg_npages(&v[i]); k < np; k++)
-            bad += __atomic_sub_fetch(&pg[k].refcount, 1, __ATOMIC_ACQ_REL) <= 0;  /* put_page */
-    }
-    a->ref_errors += bad;
-}
+PT_COPY_OPS(sgl, struct pt_sg, sg_virt, sg_len)
+PT_RELEASE_OPS(sgl, struct pt_sg, sg_ref, sg_npages, sizeof(struct pt_page))
 
 const struct pt_design_ops pt_design_sgl = {
     .name = "sgl",

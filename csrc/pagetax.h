@@ -53,6 +53,9 @@ struct pt_cpu {
     int sse2;
 };
 void pt_cpu_features(struct pt_cpu *out);
+/* The instruction a persistence mode (enum pt_persist, maybe | EACH) needs
+ * and this CPU lacks, as its name, or NULL when it has them all. */
+const char *pt_persist_missing(int persist);
 enum pt_cache { PT_CACHE_WARM = 0, PT_CACHE_COLD = 1 };
 
 /* How a cold repetition starts cold (csrc/engine.c, cold_start).  The flush

@@ -12,8 +12,7 @@
 #define PT_BVEC_H
 
 #include <stddef.h>
-#include "pt_internal.h"
-#include "pt_persist.h"
+#include "pt_loops.h"
 
 /* The size of struct page on x86-64; the fields stand in for the real ones. */
 struct pt_page {
@@ -86,6 +85,11 @@ static inline uint8_t *bvec_addr(uint8_t *data, const uint8_t *table, const stru
     return data + ((uint64_t)((const uint8_t *)bv->desc - table) >> ds << ps) + bv->offset;
 }
 
+static inline uint64_t bvec_len(const struct pt_bvec *bv)
+{
+    return bv->len;
+}
+
 static inline uint64_t bvec_entries(const struct pt_extent *ext, uint64_t n, unsigned ps)
 {
     uint64_t e = 0;
@@ -94,6 +98,7 @@ static inline uint64_t bvec_entries(const struct pt_extent *ext, uint64_t n, uns
     return e;
 }
 
+/* One entry per (compound) page an extent touches, a reference on each. */
 static inline void bvec_build(struct pt_attachment *a, struct pt_io *io, unsigned ds,
                               unsigned ps, size_t ro)
 {
@@ -111,7 +116,7 @@ static inline void bvec_build(struct pt_attachment *a, struct pt_io *io, unsigne
             uint64_t in_page = off & (page - 1);
             uint64_t chunk = page - in_page < left ? page - in_page : left;
             void *desc = table + ((off >> ps) << ds);
-            __atomic_fetch_add(bvec_ref(desc, ro), 1, __ATOMIC_RELAXED);  /* get_page */
+            pt_get(bvec_ref(desc, ro));
             v[nv].desc = desc;
             v[nv].len = (uint32_t)chunk;
             v[nv].offset = (uint32_t)in_page;
@@ -123,69 +128,18 @@ static inline void bvec_build(struct pt_attachment *a, struct pt_io *io, unsigne
     io->nvec = nv;
 }
 
-static inline int bvec_gather(struct pt_attachment *a, struct pt_io *io, unsigned ds,
-                              unsigned ps)
-{
-    const struct pt_bvec *v = io->vec;
-    const uint64_t nvec = io->nvec;
-    uint8_t *const data = a->data;
-    const uint8_t *const table = a->meta;
-    uint8_t *dst = io->buf;
-    for (uint64_t i = 0; i < nvec; i++) {
-        if (i + PT_PREFETCH_AHEAD < nvec)
-            pt_prefetch_read(bvec_addr(data, table, &v[i + PT_PREFETCH_AHEAD], ds, ps));
-        pt_copy_seg(dst, bvec_addr(data, table, &v[i], ds, ps), v[i].len);
-        dst += v[i].len;
-    }
-    return PT_OK;
-}
-
-static inline __attribute__((always_inline)) int
-bvec_scatter(struct pt_attachment *a, struct pt_io *io, unsigned ds, unsigned ps,
-             const int mode, const int each)
-{
-    const struct pt_bvec *v = io->vec;
-    const uint64_t nvec = io->nvec;
-    uint8_t *const data = a->data;
-    const uint8_t *const table = a->meta;
-    const uint8_t *src = io->buf;
-    uint64_t lines = 0, fences = 0;
-    for (uint64_t i = 0; i < nvec; i++) {
-        if (i + PT_PREFETCH_AHEAD < nvec)
-            pt_prefetch_write(bvec_addr(data, table, &v[i + PT_PREFETCH_AHEAD], ds, ps));
-        lines += pt_store_seg(bvec_addr(data, table, &v[i], ds, ps), src, v[i].len, mode);
-        if (each)
-            fences += pt_persist_fence(mode);
-        src += v[i].len;
-    }
-    if (!each)
-        fences += pt_persist_fence(mode);
-    io->lines_flushed += lines;
-    io->fences += fences;
-    return PT_OK;
-}
-
-static inline void bvec_release(struct pt_attachment *a, struct pt_io *io, size_t ro)
-{
-    const struct pt_bvec *v = io->vec;
-    const uint64_t nvec = io->nvec;
-    uint64_t bad = 0;
-    for (uint64_t i = 0; i < nvec; i++) {
-        if (i + PT_PREFETCH_AHEAD < nvec)
-            pt_prefetch_write(bvec_ref(v[i + PT_PREFETCH_AHEAD].desc, ro));
-        /* put_page: the last put would free the page; here it is a bug. */
-        bad += __atomic_sub_fetch(bvec_ref(v[i].desc, ro), 1, __ATOMIC_ACQ_REL) <= 0;
-    }
-    a->ref_errors += bad;
-}
-
-/* The hot-loop ops of one bio_vec design: descriptor size 2^DS bytes, one
- * descriptor per 2^PS bytes of data, reference count at byte RO of it. */
+/* The ops of one bio_vec design: descriptor size 2^DS bytes, one
+ * descriptor per 2^PS bytes of data, reference count at byte RO of it.
+ * The accessors bind those constants; pt_loops.h writes the loops. */
 #define PT_BVEC_OPS(name, DS, PS, RO)                                                   \
-    static inline __attribute__((always_inline)) int                                    \
-    name##_scatter_as(struct pt_attachment *a, struct pt_io *io, int mode, int each)   \
+    static inline uint8_t *name##_addr(uint8_t *data, const uint8_t *table,             \
+                                       const struct pt_bvec *bv)                        \
     {                                                                                   \
-        return bvec_scatter(a, io, DS, PS, mode, each);                                 \
+        return bvec_addr(data, table, bv, DS, PS);                                      \
+    }                                                                                   \
+    static inline int32_t *name##_ref(const struct pt_bvec *bv)                         \
+    {                                                                                   \
+        return bvec_ref(bv->desc, RO);                                                  \
     }                                                                                   \
     static uint64_t name##_entries(const struct pt_attachment *a,                       \
                                    const struct pt_extent *ext, uint64_t n)             \
@@ -197,21 +151,8 @@ static inline void bvec_release(struct pt_attachment *a, struct pt_io *io, size_
     {                                                                                   \
         bvec_build(a, io, DS, PS, RO);                                                  \
     }                                                                                   \
-    static int name##_gather(struct pt_attachment *a, struct pt_io *io,                 \
-                             struct pt_error *err)                                      \
-    {                                                                                   \
-        (void)err;                                                                      \
-        return bvec_gather(a, io, DS, PS);                                              \
-    }                                                                                   \
-    static int name##_scatter(struct pt_attachment *a, struct pt_io *io,                \
-                              struct pt_error *err)                                     \
-    {                                                                                   \
-        PT_PERSIST_DISPATCH(io, err, name##_scatter_as, a, io)                          \
-    }                                                                                   \
-    static void name##_release(struct pt_attachment *a, struct pt_io *io)               \
-    {                                                                                   \
-        bvec_release(a, io, RO);                                                        \
-    }
+    PT_COPY_OPS(name, struct pt_bvec, name##_addr, bvec_len)                            \
+    PT_RELEASE_OPS(name, struct pt_bvec, name##_ref, pt_one_ref, 0)
 
 #define PT_BVEC_OPS_FIELDS(name)                                                        \
     .entry_bytes = sizeof(struct pt_bvec), .entries = name##_entries,                   \

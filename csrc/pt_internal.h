@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 #include "pagetax.h"
 
 #define PT_PAGE_SHIFT 12
@@ -107,6 +108,21 @@ extern volatile sig_atomic_t pt_stop;
 int pt_set_error(struct pt_error *err, int code, int sys_errno, uint64_t index,
                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* The registry's entry for a design number, or NULL (registry.c). */
+const struct pt_design_ops *pt_design_ops_of(int design);
+/* Grow the attachment's vector to `entries` entries, touched (attach.c). */
+int pt_ensure_vec(struct pt_attachment *a, uint64_t entries, struct pt_error *err);
+/* The median of n values; sorts them (run.c). */
+double pt_median_u64(uint64_t *v, size_t n);
+
+/* The one clock every timed region reads. */
+static inline uint64_t pt_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 /*
  * The one segment copy every design uses, so that all are on equal terms.
  * Segments of 16 to 64 bytes are two overlapping fixed-size moves, inlined:
@@ -154,9 +170,7 @@ struct pt_span {
 
 /* Build one span per extent: the `vec` builder, shared with the libpmem peers. */
 void pt_build_spans(struct pt_attachment *a, struct pt_io *io);
-/* vec's copy loops over spans, shared with the memcpy roofline. */
-int pt_span_gather(struct pt_attachment *a, struct pt_io *io, struct pt_error *err);
-int pt_span_scatter(struct pt_attachment *a, struct pt_io *io, struct pt_error *err);
+
 
 /* Designs with no per-capacity state. */
 void pt_metadata_none(uint64_t capacity, struct pt_metadata *out);

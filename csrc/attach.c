@@ -1,0 +1,246 @@
+/*
+ * attach.c - a design attached to a backing: its per-capacity state, the
+ * checks every extent passes before memory is touched, the vector, and the
+ * read-back of reference counts (with pt_hold for a look mid-I/O).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pt_internal.h"
+
+/* Resident bytes of this process, from /proc/self/statm.  open/read into a
+ * stack buffer: stdio would allocate, and move the figure it reads. */
+static int64_t resident_bytes(void)
+{
+    char text[128];
+    long size = 0, resident = 0;
+    ssize_t got;
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    got = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (got <= 0)
+        return 0;
+    text[got] = 0;
+    if (sscanf(text, "%ld %ld", &size, &resident) != 2)
+        return 0;
+    return (int64_t)resident * sysconf(_SC_PAGESIZE);
+}
+
+int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes, int flags,
+              pt_attachment **out, struct pt_error *err)
+{
+    const struct pt_design_ops *ops = pt_design_ops_of(design);
+    struct pt_attachment *a;
+    int64_t rss0;
+    int rc;
+
+    *out = NULL;
+    if (!ops)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "no design number %d (there are %d)",
+                            design, pt_design_count());
+    if (flags & ~PT_ATTACH_TABLE_4K)
+        return pt_set_error(err, PT_EARG, 0, 0, "unknown attach flags %#x", (unsigned)flags);
+    if (data_off == 0 && data_bytes == 0 &&
+        pt_design_layout(design, b->size, &data_off, &data_bytes))
+        return pt_set_error(err, PT_EINVAL, 0, 0, "a %llu-byte backing is too small for %s",
+                            (unsigned long long)b->size, ops->name);
+    if (data_off % PT_PAGE_SIZE || data_bytes == 0 || data_off > b->size ||
+        data_bytes > b->size - data_off)
+        return pt_set_error(err, PT_ERANGE, 0, 0,
+                            "data area [%llu, +%llu) is not a page-aligned part of the %llu-byte backing",
+                            (unsigned long long)data_off, (unsigned long long)data_bytes,
+                            (unsigned long long)b->size);
+    a = calloc(1, sizeof(*a));
+    if (!a)
+        return pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "out of memory");
+    a->ops = ops;
+    a->backing = b;
+    a->data = b->base + data_off;
+    a->data_bytes = data_bytes;
+    a->attach_flags = flags;
+    (void)resident_bytes();  /* the first call faults in its own code and stack */
+    rss0 = resident_bytes();
+    if (ops->attach && (rc = ops->attach(a, err)) != PT_OK) {
+        free(a);
+        return rc;
+    }
+    a->rss_delta = resident_bytes() - rss0;
+    *out = a;
+    return PT_OK;
+}
+
+void pt_detach(pt_attachment *a)
+{
+    if (!a)
+        return;
+    if (a->held)
+        pt_unhold(a, NULL);
+    if (a->ops->detach)
+        a->ops->detach(a);
+    for (uint32_t i = 0; i < a->nclones; i++)
+        free(a->clones[i].vec);
+    free(a->clones);
+    free(a->vec);
+    free(a);
+}
+
+uint64_t pt_attachment_meta_bytes(const pt_attachment *a) { return a->meta_bytes; }
+int64_t pt_attachment_rss_delta(const pt_attachment *a) { return a->rss_delta; }
+uint64_t pt_attachment_data_offset(const pt_attachment *a)
+{
+    return (uint64_t)(a->data - a->backing->base);
+}
+uint64_t pt_attachment_data_bytes(const pt_attachment *a) { return a->data_bytes; }
+void *pt_attachment_table(const pt_attachment *a) { return a->meta; }
+
+uint64_t pt_attachment_descriptors(const pt_attachment *a)
+{
+    return (a->ops->flags & PT_DESIGN_REFCOUNTS) ? a->ndesc : 0;
+}
+
+int pt_attachment_refcounts(const pt_attachment *a, int32_t *out, uint64_t n,
+                            struct pt_error *err)
+{
+    const struct pt_design_ops *ops = a->ops;
+    const uint8_t *p = a->meta;
+
+    if (!(ops->flags & PT_DESIGN_REFCOUNTS))
+        return pt_set_error(err, PT_EARG, 0, 0, "%s keeps no reference counts", ops->name);
+    if (n != a->ndesc)
+        return pt_set_error(err, PT_EARG, 0, 0, "%s has %llu descriptors, not %llu", ops->name,
+                            (unsigned long long)a->ndesc, (unsigned long long)n);
+    for (uint64_t i = 0; i < n; i++)
+        out[i] = __atomic_load_n((const int32_t *)(p + (i << ops->desc_shift) + ops->ref_off),
+                                 __ATOMIC_RELAXED);
+    return PT_OK;
+}
+
+/* ---- validation -------------------------------------------------------- */
+
+int pt_validate(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
+                uint64_t buf_bytes, uint64_t *total_out, struct pt_error *err)
+{
+    uint64_t total = 0;
+
+    if (n == 0)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "no extents");
+    if (!ext)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "extents pointer is NULL");
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t off = ext[i].off, len = ext[i].len;
+        if (len == 0)
+            return pt_set_error(err, PT_EINVAL, 0, i, "extent %llu has length 0",
+                                (unsigned long long)i);
+        if (len > PT_MAX_SEG_LEN)
+            return pt_set_error(err, PT_EINVAL, 0, i,
+                                "extent %llu is %llu bytes, over the 32-bit segment limit",
+                                (unsigned long long)i, (unsigned long long)len);
+        if (off > a->data_bytes || len > a->data_bytes - off)
+            return pt_set_error(err, PT_ERANGE, 0, i,
+                                "extent %llu [%llu, +%llu) runs past the data area of %llu bytes",
+                                (unsigned long long)i, (unsigned long long)off,
+                                (unsigned long long)len,
+                                (unsigned long long)a->data_bytes);
+        if (__builtin_add_overflow(total, len, &total) || total > buf_bytes)
+            return pt_set_error(err, PT_ERANGE, 0, i,
+                                "extents need more than the buffer's %llu bytes (at extent %llu)",
+                                (unsigned long long)buf_bytes, (unsigned long long)i);
+    }
+    /* The memcpy roofline copies the same byte count from offset 0. */
+    if (total > a->data_bytes)
+        return pt_set_error(err, PT_ERANGE, 0, 0,
+                            "extents total %llu bytes, more than the data area of %llu",
+                            (unsigned long long)total, (unsigned long long)a->data_bytes);
+    if (total_out)
+        *total_out = total;
+    return PT_OK;
+}
+
+uint64_t pt_vector_entries(const pt_attachment *a, const struct pt_extent *ext,
+                           uint64_t n)
+{
+    return a->ops->entries(a, ext, n);
+}
+
+int pt_hold(pt_attachment *a, const struct pt_extent *ext, uint64_t n, struct pt_error *err)
+{
+    struct pt_io io;
+    uint64_t total, entries;
+    int rc;
+
+    if (!a)
+        return pt_set_error(err, PT_EARG, 0, 0, "NULL argument");
+    if (a->held)
+        return pt_set_error(err, PT_EARG, 0, 0, "this attachment already holds references");
+    if (__atomic_exchange_n(&a->busy, 1, __ATOMIC_ACQUIRE))
+        return pt_set_error(err, PT_EARG, 0, 0, "this attachment is running in another thread");
+    rc = pt_validate(a, ext, n, UINT64_MAX, &total, err);
+    entries = rc == PT_OK ? a->ops->entries(a, ext, n) : 0;
+    if (rc == PT_OK)
+        rc = pt_ensure_vec(a, entries, err);
+    if (rc == PT_OK) {
+        memset(&io, 0, sizeof(io));
+        io.ext = ext;
+        io.n = n;
+        io.bytes = total;
+        io.vec = a->vec;
+        a->ops->build(a, &io);
+        a->held = 1;
+        a->held_nvec = io.nvec;
+        if (io.nvec > entries)
+            rc = pt_set_error(err, PT_EREF, 0, 0, "%s built %llu entries, more than %llu",
+                              a->ops->name, (unsigned long long)io.nvec,
+                              (unsigned long long)entries);
+    }
+    __atomic_store_n(&a->busy, 0, __ATOMIC_RELEASE);
+    return rc;
+}
+
+int pt_unhold(pt_attachment *a, struct pt_error *err)
+{
+    struct pt_io io;
+
+    if (!a || !a->held)
+        return pt_set_error(err, PT_EARG, 0, 0, "this attachment holds no references");
+    memset(&io, 0, sizeof(io));
+    io.vec = a->vec;
+    io.nvec = a->held_nvec;
+    a->ops->release(a, &io);
+    a->held = 0;
+    if (a->ref_errors)
+        return pt_set_error(err, PT_EREF, 0, 0, "%llu descriptor references dropped below zero",
+                            (unsigned long long)a->ref_errors);
+    return PT_OK;
+}
+
+/* A vector of `entries` entries for this attachment, allocated and touched
+ * outside any timed phase, kept for the next run. */
+int pt_ensure_vec(struct pt_attachment *a, uint64_t entries, struct pt_error *err)
+{
+    uint64_t vec_bytes;
+    void *vec;
+
+    if (__builtin_mul_overflow(entries, (uint64_t)a->ops->entry_bytes, &vec_bytes) ||
+        __builtin_add_overflow(vec_bytes, PT_CACHELINE, &vec_bytes))
+        return pt_set_error(err, PT_ENOMEM, 0, 0, "a vector of %llu entries is too large",
+                            (unsigned long long)entries);
+    vec_bytes &= ~(uint64_t)(PT_CACHELINE - 1);
+    if (vec_bytes <= a->vec_bytes)
+        return PT_OK;
+    vec = aligned_alloc(PT_CACHELINE, vec_bytes);
+    if (!vec)
+        return pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "cannot allocate a vector of %llu entries",
+                            (unsigned long long)entries);
+    memset(vec, 0, vec_bytes);
+    free(a->vec);
+    a->vec = vec;
+    a->vec_bytes = vec_bytes;
+    return PT_OK;
+}

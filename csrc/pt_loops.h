@@ -1,0 +1,141 @@
+/*
+ * pt_loops.h - every design's copy and release loops, written once.
+ *
+ * As the kernel's bvec.h writes iteration once (for_each_bvec) and lets each
+ * type supply its accessors, a design here names its entry type and two
+ * accessors, and these macros expand the loops with them:
+ *
+ *   ADDR(data, table, e)  the data address entry e (a const entry_t *)
+ *                         copies; data and table are the attachment's data
+ *                         area and descriptor table, read once per loop
+ *   LEN(e)                its length
+ *   REF(e)                the first reference count entry e holds (int32_t *)
+ *   NREFS(e)              how many counts it holds, STRIDE bytes apart
+ *
+ * Accessors are static inline functions or macros, so each expansion is a
+ * loop of its own with no call or branch per segment that the design did
+ * not write: prefetch the entry PT_PREFETCH_AHEAD ahead, copy, advance.
+ */
+#ifndef PT_LOOPS_H
+#define PT_LOOPS_H
+
+#include "pt_persist.h"
+
+/* get_page / put_page: the atomics every reference count goes through. */
+static inline void pt_get(int32_t *ref)
+{
+    __atomic_fetch_add(ref, 1, __ATOMIC_RELAXED);
+}
+
+/* Returns 1 when the count went to zero or below: the last put would free
+ * the page; here it is a bug. */
+static inline int pt_put(int32_t *ref)
+{
+    return __atomic_sub_fetch(ref, 1, __ATOMIC_ACQ_REL) <= 0;
+}
+
+/* backing -> buffer, packed. */
+#define PT_GATHER_LOOP(fn, entry_t, ADDR, LEN)                                          \
+    static int fn(struct pt_attachment *a, struct pt_io *io, struct pt_error *err)      \
+    {                                                                                   \
+        const entry_t *v = io->vec;                                                     \
+        const uint64_t nvec = io->nvec;                                                 \
+        uint8_t *const data = a->data;                                                  \
+        const uint8_t *const table = a->meta;                                           \
+        uint8_t *dst = io->buf;                                                         \
+        (void)data;                                                                     \
+        (void)table;                                                                    \
+        (void)err;                                                                      \
+        for (uint64_t i = 0; i < nvec; i++) {                                           \
+            if (i + PT_PREFETCH_AHEAD < nvec)                                           \
+                pt_prefetch_read(ADDR(data, table, &v[i + PT_PREFETCH_AHEAD]));         \
+            pt_copy_seg(dst, ADDR(data, table, &v[i]), LEN(&v[i]));                     \
+            dst += LEN(&v[i]);                                                          \
+        }                                                                               \
+        return PT_OK;                                                                   \
+    }
+
+/*
+ * buffer -> backing, under persistence mode `mode` and per-entry fencing
+ * `each`, both constants in every caller.  STORE(dst, src, len, mode)
+ * returns the lines it flushed; FENCE(mode) issues a fence and returns how
+ * many it counts.
+ */
+#define PT_SCATTER_LOOP(fn, entry_t, ADDR, LEN, STORE, FENCE)                           \
+    static inline __attribute__((always_inline)) int                                    \
+    fn(struct pt_attachment *a, struct pt_io *io, const int mode, const int each)       \
+    {                                                                                   \
+        const entry_t *v = io->vec;                                                     \
+        const uint64_t nvec = io->nvec;                                                 \
+        uint8_t *const data = a->data;                                                  \
+        const uint8_t *const table = a->meta;                                           \
+        const uint8_t *src = io->buf;                                                   \
+        uint64_t lines = 0, fences = 0;                                                 \
+        (void)data;                                                                     \
+        (void)table;                                                                    \
+        (void)mode;                                                                     \
+        for (uint64_t i = 0; i < nvec; i++) {                                           \
+            if (i + PT_PREFETCH_AHEAD < nvec)                                           \
+                pt_prefetch_write(ADDR(data, table, &v[i + PT_PREFETCH_AHEAD]));        \
+            lines += STORE(ADDR(data, table, &v[i]), src, LEN(&v[i]), mode);            \
+            if (each)                                                                   \
+                fences += FENCE(mode);                                                  \
+            src += LEN(&v[i]);                                                          \
+        }                                                                               \
+        if (!each)                                                                      \
+            fences += FENCE(mode);                                                      \
+        io->lines_flushed += lines;                                                     \
+        io->fences += fences;                                                           \
+        return PT_OK;                                                                   \
+    }
+
+/* A design's gather and scatter: pt_copy_seg, pt_store_seg and
+ * pt_persist_fence, the mode made a constant per expansion. */
+#define PT_COPY_OPS(name, entry_t, ADDR, LEN)                                           \
+    PT_GATHER_LOOP(name##_gather, entry_t, ADDR, LEN)                                   \
+    PT_SCATTER_LOOP(name##_scatter_as, entry_t, ADDR, LEN, pt_store_seg,                \
+                    pt_persist_fence)                                                   \
+    static int name##_scatter(struct pt_attachment *a, struct pt_io *io,                \
+                              struct pt_error *err)                                     \
+    {                                                                                   \
+        PT_PERSIST_DISPATCH(io, err, name##_scatter_as, a, io)                          \
+    }
+
+/* Drop every reference the vector holds: put_page per count. */
+#define PT_RELEASE_OPS(name, entry_t, REF, NREFS, STRIDE)                               \
+    static void name##_release(struct pt_attachment *a, struct pt_io *io)               \
+    {                                                                                   \
+        const entry_t *v = io->vec;                                                     \
+        const uint64_t nvec = io->nvec;                                                 \
+        uint64_t bad = 0;                                                               \
+        for (uint64_t i = 0; i < nvec; i++) {                                           \
+            uint8_t *ref = (uint8_t *)REF(&v[i]);                                       \
+            if (i + PT_PREFETCH_AHEAD < nvec)                                           \
+                pt_prefetch_write(REF(&v[i + PT_PREFETCH_AHEAD]));                      \
+            for (uint64_t k = 0, np = NREFS(&v[i]); k < np; k++)                        \
+                bad += pt_put((int32_t *)(ref + k * (STRIDE)));                         \
+        }                                                                               \
+        a->ref_errors += bad;                                                           \
+    }
+
+/* {addr, len} entries: vec, memcpy and the libpmem peers. */
+static inline uint8_t *pt_span_addr(uint8_t *data, const uint8_t *table, const struct pt_span *e)
+{
+    (void)data;
+    (void)table;
+    return e->addr;
+}
+
+static inline uint64_t pt_span_len(const struct pt_span *e)
+{
+    return e->len;
+}
+
+/* One count per entry. */
+static inline uint64_t pt_one_ref(const void *e)
+{
+    (void)e;
+    return 1;
+}
+
+#endif /* PT_LOOPS_H */

@@ -1,0 +1,100 @@
+/*
+ * registry.c - the design registry (designs.def), what each design declares
+ * itself to be, and the small shared helpers designs plug into their ops.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "pt_internal.h"
+
+#define PT_DESIGN(n) extern const struct pt_design_ops pt_design_##n;
+#include "designs.def"
+#undef PT_DESIGN
+
+static const struct pt_design_ops *const registry[] = {
+#define PT_DESIGN(n) &pt_design_##n,
+#include "designs.def"
+#undef PT_DESIGN
+};
+
+#define NDESIGNS ((int)(sizeof(registry) / sizeof(registry[0])))
+
+int pt_set_error(struct pt_error *err, int code, int sys_errno, uint64_t index,
+                 const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        err->code = code;
+        err->sys_errno = sys_errno;
+        err->index = index;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+int pt_design_count(void) { return NDESIGNS; }
+
+const struct pt_design_ops *pt_design_ops_of(int design)
+{
+    return design >= 0 && design < NDESIGNS ? registry[design] : NULL;
+}
+
+const char *pt_design_name(int design)
+{
+    const struct pt_design_ops *ops = pt_design_ops_of(design);
+    return ops ? ops->name : NULL;
+}
+
+unsigned pt_design_flags(int design)
+{
+    const struct pt_design_ops *ops = pt_design_ops_of(design);
+    return ops ? ops->flags : 0;
+}
+
+unsigned pt_design_entry_bytes(int design)
+{
+    const struct pt_design_ops *ops = pt_design_ops_of(design);
+    return ops ? ops->entry_bytes : 0;
+}
+
+void pt_design_metadata(int design, uint64_t capacity, struct pt_metadata *out)
+{
+    const struct pt_design_ops *ops = pt_design_ops_of(design);
+    out->dram_bytes = out->device_bytes = 0;
+    if (ops)
+        ops->metadata(capacity, out);
+}
+
+int pt_design_layout(int design, uint64_t size, uint64_t *data_off, uint64_t *data_bytes)
+{
+    const struct pt_design_ops *ops = pt_design_ops_of(design);
+    if (!ops)
+        return -1;
+    if (ops->layout)
+        return ops->layout(size, data_off, data_bytes);
+    *data_off = 0;
+    *data_bytes = size;
+    return 0;
+}
+
+void pt_metadata_none(uint64_t capacity, struct pt_metadata *out)
+{
+    (void)capacity;
+    out->dram_bytes = out->device_bytes = 0;
+}
+
+uint64_t pt_entries_per_extent(const struct pt_attachment *a,
+                               const struct pt_extent *ext, uint64_t n)
+{
+    (void)a;
+    (void)ext;
+    return n;
+}
+
+void pt_release_nothing(struct pt_attachment *a, struct pt_io *io)
+{
+    (void)a;
+    (void)io;
+}
