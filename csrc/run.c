@@ -462,17 +462,12 @@ int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
     return rc;
 }
 
-static int run_threads_checked(pt_attachment *a, const struct pt_run_config *cfg,
-                               struct pt_thread *threads, uint32_t n, uint64_t *wall_ns,
-                               struct pt_error *err)
+/* Check: everything about the call that does not depend on the extents. */
+static int check_run(const pt_attachment *a, const struct pt_run_config *cfg,
+                     struct pt_error *err)
 {
-    const struct pt_design_ops *ops = a->ops;
-    struct pt_run_shared sh;
-    struct pt_worker *w;
-    uint64_t base = 0;
     const char *missing;
-    double clock_ns = pt_clock_cost_ns();
-    int rc, spawn = n > 1 || threads[0].cpu >= 0;
+    int rc;
 
     if (a->faulted)
         return pt_set_error(err, PT_EFAULT, 0, 0,
@@ -498,85 +493,122 @@ static int run_threads_checked(pt_attachment *a, const struct pt_run_config *cfg
     if (cfg->op == PT_WRITE && !a->backing->writable)
         return pt_set_error(err, PT_EPERM, 0, 0,
                             "the backing is mapped read-only; a scatter would write it");
-    if (n > 1 && (rc = ensure_clones(a, n - 1, err)) != PT_OK)
-        return rc;
-    w = calloc(n, sizeof(*w));
-    if (!w)
-        return pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "out of memory");
+    return PT_OK;
+}
 
-    memset(&sh, 0, sizeof(sh));
-    sh.ops = ops;
-    sh.cfg = cfg;
-    sh.n = n;
-    sh.first_failed = -1;
-    sh.wall_ns = wall_ns;
-    sh.w = w;
-    sh.gate = spawn ? 0 : 1;
+/* Plan: each thread's worker, its extents checked, its working set, and its
+ * share of the data area for the contiguous designs. */
+static int plan_workers(pt_attachment *a, struct pt_run_shared *sh, struct pt_thread *threads,
+                        struct pt_error *err)
+{
+    struct pt_worker *w = sh->w;
+    const uint32_t n = sh->n;
+    uint64_t base = 0;
+    int rc;
+
     for (uint32_t i = 0; i < n; i++) {
         struct pt_thread *t = &threads[i];
         memset(&t->stats, 0, sizeof(t->stats));
         memset(&t->err, 0, sizeof(t->err));
-        w[i].sh = &sh;
+        w[i].sh = sh;
         w[i].t = t;
         w[i].a = i == 0 ? a : &a->clones[i - 1];
         w[i].index = i;
-        if ((rc = plan_thread(&w[i], a, &t->err)) != PT_OK) {
-            thread_error(err, n, i, &t->err);
-            goto out;
-        }
+        if ((rc = plan_thread(&w[i], a, &t->err)) != PT_OK)
+            return thread_error(err, n, i, &t->err);
         /* The memcpy roofline copies each thread's byte count from its own
          * part of the data area; the parts must fit, as one thread's must. */
         w[i].data_base = base;
         w[i].ws = (struct pt_working_set){
             .a = w[i].a, .ext = t->ext, .n = t->n, .data_base = base, .total = w[i].total,
-            .buf = t->buf, .vec_bytes = w[i].max_entries * ops->entry_bytes,
+            .buf = t->buf, .vec_bytes = w[i].max_entries * sh->ops->entry_bytes,
             .index = i, .nthreads = n};
-        if (__builtin_add_overflow(base, w[i].total, &base) || base > a->data_bytes) {
-            rc = pt_set_error(err, PT_ERANGE, 0, 0,
-                              "the threads' extents total more than the data area of %llu bytes "
-                              "(at thread %u)", (unsigned long long)a->data_bytes, i);
-            goto out;
-        }
+        if (__builtin_add_overflow(base, w[i].total, &base) || base > a->data_bytes)
+            return pt_set_error(err, PT_ERANGE, 0, 0,
+                                "the threads' extents total more than the data area of %llu "
+                                "bytes (at thread %u)", (unsigned long long)a->data_bytes, i);
     }
+    return PT_OK;
+}
 
-    pthread_barrier_init(&sh.barrier, NULL, n);
-    pthread_mutex_init(&sh.gate_lock, NULL);
-    pthread_cond_init(&sh.gate_cv, NULL);
+/* Execute: the threads under the signal guard, in the caller's thread when
+ * it is one unpinned thread. */
+static int execute(struct pt_run_shared *sh, int spawn, struct pt_error *err)
+{
+    int rc;
+
+    pthread_barrier_init(&sh->barrier, NULL, sh->n);
+    pthread_mutex_init(&sh->gate_lock, NULL);
+    pthread_cond_init(&sh->gate_cv, NULL);
     if (pt_guard_enter()) {
         rc = pt_set_error(err, PT_ESYS, errno, 0, "sigaction failed: %s", strerror(errno));
     } else if (spawn) {
-        rc = spawn_and_join(&sh, err);
+        rc = spawn_and_join(sh, err);
     } else {
-        worker_main(&w[0]);
+        worker_main(&sh->w[0]);
         rc = PT_OK;
     }
     pt_guard_leave();
-    pthread_cond_destroy(&sh.gate_cv);
-    pthread_mutex_destroy(&sh.gate_lock);
-    pthread_barrier_destroy(&sh.barrier);
+    pthread_cond_destroy(&sh->gate_cv);
+    pthread_mutex_destroy(&sh->gate_lock);
+    pthread_barrier_destroy(&sh->barrier);
+    return rc;
+}
 
-    for (uint32_t i = 1; i < n; i++) {
+/* Collect: the clones' counters into the attachment, the first failure as
+ * the caller's error, or every thread's figures. */
+static int collect(pt_attachment *a, struct pt_run_shared *sh, struct pt_thread *threads,
+                   double clock_ns, int rc, struct pt_error *err)
+{
+    const struct pt_worker *w = sh->w;
+
+    for (uint32_t i = 1; i < sh->n; i++) {
         a->ref_errors += w[i].a->ref_errors;
         a->faulted |= w[i].a->faulted;
     }
     if (rc != PT_OK)
-        goto out;
-    if (sh.first_failed >= 0) {
-        rc = thread_error(err, n, (uint32_t)sh.first_failed, &threads[sh.first_failed].err);
-        goto out;
-    }
-    for (uint32_t i = 0; i < n; i++) {
+        return rc;
+    if (sh->first_failed >= 0)
+        return thread_error(err, sh->n, (uint32_t)sh->first_failed,
+                            &threads[sh->first_failed].err);
+    for (uint32_t i = 0; i < sh->n; i++) {
         struct pt_run_stats *s = &threads[i].stats;
         s->clock_ns = clock_ns;
         s->bytes = w[i].total;
         s->ios = w[i].ios;
         s->entries = w[i].total_entries;
-        s->vector_bytes = w[i].total_entries * ops->entry_bytes;
+        s->vector_bytes = w[i].total_entries * sh->ops->entry_bytes;
     }
-    rc = PT_OK;
-out:
+    return PT_OK;
+}
+
+static int run_threads_checked(pt_attachment *a, const struct pt_run_config *cfg,
+                               struct pt_thread *threads, uint32_t n, uint64_t *wall_ns,
+                               struct pt_error *err)
+{
+    struct pt_run_shared sh;
+    double clock_ns = pt_clock_cost_ns();
+    int rc;
+
+    if ((rc = check_run(a, cfg, err)) != PT_OK)
+        return rc;
+    if (n > 1 && (rc = ensure_clones(a, n - 1, err)) != PT_OK)
+        return rc;
+    memset(&sh, 0, sizeof(sh));
+    sh.w = calloc(n, sizeof(*sh.w));
+    if (!sh.w)
+        return pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "out of memory");
+    sh.ops = a->ops;
+    sh.cfg = cfg;
+    sh.n = n;
+    sh.first_failed = -1;
+    sh.wall_ns = wall_ns;
+    sh.gate = n > 1 || threads[0].cpu >= 0 ? 0 : 1;
+    rc = plan_workers(a, &sh, threads, err);
+    if (rc == PT_OK)
+        rc = collect(a, &sh, threads, clock_ns, execute(&sh, !sh.gate, err), err);
     for (uint32_t i = 0; i < n; i++)
-        free(w[i].io_bytes);
-    free(w);
+        free(sh.w[i].io_bytes);
+    free(sh.w);
     return rc;
 }
