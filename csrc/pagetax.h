@@ -166,6 +166,12 @@ enum pt_design_flags {
     PT_DESIGN_OWN_PERSIST = 32      /* --persist does not apply: it persists its own way */
 };
 unsigned pt_design_flags(int design);
+/* PT_DESIGN_REFCOUNTS: bytes per descriptor and bytes of data per descriptor
+ * (0 and 0 for a design without a table). */
+void pt_design_table(int design, uint64_t *desc_bytes, uint64_t *granule_bytes);
+/* Vector entries one build of these extents makes, as the design counts
+ * them; no attachment needed (0 for an unknown design). */
+uint64_t pt_design_entries(int design, const struct pt_extent *ext, uint64_t n);
 /* The cost of one CLOCK_MONOTONIC read here: the median of back-to-back reads. */
 double pt_clock_cost_ns(void);
 /* The libpmem peers call these, from a libpmem loaded at run time. */

@@ -91,7 +91,8 @@ struct pt_design_ops {
     /* Where the data area of a backing of `size` bytes lies; NULL: all of
      * it.  Returns -1 when the backing is too small. */
     int (*layout)(uint64_t size, uint64_t *data_off, uint64_t *data_bytes);
-    /* Upper bound of entries build() makes for these extents. */
+    /* Upper bound of entries build() makes for these extents; `a` may be
+     * NULL (pt_design_entries), so it must depend on the extents alone. */
     uint64_t (*entries)(const struct pt_attachment *a, const struct pt_extent *ext,
                         uint64_t n);
     void (*build)(struct pt_attachment *a, struct pt_io *io);

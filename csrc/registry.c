@@ -53,6 +53,20 @@ unsigned pt_design_flags(int design)
     return ops ? ops->flags : 0;
 }
 
+void pt_design_table(int design, uint64_t *desc_bytes, uint64_t *granule_bytes)
+{
+    const struct pt_design_ops *ops = pt_design_ops_of(design);
+    int table = ops && (ops->flags & PT_DESIGN_REFCOUNTS);
+    *desc_bytes = table ? 1ULL << ops->desc_shift : 0;
+    *granule_bytes = table ? 1ULL << ops->page_shift : 0;
+}
+
+uint64_t pt_design_entries(int design, const struct pt_extent *ext, uint64_t n)
+{
+    const struct pt_design_ops *ops = pt_design_ops_of(design);
+    return ops && ext ? ops->entries(NULL, ext, n) : 0;
+}
+
 unsigned pt_design_entry_bytes(int design)
 {
     const struct pt_design_ops *ops = pt_design_ops_of(design);
