@@ -11,7 +11,8 @@ from . import extents as _ext
 from . import metadata as _metadata
 from . import report, runner
 from . import backings
-from .core import CACHE_MODES, COLD_METHODS, DESIGNS, OPS, PERSIST_MODES, TABLE_PAGES
+from .core import CACHE_MODES, COLD_METHODS, DESIGNS, OPS, TABLE_PAGES
+from .persist import PERSIST_MODES
 from ._core import lib as _lib
 from .errors import PagetaxError
 

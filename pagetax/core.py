@@ -15,9 +15,9 @@ from ._core import ffi, lib
 from .errors import BackingError, ExtentError, PagetaxError
 from . import machine
 from .machine import mount_of
+from .persist import cpu_features, persist_code, resolve_persist
 
 OPS = ("read", "write")
-PERSIST_MODES = ("none", "clwb", "clflushopt", "clflush", "nt", "auto")
 CACHE_MODES = ("warm", "cold")
 MAX_THREADS = lib.PT_MAX_THREADS
 _OP_CODE = {"read": lib.PT_READ, "write": lib.PT_WRITE}
@@ -103,47 +103,6 @@ def cold_description(method):
     return (f"{method.upper()} of every line the repetition touches (data, buffer, vector, "
             f"descriptors) and MFENCE, then one load on each of {lib.PT_TLB_SCRUB_PAGES} "
             "unrelated 4 KiB pages to empty the TLB")
-
-
-def cpu_features():
-    """What cpuid says about the persistence instructions."""
-    out = ffi.new("struct pt_cpu *")
-    lib.pt_cpu_features(out)
-    return {"clflush": bool(out.clflush), "clflushopt": bool(out.clflushopt),
-            "clwb": bool(out.clwb), "sse2": bool(out.sse2)}
-
-
-_PERSIST_CODE = {"none": lib.PT_PERSIST_NONE, "clwb": lib.PT_PERSIST_CLWB,
-                 "clflushopt": lib.PT_PERSIST_CLFLUSHOPT, "clflush": lib.PT_PERSIST_CLFLUSH,
-                 "nt": lib.PT_PERSIST_NT, "auto-clwb": lib.PT_PERSIST_AUTO_CLWB,
-                 "auto-clflushopt": lib.PT_PERSIST_AUTO_CLFLUSHOPT,
-                 "auto-clflush": lib.PT_PERSIST_AUTO_CLFLUSH, "fence": lib.PT_PERSIST_FENCE}
-_NEEDS = {"clwb": ("clwb", "CLWB"), "clflushopt": ("clflushopt", "CLFLUSHOPT"),
-          "clflush": ("clflush", "CLFLUSH"), "nt": ("sse2", "MOVNTDQ (SSE2)")}
-
-
-def resolve_persist(mode, caches_persistent=False, cpu=None):
-    """The concrete mode for a --persist choice.  `auto` follows libpmem:
-    CLWB, else CLFLUSHOPT, else CLFLUSH, non-temporal stores from 256 bytes,
-    and nothing to flush (a fence only) where the caches are persistent."""
-    cpu = cpu or cpu_features()
-    if mode not in PERSIST_MODES:
-        raise PagetaxError(f"unknown persistence mode {mode!r} (choose from {', '.join(PERSIST_MODES)})")
-    if mode == "auto":
-        if caches_persistent:
-            return "fence"
-        for insn in ("clwb", "clflushopt", "clflush"):
-            if cpu[insn]:
-                return f"auto-{insn}"
-        raise PagetaxError("this CPU has none of CLWB, CLFLUSHOPT or CLFLUSH")
-    if mode in _NEEDS and not cpu[_NEEDS[mode][0]]:
-        raise PagetaxError(f"--persist {mode}: this CPU has no {_NEEDS[mode][1]} (cpuid); "
-                           "try --persist auto")
-    return mode
-
-
-def persist_code(resolved, each=False):
-    return _PERSIST_CODE[resolved] | (lib.PT_PERSIST_EACH if each and resolved != "none" else 0)
 
 
 def design_layout(name, size):

@@ -14,10 +14,10 @@ from . import extents as _ext
 from . import machine
 from . import metadata as _meta
 from . import backings, peers
-from .core import (CACHE_MODES, COLD_METHODS, DESIGNS, MAX_THREADS, OPS, PERSIST_MODES,
-                   TABLE_PAGES, aligned_buffer, clock_cost_ns, cold_description, cold_method,
-                   common_layout, cpu_features, design_entry_bytes, design_flags,
-                   eviction_buffer, persist_code, resolve_persist)
+from .core import (CACHE_MODES, COLD_METHODS, DESIGNS, MAX_THREADS, OPS, TABLE_PAGES,
+                   aligned_buffer, clock_cost_ns, cold_description, cold_method, common_layout,
+                   design_entry_bytes, design_flags, eviction_buffer)
+from .persist import PERSIST_MODES, cpu_features, persist_code, resolve_persist
 from .errors import PagetaxError
 from .sizes import format_size
 

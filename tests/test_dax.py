@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pagetax
-from pagetax import backings, core, machine, peers
+from pagetax import backings, machine, peers, persist
 from helpers import data_view, expected_gather, expected_scatter, random_extents
 
 MIB = 1 << 20
@@ -102,29 +102,37 @@ def test_cpuid_agrees_with_proc_cpuinfo():
             if line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
                 break
-    cpu = core.cpu_features()
+    cpu = persist.cpu_features()
     for name in ("clwb", "clflushopt", "clflush", "sse2"):
         assert cpu[name] == (name in flags), name
 
 
 def test_persist_modes_resolve_like_libpmem():
     every = {"clwb": True, "clflushopt": True, "clflush": True, "sse2": True}
-    assert core.resolve_persist("auto", cpu=every) == "auto-clwb"
-    assert core.resolve_persist("auto", cpu=dict(every, clwb=False)) == "auto-clflushopt"
-    assert core.resolve_persist("auto", cpu=dict(every, clwb=False, clflushopt=False)) == "auto-clflush"
-    assert core.resolve_persist("auto", caches_persistent=True, cpu=every) == "fence"
+    assert persist.resolve_persist("auto", cpu=every) == "auto-clwb"
+    assert persist.resolve_persist("auto", cpu=dict(every, clwb=False)) == "auto-clflushopt"
+    assert persist.resolve_persist("auto", cpu=dict(every, clwb=False, clflushopt=False)) == "auto-clflush"
+    assert persist.resolve_persist("auto", caches_persistent=True, cpu=every) == "fence"
     with pytest.raises(pagetax.PagetaxError, match="--persist clwb: this CPU has no CLWB"):
-        core.resolve_persist("clwb", cpu=dict(every, clwb=False))
+        persist.resolve_persist("clwb", cpu=dict(every, clwb=False))
     with pytest.raises(pagetax.PagetaxError, match="unknown persistence mode 'wbinvd'"):
-        core.resolve_persist("wbinvd")
+        persist.resolve_persist("wbinvd")
+
+
+def test_the_core_says_which_instruction_a_mode_lacks():
+    cpu = persist.cpu_features()
+    assert persist.missing_insn("none") is None
+    for insn in ("clwb", "clflushopt", "clflush"):
+        assert (persist.missing_insn(insn) is None) == cpu[insn], insn
+        assert persist.missing_insn(insn, cpu=dict(cpu, **{insn: False})) == insn.upper()
 
 
 @pytest.mark.parametrize("mode", FLUSHING)
 @pytest.mark.parametrize("each", [False, True])
 @pytest.mark.parametrize("design", ["vec", "pfn", "page", "huge", "altmap", "memdesc", "sgl"])
 def test_scatter_bytes_under_every_persist_mode(backing, rng, design, mode, each):
-    if mode != "auto" and not core.cpu_features()[{"nt": "sse2"}.get(mode, mode)]:
-        pytest.skip(f"this CPU has no {mode}")
+    if mode != "auto" and persist.missing_insn(mode):
+        pytest.skip(f"this CPU has no {persist.missing_insn(mode)}")
     ext = random_extents(rng, 6 * MIB, 120)
     src = rng.integers(0, 256, int(ext["len"].sum()), dtype=np.uint8)
     view = data_view(backing, design)
@@ -136,7 +144,7 @@ def test_scatter_bytes_under_every_persist_mode(backing, rng, design, mode, each
 def _flushed(backing, ext, mode, each=False, design="vec"):
     src = np.arange(int(ext["len"].sum()), dtype=np.uint64).astype(np.uint8)
     with backing.attach(design) as att:
-        m = att.run("write", ext, src, persist=core.persist_code(core.resolve_persist(mode), each))
+        m = att.run("write", ext, src, persist=persist.persist_code(persist.resolve_persist(mode), each))
     assert (expected_gather(data_view(backing, design), ext) == src).all()
     return m.lines_flushed, m.fences
 
@@ -145,7 +153,7 @@ def test_lines_flushed_and_fences_are_counted(backing):
     aligned = pagetax.extents.make([0, 8192 + 64], [4096, 256])  # 64 + 4 lines
     odd = pagetax.extents.make([100], [200])                      # bytes 100..299: lines 1..4
     for insn in ("clwb", "clflushopt", "clflush"):
-        if core.cpu_features()[insn]:
+        if persist.cpu_features()[insn]:
             assert _flushed(backing, aligned, insn) == (68, 1)
             assert _flushed(backing, aligned, insn, each=True) == (68, 2)
             assert _flushed(backing, odd, insn) == (4, 1)
@@ -184,7 +192,7 @@ def test_run_marks_flushes_on_tmpfs_not_persistent(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "not persistent: flush cost on DRAM" in p.stdout.replace("\n", " ")
     doc = json.loads((tmp_path / "r.json").read_text())
-    assert doc["config"]["persist_resolved"] == core.resolve_persist("auto")
+    assert doc["config"]["persist_resolved"] == persist.resolve_persist("auto")
     rows = {r["design"]: r["persistence"] for r in doc["results"]}
     assert rows["vec"]["persistent"] is False and "not persistent" in rows["vec"]["note"]
     assert rows["vec"]["fences"] == 1 and rows["vec"]["lines_flushed"] == 0  # 4 KiB: streamed

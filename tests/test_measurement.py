@@ -68,7 +68,7 @@ def test_the_probe_reports_cold_and_warm_loads(backing, cache):
 
 @pytest.mark.parametrize("method", ["clflushopt", "clflush", "evict"])
 def test_every_cold_method_moves_the_right_bytes(backing, method):
-    if method != "evict" and not pagetax.core.cpu_features()[method]:
+    if method != "evict" and not pagetax.persist.cpu_features()[method]:
         pytest.skip(f"this CPU has no {method.upper()}")
     ext = extents.generate("rand", 256, 1 << 20, 4 << 20, seed=5)
     view = backing.view()

@@ -43,7 +43,7 @@ import time
 import numpy as np
 
 import pagetax
-from pagetax import compare, core, machine, peers, runner
+from pagetax import compare, core, machine, peers, persist, runner
 from pagetax.sizes import format_size
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -174,7 +174,7 @@ def goal_persist_vs_libpmem(reps):
     except OSError as e:
         return skipped(str(e))
     criterion("vec --persist auto GB/s / libpmem pmem_memcpy_persist GB/s >= 0.9")
-    code = core.persist_code(core.resolve_persist("auto"))
+    code = persist.persist_code(persist.resolve_persist("auto"))
     ok = True
     with pagetax.Backing.scratch(1 << 30) as b:
         buf = pagetax.aligned_buffer(64 << 20)
