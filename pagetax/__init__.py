@@ -9,13 +9,13 @@
 from . import extents
 from .core import (CACHE_MODES, DESIGNS, OPS, Attachment, Backing, Measurement,
                    aligned_buffer, design_entry_bytes, design_metadata, eviction_buffer, gather, scatter)
-from .errors import BackingError, ExtentError, PagetaxError
+from .errors import BackingError, ExtentError, Interrupted, PagetaxError
 from .extents import EXTENT_DTYPE
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Attachment", "Backing", "aligned_buffer", "eviction_buffer", "BackingError", "CACHE_MODES", "DESIGNS", "EXTENT_DTYPE",
-    "ExtentError", "Measurement", "OPS", "PagetaxError", "design_entry_bytes",
+    "ExtentError", "Interrupted", "Measurement", "OPS", "PagetaxError", "design_entry_bytes",
     "design_metadata", "extents", "gather", "scatter",
 ]

@@ -13,10 +13,7 @@ from . import report, runner
 from . import backings
 from .core import CACHE_MODES, COLD_METHODS, DESIGNS, OPS, TABLE_PAGES
 from .persist import PERSIST_MODES
-from ._core import lib as _lib
-from .errors import PagetaxError
-
-_EINTR = _lib.PT_EINTR
+from .errors import Interrupted, PagetaxError
 from .sizes import format_size, parse_size
 
 
@@ -250,9 +247,7 @@ def cmd_run(args, out, err):
             runner.run(cfg, rows, on_row, on_step, doc)
         except (KeyboardInterrupt, _Terminated) as e:
             status = 130 if isinstance(e, KeyboardInterrupt) else 143
-        except PagetaxError as e:
-            if e.code != _EINTR:
-                raise
+        except Interrupted:
             status = 130
     if status:
         if "schema" not in doc:

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import extents as _ext
 from ._core import ffi, lib
-from .errors import BackingError, ExtentError, PagetaxError
+from .errors import BackingError, ExtentError, PagetaxError, raise_for
 from . import machine
 from .machine import mount_of
 from .persist import cpu_features, persist_code, resolve_persist
@@ -36,14 +36,6 @@ def aligned_buffer(nbytes, fill=0):
     arr = np.frombuffer(mmap.mmap(-1, nbytes), np.uint8)
     arr[:] = fill
     return arr
-
-
-def raise_for(rc, err):
-    """The one path from a C error to an exception, with the core's message."""
-    if rc != lib.PT_OK:
-        cls = ExtentError if rc in (lib.PT_EINVAL, lib.PT_ERANGE) else PagetaxError
-        raise cls(ffi.string(err.msg).decode(errors="replace"), code=rc,
-                  index=int(err.index), sys_errno=err.sys_errno)
 
 
 _ALL = tuple(ffi.string(lib.pt_design_name(i)).decode() for i in range(lib.pt_design_count()))
@@ -155,8 +147,7 @@ class Backing:
         if rc != lib.PT_OK:
             os.close(fd)
             self.fd = -1
-            msg = ffi.string(err.msg).decode(errors="replace")
-            raise BackingError(f"{path}: {msg}", code=rc, sys_errno=err.sys_errno)
+            raise_for(rc, err, prefix=f"{path}: ", cls=BackingError)
         self._ptr = out[0]
         self.size = size
         self.map_sync = bool(lib.pt_backing_map_sync(self._ptr))
@@ -492,10 +483,8 @@ class Attachment:
         err = ffi.new("struct pt_error *")
         out = ffi.new("pt_attachment **")
         flags = lib.PT_ATTACH_TABLE_4K if table_pages == "4K" else 0
-        rc = lib.pt_attach(backing._ptr, design_id(design), data_off, data_bytes, flags, out, err)
-        if rc != lib.PT_OK:
-            raise PagetaxError(f"{design}: " + ffi.string(err.msg).decode(errors="replace"),
-                               code=rc, sys_errno=err.sys_errno)
+        raise_for(lib.pt_attach(backing._ptr, design_id(design), data_off, data_bytes, flags,
+                                out, err), err, prefix=f"{design}: ")
         self._ptr = out[0]
         self.meta_bytes = int(lib.pt_attachment_meta_bytes(self._ptr))  # allocated for descriptors
         self.rss_delta = int(lib.pt_attachment_rss_delta(self._ptr))    # resident growth at attach

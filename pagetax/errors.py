@@ -1,4 +1,5 @@
-"""Exceptions pagetax raises; the command line prints their message in one line."""
+"""Exceptions pagetax raises; the command line prints their message in one line.
+Also the one path from a C error code to an exception (raise_for)."""
 
 
 class PagetaxError(Exception):
@@ -17,3 +18,24 @@ class ExtentError(PagetaxError, ValueError):
 
 class BackingError(PagetaxError):
     """A backing that cannot be created, opened or mapped as asked."""
+
+
+class Interrupted(PagetaxError):
+    """SIGINT or SIGTERM stopped a run in the core (PT_EINTR)."""
+
+
+def raise_for(rc, err, prefix="", cls=None):
+    """Raise what a C call's return code and struct pt_error say, with the
+    core's message after `prefix`: ExtentError for bad extents or sizes,
+    Interrupted for a signal, else `cls` (default PagetaxError)."""
+    if rc == 0:  # PT_OK
+        return
+    # Imported here, not above: readers of result files (compare) import
+    # this module and must not load the C core.
+    from ._core import ffi, lib
+    if rc == lib.PT_EINTR:
+        cls = Interrupted
+    elif cls is None:
+        cls = ExtentError if rc in (lib.PT_EINVAL, lib.PT_ERANGE) else PagetaxError
+    raise cls(prefix + ffi.string(err.msg).decode(errors="replace"), code=rc,
+              index=int(err.index), sys_errno=err.sys_errno)

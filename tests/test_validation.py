@@ -146,3 +146,22 @@ def test_unknown_design_op_cache(backing):
 def test_generate_refuses(args, message):
     with pytest.raises(pagetax.ExtentError, match=message):
         pagetax.extents.generate(*args)
+
+
+@pytest.mark.parametrize("code, cls", [("PT_EINVAL", pagetax.ExtentError),
+                                       ("PT_ERANGE", pagetax.ExtentError),
+                                       ("PT_EINTR", pagetax.Interrupted),
+                                       ("PT_ENOMEM", pagetax.PagetaxError)])
+def test_one_path_from_c_errors_to_exceptions(code, cls):
+    from pagetax._core import ffi, lib
+    from pagetax.errors import raise_for
+    err = ffi.new("struct pt_error *", {"index": 3})
+    err.msg[0:4] = b"why\0"
+    rc = getattr(lib, code)
+    with pytest.raises(cls) as info:
+        raise_for(rc, err, prefix="x: ")
+    assert type(info.value) is cls and str(info.value) == "x: why"
+    assert info.value.code == rc and info.value.index == 3
+    with pytest.raises(pagetax.Interrupted if code == "PT_EINTR" else pagetax.BackingError):
+        raise_for(rc, err, cls=pagetax.BackingError)
+    raise_for(lib.PT_OK, err)  # no error, no exception
