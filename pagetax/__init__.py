@@ -7,8 +7,8 @@
         pagetax.gather(b, "page", ext, buf)
 """
 from . import extents
-from .core import (CACHE_MODES, DESIGNS, OPS, Attachment, Backing, Measurement,
-                   aligned_buffer, design_entry_bytes, design_metadata, eviction_buffer, gather, scatter)
+from .backings import Backing
+from .core import (CACHE_MODES, DESIGNS, OPS, Attachment, Measurement, aligned_buffer, design_entry_bytes, design_metadata, eviction_buffer, gather, scatter)
 from .errors import BackingError, ExtentError, Interrupted, PagetaxError
 from .extents import EXTENT_DTYPE
 

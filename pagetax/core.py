@@ -3,18 +3,14 @@
 C error codes become exceptions here, with the message the core wrote.
 """
 import mmap
-import os
-import secrets
-import stat
 import time
 
 import numpy as np
 
 from . import extents as _ext
 from ._core import ffi, lib
-from .errors import BackingError, ExtentError, PagetaxError, raise_for
+from .errors import ExtentError, PagetaxError, raise_for
 from . import machine
-from .machine import mount_of
 from .persist import cpu_features, persist_code, resolve_persist
 
 OPS = ("read", "write")
@@ -22,7 +18,6 @@ CACHE_MODES = ("warm", "cold")
 MAX_THREADS = lib.PT_MAX_THREADS
 _OP_CODE = {"read": lib.PT_READ, "write": lib.PT_WRITE}
 _CACHE_CODE = {"warm": lib.PT_CACHE_WARM, "cold": lib.PT_CACHE_COLD}
-SCRATCH_PREFIX = "pagetax-"
 
 
 def aligned_buffer(nbytes, fill=0):
@@ -120,130 +115,6 @@ def design_metadata(name, capacity):
     out = ffi.new("struct pt_metadata *")
     lib.pt_design_metadata(design_id(name), capacity, out)
     return int(out.dram_bytes), int(out.device_bytes)
-
-
-class Backing:
-    """A memory-mapped file that the designs copy to and from.
-
-    Files pagetax creates are unlinked as soon as they are open, so no exit
-    path (Ctrl-C, SIGTERM, SIGKILL, a crash) can leave one behind; the memory
-    returns when the mapping and descriptor go.  A user's file that already
-    exists is mapped read-only unless ``overwrite`` is given.
-    """
-
-    def __init__(self, fd, size, *, writable, reserve, kind, path, created, map_flags=0,
-                 align=0, notes=None):
-        self._ptr = ffi.NULL
-        self.fd = fd
-        self.kind = kind
-        self.path = path
-        self.created = created
-        self.writable = writable
-        self.notes = dict(notes or {})   # how the backing was arranged, for the results
-        err = ffi.new("struct pt_error *")
-        out = ffi.new("pt_backing **")
-        flags = map_flags | (lib.PT_MAP_RESERVE if reserve else 0)
-        rc = lib.pt_backing_map(fd, size, int(writable), flags, align, out, err)
-        if rc != lib.PT_OK:
-            os.close(fd)
-            self.fd = -1
-            raise_for(rc, err, prefix=f"{path}: ", cls=BackingError)
-        self._ptr = out[0]
-        self.size = size
-        self.map_sync = bool(lib.pt_backing_map_sync(self._ptr))
-        self.base = int(ffi.cast("uintptr_t", lib.pt_backing_base(self._ptr)))
-
-    # -- constructors ----------------------------------------------------
-    @classmethod
-    def scratch(cls, size, directory="/dev/shm", map_flags=0):
-        """A new tmpfs file: on /dev/shm, or a memfd where that is missing."""
-        if directory and os.path.isdir(directory) and os.access(directory, os.W_OK) \
-                and mount_of(directory)[1] == "tmpfs":
-            path = os.path.join(directory, f"{SCRATCH_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            os.unlink(path)
-            return cls(fd, size, writable=True, reserve=True, kind="tmpfs",
-                       path=path, created=True, map_flags=map_flags)
-        fd = os.memfd_create(f"{SCRATCH_PREFIX}{os.getpid()}", os.MFD_CLOEXEC)
-        return cls(fd, size, writable=True, reserve=True, kind="memfd", path="memfd", created=True,
-                   map_flags=map_flags)
-
-    @classmethod
-    def from_path(cls, path, size=None, *, overwrite=False, kind="file", map_flags=0, notes=None):
-        """A user's path.  A new file is created (and unlinked); an existing
-        one is only read, unless overwrite=True lets pagetax size and write it."""
-        path = os.fspath(path)
-        kw = dict(kind=kind, path=path, map_flags=map_flags, notes=notes)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            parent = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(parent):
-                raise BackingError(f"{path}: parent directory {parent} does not exist") from None
-            if size is None:
-                raise BackingError(f"{path}: does not exist, and no size was given to create it")
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            except OSError as e:
-                raise BackingError(f"{path}: cannot create: {e.strerror}") from None
-            os.unlink(path)
-            return cls(fd, size, writable=True, reserve=True, created=True, **kw)
-        except OSError as e:
-            raise BackingError(f"{path}: {e.strerror}") from None
-        if stat.S_ISDIR(st.st_mode):
-            raise BackingError(f"{path}: is a directory; give a file path (pagetax creates "
-                               "and removes the file when it does not exist)")
-        if not stat.S_ISREG(st.st_mode):
-            raise BackingError(f"{path}: is not a regular file")
-        if size is None:
-            size = st.st_size - st.st_size % 4096
-        if overwrite:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-            except OSError as e:
-                raise BackingError(f"{path}: cannot open for writing: {e.strerror}") from None
-            return cls(fd, size, writable=True, reserve=True, created=False, **kw)
-        if st.st_size < size or size == 0:
-            raise BackingError(f"{path}: holds {st.st_size} bytes, fewer than the {size} "
-                               "needed; pagetax does not grow an existing file without --overwrite")
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as e:
-            raise BackingError(f"{path}: cannot open: {e.strerror}") from None
-        return cls(fd, size, writable=False, reserve=False, created=False, **kw)
-
-    # -- use ---------------------------------------------------------------
-    def view(self):
-        """The mapping as a numpy uint8 array (read-only unless writable)."""
-        arr = np.frombuffer(ffi.buffer(ffi.cast("uint8_t *", self.base), self.size), np.uint8)
-        if not self.writable:
-            arr = arr.view()
-            arr.flags.writeable = False
-        return arr
-
-    def attach(self, design, data_off=0, data_bytes=0, table_pages="2M"):
-        """A design's descriptors for this backing; the data area is
-        [data_off, data_off + data_bytes), or the design's own by default.
-        DRAM tables are mapped with 2 MiB pages as vmemmap is, where THP
-        allows; table_pages="4K" asks for 4 KiB pages."""
-        return Attachment(self, design, data_off, data_bytes, table_pages)
-
-    def close(self):
-        if self._ptr != ffi.NULL:
-            lib.pt_backing_unmap(self._ptr)
-            self._ptr = ffi.NULL
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
 
 class Measurement:

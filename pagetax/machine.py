@@ -1,4 +1,4 @@
-"""What the machine and the backing are: the context every number needs."""
+"""What the machine is: the context every number needs (mounts, caches, smaps)."""
 import os
 import platform
 
@@ -84,22 +84,31 @@ def thp_settings():
             "shmem_enabled": _bracketed(f"{base}/shmem_enabled")}
 
 
-def mount_of(path):
-    """(mount point, fs type, options) of the longest mount holding path."""
-    real = os.path.realpath(path)
-    best = ("", None, "")
+def mounts():
+    """[(mount point, fs type, options)] from /proc/self/mountinfo, in its
+    order; options are the mount's and then the super block's, comma-joined."""
+    out = []
     try:
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 left, _, right = line.partition(" - ")
-                fields = left.split()
-                mnt = fields[4].replace("\\040", " ")
-                inside = real == mnt or real.startswith(mnt.rstrip("/") + "/")
-                if inside and len(mnt) >= len(best[0]):
-                    rfields = right.split()
-                    best = (mnt, rfields[0], fields[5] + "," + (rfields[2] if len(rfields) > 2 else ""))
+                fields, rfields = left.split(), right.split()
+                out.append((fields[4].replace("\\040", " "), rfields[0],
+                            fields[5] + "," + (rfields[2] if len(rfields) > 2 else "")))
     except OSError:
         pass
+    return out
+
+
+def mount_of(path):
+    """(mount point, fs type, options) of the longest mount holding path."""
+    real = os.path.realpath(path)
+    best = ("", None, "")
+    for mount in mounts():
+        mnt = mount[0]
+        inside = real == mnt or real.startswith(mnt.rstrip("/") + "/")
+        if inside and len(mnt) >= len(best[0]):
+            best = mount
     return best
 
 
@@ -165,10 +174,10 @@ def timing_context():
     }
 
 
-def describe(backing=None):
-    """The `machine` object of a result file."""
+def describe():
+    """The `machine` object of a result file (runner adds the backing)."""
     uname = platform.uname()
-    info = {
+    return {
         "hostname": uname.node,
         "cpu_model": cpu_model(),
         "cores": os.cpu_count(),
@@ -181,32 +190,4 @@ def describe(backing=None):
         "timing_context": timing_context(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-    }
-    if backing is not None:
-        info["backing"] = describe_backing(backing)
-    return info
-
-
-def describe_backing(backing):
-    if "fs_type" in backing.notes:  # a mount made (and detached) for this run
-        mnt, fstype, opts = "(private)", backing.notes["fs_type"], backing.notes["mount_options"]
-    elif backing.kind == "memfd":
-        mnt, fstype, opts = "memfd", backing.notes.get("memfd_fs", "tmpfs"), ""
-    else:
-        mnt, fstype, opts = mount_of(os.path.dirname(os.path.abspath(backing.path)))
-    return {
-        "kind": backing.kind,
-        "path": backing.path,
-        "created_by_pagetax": backing.created,
-        "writable": backing.writable,
-        "map_sync": backing.map_sync,
-        "notes": backing.notes,
-        # A file someone else can name can be truncated under the mapping
-        # (SIGBUS); a device or DAX medium can report a media error.
-        "data_path_could_fault": not backing.created or backing.kind in ("dax", "devdax"),
-        "size_bytes": backing.size,
-        "fs_type": fstype,
-        "mount_point": mnt,
-        "mount_options": opts,
-        "mapping": mapping_page_size(smaps_of(backing.base)),
     }

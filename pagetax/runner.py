@@ -401,7 +401,8 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
             doc.update({
                 "schema": SCHEMA,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                "machine": dict(machine.describe(backing), cpu_features=cpu_features(),
+                "machine": dict(machine.describe(), backing=backings.describe(backing),
+                                cpu_features=cpu_features(),
                                 clock_ns=clock_cost_ns()),
                 "config": dict(dataclasses.asdict(cfg),
                                cold_method_resolved=cold if cfg.cache == "cold" else None,

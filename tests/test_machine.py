@@ -1,6 +1,6 @@
 """The machine description: smaps readings and page-size decisions."""
 import pagetax
-from pagetax import machine
+from pagetax import backings, machine
 
 
 def test_smaps_of_a_populated_backing():
@@ -8,7 +8,7 @@ def test_smaps_of_a_populated_backing():
         fields = machine.smaps_of(b.base)
         assert fields["Rss"] == 4 << 20  # every page populated before timing
         assert fields["KernelPageSize"] >= 4096
-        desc = machine.describe_backing(b)
+        desc = backings.describe(b)
         assert desc["fs_type"] == "tmpfs" and desc["size_bytes"] == 4 << 20
         assert desc["mapping"]["rss_bytes"] == 4 << 20
 
@@ -41,3 +41,9 @@ def test_bracketed_choice(tmp_path):
     f.write_text("always [madvise] never\n")
     assert machine._bracketed(str(f)) == "madvise"
     assert machine._bracketed(str(tmp_path / "missing")) is None
+
+
+def test_mount_of_is_one_of_the_mounts():
+    mounts = machine.mounts()
+    assert any(m[0] == "/" for m in mounts)
+    assert machine.mount_of("/dev/shm") in mounts and machine.mount_of("/dev/shm")[1] == "tmpfs"
