@@ -1,8 +1,6 @@
 """Threads: aggregate throughput and one thread's cost per segment, with
 every thread on its own pages (seq) or all on the same 64 (hot), where
 designs that count references bounce those counts between cores."""
-from pagetax import runner
-
 from . import common
 
 
@@ -16,7 +14,7 @@ class Threads:
     version = 2  # 2: clock-free totals, flush-based cold, segment-wise memcpy
 
     def setup_cache(self):
-        if "threads" not in runner.RunConfig.__dataclass_fields__:
+        if "threads" not in common.run_config().RunConfig.__dataclass_fields__:
             return None  # a commit from before threads: every combination is n/a
         return {n: common.run_threads(n) for n in common.THREADS}
 

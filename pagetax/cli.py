@@ -9,7 +9,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import extents as _ext
 from . import metadata as _metadata
-from . import report, runner
+from . import config, report, runner
+from . import rows as _rows
 from . import backings
 from .core import CACHE_MODES, COLD_METHODS, DESIGNS, OPS, TABLE_PAGES
 from .persist import PERSIST_MODES
@@ -99,7 +100,7 @@ def build_parser():
                 "against raw (address, length) vectors.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    d = runner.RunConfig()
+    d = config.RunConfig()
     r = sub.add_parser("run", help="run the benchmark matrix and print the table",
                        description="Run every design over the same extents and buffer; print "
                        "a table and write a JSON result file.")
@@ -161,7 +162,7 @@ def build_parser():
                    "(default: none)")
     r.add_argument("--persist-each", action="store_true",
                    help="SFENCE after every entry instead of once per I/O")
-    r.add_argument("--peers", type=_names("peer", runner.PEER_NAMES), default=[],
+    r.add_argument("--peers", type=_names("peer", config.PEER_NAMES), default=[],
                    help="libpmem: write rows through PMDK's pmem_memcpy_persist and "
                    "pmem_memcpy_nodrain + pmem_drain (loaded at run time); fio: rows from "
                    "fio's mmap engine on the same backing (if fio is installed)")
@@ -212,7 +213,7 @@ def build_parser():
 
 
 def _config(args):
-    return runner.RunConfig(designs=args.designs, ops=args.ops, patterns=args.patterns,
+    return config.RunConfig(designs=args.designs, ops=args.ops, patterns=args.patterns,
                             seg_sizes=args.seg_sizes, size=args.size, io_size=args.io_size,
                             repeat=args.repeat, warmup=args.warmup, cache=args.cache,
                             backing=args.backing, overwrite=args.overwrite, seed=args.seed,
@@ -228,7 +229,7 @@ def cmd_run(args, out, err):
     cfg.check()
     if args.json:
         report.check_json_path(args.json, args.force)  # fail before a long run, not after
-    rows = []
+    results = []
     doc = {}
     total = runner.steps(cfg)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -242,9 +243,9 @@ def cmd_run(args, out, err):
             progress.update(task, advance=1, description=design)
 
         def on_row(row):
-            progress.update(task, description=runner.row_label(row))
+            progress.update(task, description=_rows.row_label(row))
         try:
-            runner.run(cfg, rows, on_row, on_step, doc)
+            runner.run(cfg, results, on_row, on_step, doc)
         except (KeyboardInterrupt, _Terminated) as e:
             status = 130 if isinstance(e, KeyboardInterrupt) else 143
         except Interrupted:
@@ -255,11 +256,11 @@ def cmd_run(args, out, err):
             return status
         doc["partial"] = True
         doc["interrupted_by"] = "SIGINT" if status == 130 else "SIGTERM"
-        runner.add_ratios(rows)
-        if rows:
+        _rows.add_ratios(results)
+        if results:
             report.print_table(doc, out)
         path = report.write_json(doc, args.json or report.default_path(), force=args.force)
-        _say(f"pagetax: interrupted after {len(rows)} rows; partial results: {path}")
+        _say(f"pagetax: interrupted after {len(results)} rows; partial results: {path}")
         return status
     report.print_table(doc, out)
     for warning in doc.get("warnings", []):

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import pagetax
-import pagetax.runner
+import pagetax.config
 
 SMALL = ["--size", "16M", "--io-size", "1M", "--seg-sizes", "64,4K", "--repeat", "2",
          "--no-progress"]
@@ -21,7 +21,7 @@ def pagetax_cli(*args, cwd):
 def test_run_prints_table_and_writes_results(tmp_path):
     p = pagetax_cli("run", *SMALL, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    for design in pagetax.runner.DEFAULT_DESIGNS:
+    for design in pagetax.config.DEFAULT_DESIGNS:
         assert design in p.stdout
     assert "GB/s" in p.stdout and "x memcpy" in p.stdout
     files = list((tmp_path / "results").glob("pagetax-run-*.json"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pagetax
-from pagetax import backings, machine, peers, persist
+from pagetax import backings, fio, machine, peers, persist
 from helpers import data_view, expected_gather, expected_scatter, random_extents
 
 MIB = 1 << 20
@@ -220,13 +220,13 @@ def test_fio_rows_or_one_line_why(tmp_path):
              "--json", "r.json", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     rows = json.loads((tmp_path / "r.json").read_text())["results"]
-    if not peers.fio_available():
+    if not fio.available():
         assert "pagetax: warning: --peers fio: fio is not installed" in p.stderr
         assert {r["design"] for r in rows} == {"vec"}
         return
-    fio = [r for r in rows if r["design"] == "fio-mmap"]
-    assert {(r["op"], r["pattern"], r["seg_bytes"]) for r in fio} == {("read", "rand", 4096),
-                                                                      ("write", "rand", 4096)}
-    for r in fio:
+    mmap = [r for r in rows if r["design"] == "fio-mmap"]
+    assert {(r["op"], r["pattern"], r["seg_bytes"]) for r in mmap} == {("read", "rand", 4096),
+                                                                       ("write", "rand", 4096)}
+    for r in mmap:
         assert r["gbps"] > 0 and r["reps"] == 2 and r["ratio_vec"] is not None
         assert r["ns_per_seg"] == pytest.approx(r["io_bytes"] / r["gbps"] / r["segments"], rel=0.2)

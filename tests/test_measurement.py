@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import pagetax
-from pagetax import extents, machine, runner
+from pagetax import config, extents, machine, rows
 from pagetax.core import Measurement
 
 
@@ -30,12 +30,12 @@ def test_totals_and_ns_per_seg_come_from_the_wall_clock():
 
 
 def test_a_row_says_when_its_phases_do_not_add_up():
-    cfg = runner.RunConfig()
-    ok = runner.summarize(_measurement([[100, 800, 100]], 1, 0.0, [1000, 990, 1010]),
-                          "vec", "read", "seq", 64, cfg, {}, {})
+    cfg = config.RunConfig()
+    ok = rows.summarize(_measurement([[100, 800, 100]], 1, 0.0, [1000, 990, 1010]),
+                        "vec", "read", "seq", 64, cfg, {}, {})
     assert ok["phases_agree"] and ok["phases_note"] == ""
-    off = runner.summarize(_measurement([[100, 1800, 100]], 1, 0.0, [1000, 990, 1010]),
-                           "vec", "read", "seq", 64, cfg, {}, {})
+    off = rows.summarize(_measurement([[100, 1800, 100]], 1, 0.0, [1000, 990, 1010]),
+                         "vec", "read", "seq", 64, cfg, {}, {})
     assert not off["phases_agree"]
     assert "differs from the timed median (1000 ns) by more than the spread (20 ns)" in \
         off["phases_note"]
@@ -90,11 +90,11 @@ def test_the_roofline_copies_segment_by_segment(backing):
 
 
 def test_ratios_divide_by_the_roofline_row_not_by_a_name():
-    rows = [dict(op="read", pattern="seq", seg_bytes=64, design="vec", gbps=2.0),
+    cell = [dict(op="read", pattern="seq", seg_bytes=64, design="vec", gbps=2.0),
             dict(op="read", pattern="seq", seg_bytes=64, design="memcpy", gbps=4.0, roofline=True),
             dict(op="read", pattern="seq", seg_bytes=64, design="memcpy-glibc", gbps=8.0)]
-    runner.add_ratios(rows)
-    assert [r["ratio_memcpy"] for r in rows] == [0.5, 1.0, 2.0]
+    rows.add_ratios(cell)
+    assert [r["ratio_memcpy"] for r in cell] == [0.5, 1.0, 2.0]
 
 
 @pytest.mark.parametrize("pages", ["4K", "2M"])

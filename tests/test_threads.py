@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pagetax
-from pagetax import extents, peers
+from pagetax import extents, fio
 from helpers import SIZE, data_view, expected_gather, expected_scatter
 
 COPY_DESIGNS = [d for d in pagetax.DESIGNS if "contiguous" not in pagetax.core.design_flags(d)]
@@ -176,39 +176,39 @@ def test_cli_thread_errors_are_one_line(tmp_path, args, code, message):
 
 def test_fio_plan_follows_the_backing():
     engines = {"mmap", "libpmem", "dev-dax", "sync"}
-    plan, notes = peers.fio_plan("tmpfs", False, engines)
+    plan, notes = fio.plan("tmpfs", False, engines)
     assert plan == [("mmap", "fio-mmap")] and "needs a file on DAX" in notes[0]
-    plan, notes = peers.fio_plan("dax", True, engines)
+    plan, notes = fio.plan("dax", True, engines)
     assert plan == [("mmap", "fio-mmap"), ("libpmem", "fio-libpmem")] and notes == []
-    plan, notes = peers.fio_plan("devdax", False, engines)
+    plan, notes = fio.plan("devdax", False, engines)
     assert plan == [("dev-dax", "fio-dev-dax")] and "no fio-mmap rows on device DAX" in notes[0]
-    plan, notes = peers.fio_plan("dax", True, {"mmap"})
+    plan, notes = fio.plan("dax", True, {"mmap"})
     assert plan == [("mmap", "fio-mmap")]
     assert notes == ["--peers fio: this fio has no libpmem engine (fio --enghelp); "
                      "no fio-libpmem rows"]
 
 
 def test_fio_command_matches_the_workload():
-    cmd = peers.fio_command("libpmem", "F", 1 << 30, "write", "rand", 64, 1 << 20,
-                            threads=2, cpus=[1, 0])
+    cmd = fio.command("libpmem", "F", 1 << 30, "write", "rand", 64, 1 << 20,
+                      threads=2, cpus=[1, 0])
     assert {"--ioengine=libpmem", "--rw=randwrite", "--offset=0", "--size=1073741824",
             "--bs=64", "--numjobs=2", "--thread", "--io_size=1048576", "--cpus_allowed=0,1",
             "--cpus_allowed_policy=split"} <= set(cmd)
-    hot = peers.fio_command("mmap", "F", 1 << 30, "read", "hot", 64, 1 << 20,
-                            hot_bytes=64 * 4096)
+    hot = fio.command("mmap", "F", 1 << 30, "read", "hot", 64, 1 << 20,
+                      hot_bytes=64 * 4096)
     assert {"--rw=randread", "--offset=0", "--size=262144", "--norandommap"} <= set(hot)
     assert not any(a.startswith("--numjobs") for a in hot)
     assert not any(a.startswith("--offset_increment") for a in hot + cmd)
 
 
-@pytest.mark.skipif(not peers.fio_available(), reason="fio is not installed")
+@pytest.mark.skipif(not fio.available(), reason="fio is not installed")
 def test_fio_mmap_writes_where_pagetax_expects(tmp_path):
     """The reason fio runs from offset 0 over the whole file: its mmap engine
     puts an --offset run's bytes at the start of the file.  If a fio release
-    fixes that, this test says so and fio_command can use offsets again."""
+    fixes that, this test says so and fio.command can use offsets again."""
     f = tmp_path / "f"
     f.write_bytes(bytes(4 << 20))
-    cmd = peers.fio_command("mmap", str(f), 2 << 20, "write", "seq", 4096, 1 << 20, loops=1)
+    cmd = fio.command("mmap", str(f), 2 << 20, "write", "seq", 4096, 1 << 20, loops=1)
     cmd[cmd.index("--offset=0")] = "--offset=2097152"
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     data = np.fromfile(f, np.uint8)

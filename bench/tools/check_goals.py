@@ -43,7 +43,8 @@ import time
 import numpy as np
 
 import pagetax
-from pagetax import compare, core, machine, peers, persist, runner
+from pagetax import compare, config, core, fio, machine, peers, persist, runner
+from pagetax.rows import summarize
 from pagetax.sizes import format_size
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -197,11 +198,11 @@ def goal_persist_vs_libpmem(reps):
 
 
 def goal_fio(reps):
-    if not peers.fio_available():
+    if not fio.available():
         return skipped("fio is not installed")
     criterion("none: context.  fio pays per-I/O engine costs (io_u setup, its own timing, "
               "one buffer per I/O) that pagetax does not")
-    cfg = runner.RunConfig(designs=["vec"], ops=["read"], patterns=["rand"],
+    cfg = config.RunConfig(designs=["vec"], ops=["read"], patterns=["rand"],
                            seg_sizes=[64, 4096], repeat=max(3, reps // 2), peers=["fio"])
     rows = []
     runner.run(cfg, rows)
@@ -284,8 +285,8 @@ def goal_clock_free(reps):
         for per_io in (0, 16, 1):
             m = att.run("read", ext, buf, reps=reps, phase_reps=reps, warmup=1,
                         segs_per_io=per_io)
-            rows[per_io] = runner.summarize(m, "vec", "read", "rand", 64,
-                                            runner.RunConfig(cache="warm"), {}, {})
+            rows[per_io] = summarize(m, "vec", "read", "rand", 64,
+                                     config.RunConfig(cache="warm"), {}, {})
             per = {k: v / m.segments for k, v in rows[per_io]["phase_ns"].items()}
             print(f"  --segs-per-io {per_io:2}: total {rows[per_io]['ns_per_seg']:5.1f} ns/seg; "
                   f"build {per['build']:5.1f}, copy {per['copy']:5.1f}, release "
