@@ -16,7 +16,6 @@ _abi.cdef("""
     const char *pmem_check_version(unsigned major_required, unsigned minor_required);
 """)
 _loaded = None
-LIBPMEM_ROWS = ("libpmem", "libpmem-nodrain")
 
 
 def load_libpmem():

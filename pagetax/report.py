@@ -105,7 +105,7 @@ def table(doc):
         ph = r["phase_ns"]
         n = r["segments"] / r.get("threads", 1)  # phases are one (the mean) thread's
         phases = [f"{ph[k] / n:.1f}" for k in ("build", "copy", "release")]
-        if r["design"].startswith("fio"):  # no phases: fio times whole I/Os
+        if not r.get("phases", True):  # a peer that times whole I/Os (fio)
             phases = ["-", "-", "-"]
         extra = []
         if threads > 1:

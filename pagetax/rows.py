@@ -8,7 +8,6 @@ bytes counts N, not 2N.  GB = 10^9, so GB/s is simply bytes per ns.
 import numpy as np
 
 from . import metadata as _meta
-from . import peers
 from .core import design_entry_bytes, design_flags
 from .sizes import format_size
 from .stats import median_ci
@@ -112,12 +111,13 @@ def metadata_record(att, backing):
 
 def persistence_record(design, op, cfg, resolved, durable, m):
     """What a row's scatter did to make its stores persistent."""
-    if design in peers.LIBPMEM_ROWS:
+    flags = design_flags(design)
+    if "peer" in flags:  # a libpmem row
         return {"mode": design, "fences": m.fences, "persistent": durable,
                 "note": "libpmem flushes as it chooses; --persist does not apply"}
     if op != "write" or cfg.persist == "none":
         return {"mode": "none"}
-    if "own_persist" in design_flags(design):
+    if "own_persist" in flags:
         return {"mode": "its own path", "note": "--persist does not apply (pwritev)"}
     return {"mode": cfg.persist, "resolved": resolved, "fence_per": "entry" if cfg.persist_each else "io",
             "lines_flushed": m.lines_flushed, "fences": m.fences,

@@ -11,7 +11,7 @@ from . import extents as _ext
 from . import metadata as _meta
 from . import rows as _rows
 from .config import thread_cpus
-from .core import (aligned_buffer, clock_cost_ns, cold_description, cold_method,
+from .core import (PEERS, aligned_buffer, clock_cost_ns, cold_description, cold_method,
                    common_layout, design_flags, eviction_buffer)
 from .errors import PagetaxError
 from .persist import cpu_features, persist_code, resolve_persist
@@ -58,7 +58,8 @@ def steps(cfg):
     fio rows advance the bar by their row)."""
     per = cfg.repeat + (1 if cfg.warmup else 0)  # one step per C call
     writes = sum(1 for op, _, _ in cells(cfg) if op == "write")
-    return per * (len(cells(cfg)) * len(cfg.designs) + writes * 2 * ("libpmem" in cfg.peers))
+    libpmem_rows = len(PEERS) if "libpmem" in cfg.peers else 0
+    return per * (len(cells(cfg)) * len(cfg.designs) + writes * libpmem_rows)
 
 
 def measure_cell(attachments, op, ext, buf, cfg, evict, on_step=None, persist=0, cpus=None,
@@ -115,7 +116,7 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
         if "libpmem" in cfg.peers:
             try:
                 peers.load_libpmem()
-                peer_rows = list(peers.LIBPMEM_ROWS) if "write" in cfg.ops else []
+                peer_rows = list(PEERS) if "write" in cfg.ops else []
             except OSError as e:
                 warnings.append(f"--peers libpmem: {e}; no libpmem rows")
         fio_plan, notes = fio.plan_for(backing) if "fio" in cfg.peers else ([], [])

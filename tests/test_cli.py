@@ -40,7 +40,7 @@ def test_run_prints_table_and_writes_results(tmp_path):
                     "ns_per_seg", "reps", "phase_ns", "spread_pct", "working_set"):
             assert key in r
         assert r["reps"] == 2 and len(r["rep_total_ns"]) == 2
-        assert r["phase_reps"] == 1 and len(r["reps_ns"]) == 1
+        assert r["phases"] is True and r["phase_reps"] == 1 and len(r["reps_ns"]) == 1
         assert set(r["phase_ns"]) == {"build", "copy", "release"}
         assert r["clock_ns"] > 0 and isinstance(r["phases_agree"], bool)
         assert r["cold"]["method"] == doc["config"]["cold_method_resolved"]

@@ -240,6 +240,9 @@ def test_fio_rows_from_a_fake_fio(tmp_path):
     [row] = [r for r in json.loads((tmp_path / "r.json").read_text())["results"]
              if r["design"] == "fio-mmap"]
     assert row["gbps"] == 2.0 and row["threads"] == 2
+    assert row["phases"] is False  # fio times whole I/Os: the table shows no split
+    [line] = [ln.split() for ln in p.stdout.splitlines() if "fio-mmap" in ln]
+    assert line[line.index("fio-mmap") + 6:][:3] == ["-", "-", "-"]  # build, copy, release
     assert row["ns_per_seg"] == pytest.approx(1e9 / 250000)  # per thread: 2 jobs at 500k IOPS
     args = (tmp_path / "args").read_text().split()
     assert "--numjobs=2" in args and "--ioengine=mmap" in args and "--rw=randread" in args

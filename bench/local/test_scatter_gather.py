@@ -21,22 +21,24 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # bench/co
 import common  # noqa: E402
 
 import pagetax  # noqa: E402
-from pagetax import metadata  # noqa: E402
+from pagetax import rows  # noqa: E402
 from pagetax.sizes import format_size  # noqa: E402
 
 ROUNDS = 7
 
 
-def _check_bytes(design, op, ext, buf):
-    """A sample of the segments moved must be where numpy says."""
+def _check_bytes(design, ext, buf):
+    """A sample of the segments moved must be where numpy says: a contiguous
+    design's are packed from the start of the data area."""
     view = common.backing().view()
     off0 = common.data_area()[0]
+    contiguous = "contiguous" in pagetax.core.design_flags(design)
     rng = np.random.default_rng(0)
     lens = ext["len"].astype(np.int64)
     pos = np.concatenate(([0], np.cumsum(lens)[:-1]))
     for i in rng.choice(len(ext), size=min(64, len(ext)), replace=False):
         o, n, p = int(ext["off"][i]), int(lens[i]), int(pos[i])
-        src = view[off0 + p:off0 + p + n] if design == "memcpy" else view[off0 + o:off0 + o + n]
+        src = view[off0 + p:off0 + p + n] if contiguous else view[off0 + o:off0 + o + n]
         np.testing.assert_array_equal(buf[p:p + n], src)
 
 
@@ -60,12 +62,11 @@ def test_copy(benchmark, design, op, pattern, seg):
             att.run(op, common.extents(pattern, seg), common.buffer(), reps=1, phase_reps=3,
                     cache="cold", **common._cold_kw()).phases, axis=0).tolist())),
         metadata_allocated_bytes=att.meta_bytes,
-        metadata_percent=metadata.model(design).footprint(
-            common.BACKING_BYTES if design == "altmap" else att.data_bytes)["percent"],
+        metadata_percent=rows.metadata_record(att, common.backing())["percent"],
         per_io_bytes=m.vector_bytes,
     )
     if op == "read":
-        _check_bytes(design, op, common.extents(pattern, seg), common.buffer())
+        _check_bytes(design, common.extents(pattern, seg), common.buffer())
 
 
 @pytest.mark.parametrize("threads", common.THREADS)
@@ -87,7 +88,7 @@ def test_threads(benchmark, design, pattern, seg, threads):
         thread_gbps=m.thread_gbps(),
         ns_per_seg=m.ns_per_seg()[0],      # one thread's time per segment
     )
-    if design != "memcpy":
+    if "contiguous" not in pagetax.core.design_flags(design):  # those copy their own parts
         view = common.backing().view()[common.data_area()[0]:]
         for ext, buf in zip(common.thread_extents(pattern, seg, threads),
                             common.thread_buffers(threads)):
