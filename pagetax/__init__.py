@@ -5,17 +5,39 @@
         ext = pagetax.extents.generate("rand", 4096, 64 << 20, b.size, seed=1)
         buf = np.empty(64 << 20, np.uint8)
         pagetax.gather(b, "page", ext, buf)
+
+The names below are imported when first used (PEP 562), so that readers of
+result files (`pagetax compare`, plot, report) never load the C core.
 """
-from . import extents
-from .backings import Backing
-from .core import (CACHE_MODES, DESIGNS, OPS, Attachment, Measurement, aligned_buffer, design_entry_bytes, design_metadata, eviction_buffer, gather, scatter)
-from .errors import BackingError, ExtentError, Interrupted, PagetaxError
-from .extents import EXTENT_DTYPE
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Attachment", "Backing", "aligned_buffer", "eviction_buffer", "BackingError", "CACHE_MODES", "DESIGNS", "EXTENT_DTYPE",
-    "ExtentError", "Interrupted", "Measurement", "OPS", "PagetaxError", "design_entry_bytes",
-    "design_metadata", "extents", "gather", "scatter",
-]
+_HOME = {
+    "Attachment": "core", "CACHE_MODES": "core", "DESIGNS": "core", "Measurement": "core",
+    "OPS": "core", "aligned_buffer": "core", "design_entry_bytes": "core",
+    "design_metadata": "core", "eviction_buffer": "core", "gather": "core", "scatter": "core",
+    "Backing": "backings", "EXTENT_DTYPE": "extents",
+    "BackingError": "errors", "ExtentError": "errors", "Interrupted": "errors",
+    "PagetaxError": "errors",
+}
+
+__all__ = sorted(_HOME) + ["extents"]
+
+
+def __getattr__(name):
+    if name in _HOME:
+        value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    else:  # a submodule (pagetax.core, pagetax.extents, ...) not imported yet
+        try:
+            value = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

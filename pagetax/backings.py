@@ -19,6 +19,7 @@ import tempfile
 import numpy as np
 
 from ._core import ffi, lib
+from .core import Attachment  # one way only: core takes any backing, imports nothing from here
 from .errors import BackingError, raise_for
 from . import machine
 from .machine import mount_of, thp_settings
@@ -133,7 +134,6 @@ class Backing:
         [data_off, data_off + data_bytes), or the design's own by default.
         DRAM tables are mapped with 2 MiB pages as vmemmap is, where THP
         allows; table_pages="4K" asks for 4 KiB pages."""
-        from .core import Attachment  # core builds on backings, never the other way
         return Attachment(self, design, data_off, data_bytes, table_pages)
 
     def close(self):

@@ -1,4 +1,8 @@
-"""The pagetax command line: `pagetax run` (also `python -m pagetax run`)."""
+"""The pagetax command line: `pagetax run` (also `python -m pagetax run`).
+
+Only `run` loads the C core: the other commands read result files or the
+metadata model, so the modules that load it are imported where run needs
+them, never at the top."""
 import argparse
 import os
 import signal
@@ -7,13 +11,7 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import extents as _ext
-from . import metadata as _metadata
-from . import config, report, runner
-from . import rows as _rows
-from . import backings
-from .core import CACHE_MODES, COLD_METHODS, DESIGNS, OPS, TABLE_PAGES
-from .persist import PERSIST_MODES
+from . import report
 from .errors import Interrupted, PagetaxError
 from .sizes import format_size, parse_size
 
@@ -95,20 +93,71 @@ def _cpus(text):
     return cpus
 
 
-def build_parser():
+def build_parser(command="run"):
+    """The command line.  `run`'s options name what the C core offers, so
+    they are added only when `command` is "run"; main learns the command
+    first, from a parser without them."""
     p = _Parser(prog="pagetax", description="What struct page costs scatter-gather I/O, "
                 "against raw (address, length) vectors.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    d = config.RunConfig()
     r = sub.add_parser("run", help="run the benchmark matrix and print the table",
                        description="Run every design over the same extents and buffer; print "
-                       "a table and write a JSON result file.")
+                       "a table and write a JSON result file.", add_help=command == "run")
+    if command == "run":
+        _run_options(r)
+
+    pl = sub.add_parser("plot", help="draw a run's throughput, ns/segment and metadata",
+                        description="Throughput and ns per segment against segment size, one "
+                        "line per design, per op and pattern (log axes); metadata bytes per "
+                        "capacity as bars.  Needs matplotlib: pip install 'pagetax[plot]'.")
+    pl.add_argument("results", metavar="RESULTS.json")
+    pl.add_argument("-o", "--output", required=True, metavar="DIR")
+    pl.add_argument("--format", choices=("png", "svg"), default="png")
+
+    rp = sub.add_parser("report", help="write one static HTML page for a run",
+                        description="Table, plots, metadata and machine on one page that works "
+                        "opened from disk.")
+    rp.add_argument("results", metavar="RESULTS.json")
+    rp.add_argument("-o", "--output", required=True, metavar="DIR")
+
+    c = sub.add_parser("compare", help="compare two run results row by row",
+                       description="B against A: the GB/s ratio per matching row, with a 95% "
+                       "bootstrap interval over the repetitions; a change is significant only "
+                       "when the whole interval lies beyond --min-change.")
+    c.add_argument("a", metavar="A.json")
+    c.add_argument("b", metavar="B.json")
+    c.add_argument("--fail-above", type=float, metavar="PERCENT",
+                   help="exit 1 if a row got significantly slower by more than PERCENT")
+    c.add_argument("--absolute", action="store_true",
+                   help="judge each row by its own B/A, not against the drift of its cell")
+    c.add_argument("--min-change", type=float, default=5.0, metavar="PCT",
+                   help="smallest change called significant, in percent: the drift between "
+                   "runs that the repetitions within a run do not show (default: 5)")
+
+    m = sub.add_parser("metadata", help="what each design keeps per capacity and per I/O",
+                       description="The metadata model of every design, and of the vmemmap "
+                       "reduction schemes, at the capacities given.")
+    m.add_argument("--capacity", type=_size("--capacity"), action="append", metavar="SIZE",
+                   help="capacity, repeatable (default: 400GB, the 2015 thread's DIMM); "
+                   "G/GiB are powers of 2, GB of 10")
+    m.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    m.add_argument("--force", action="store_true", help="replace an existing --json file")
+    return p
+
+
+def _run_options(r):
+    from . import config
+    from .backings import PAGE_SIZES
+    from .core import CACHE_MODES, COLD_METHODS, DESIGNS, OPS, TABLE_PAGES
+    from .extents import PATTERNS
+    from .persist import PERSIST_MODES
+    d = config.RunConfig()
     r.add_argument("--designs", type=_names("design", DESIGNS), default=d.designs,
                    help=f"comma list (default: {','.join(d.designs)})")
     r.add_argument("--ops", type=_names("op", OPS), default=d.ops,
                    help="read (gather) and/or write (scatter) (default: read,write)")
-    r.add_argument("--patterns", type=_names("pattern", _ext.PATTERNS), default=d.patterns,
+    r.add_argument("--patterns", type=_names("pattern", PATTERNS), default=d.patterns,
                    help="seq, rand and/or hot: every thread reads the same --hot-pages "
                    "pages (default: seq,rand)")
     r.add_argument("--seg-sizes", type=_sizes, default=d.seg_sizes,
@@ -153,7 +202,7 @@ def build_parser():
                    "the CPUs this process may use when CPUS is left out")
     r.add_argument("--hot-pages", type=_count("--hot-pages", 1), default=d.hot_pages,
                    metavar="N", help="pages the hot pattern shares among threads (default: 64)")
-    r.add_argument("--page-size", choices=backings.PAGE_SIZES, default=d.page_size,
+    r.add_argument("--page-size", choices=PAGE_SIZES, default=d.page_size,
                    help="the backing's mapping page size (default: 4K); 2M on tmpfs uses hugetlb "
                    "pages, a private huge=always tmpfs (root) or MADV_HUGEPAGE")
     r.add_argument("--persist", choices=PERSIST_MODES, default=d.persist,
@@ -173,46 +222,9 @@ def build_parser():
     r.add_argument("--plot", action="store_true",
                    help="also draw the plots, next to the result file (needs matplotlib)")
 
-    pl = sub.add_parser("plot", help="draw a run's throughput, ns/segment and metadata",
-                        description="Throughput and ns per segment against segment size, one "
-                        "line per design, per op and pattern (log axes); metadata bytes per "
-                        "capacity as bars.  Needs matplotlib: pip install 'pagetax[plot]'.")
-    pl.add_argument("results", metavar="RESULTS.json")
-    pl.add_argument("-o", "--output", required=True, metavar="DIR")
-    pl.add_argument("--format", choices=("png", "svg"), default="png")
-
-    rp = sub.add_parser("report", help="write one static HTML page for a run",
-                        description="Table, plots, metadata and machine on one page that works "
-                        "opened from disk.")
-    rp.add_argument("results", metavar="RESULTS.json")
-    rp.add_argument("-o", "--output", required=True, metavar="DIR")
-
-    c = sub.add_parser("compare", help="compare two run results row by row",
-                       description="B against A: the GB/s ratio per matching row, with a 95% "
-                       "bootstrap interval over the repetitions; a change is significant only "
-                       "when the whole interval lies beyond --min-change.")
-    c.add_argument("a", metavar="A.json")
-    c.add_argument("b", metavar="B.json")
-    c.add_argument("--fail-above", type=float, metavar="PERCENT",
-                   help="exit 1 if a row got significantly slower by more than PERCENT")
-    c.add_argument("--absolute", action="store_true",
-                   help="judge each row by its own B/A, not against the drift of its cell")
-    c.add_argument("--min-change", type=float, default=5.0, metavar="PCT",
-                   help="smallest change called significant, in percent: the drift between "
-                   "runs that the repetitions within a run do not show (default: 5)")
-
-    m = sub.add_parser("metadata", help="what each design keeps per capacity and per I/O",
-                       description="The metadata model of every design, and of the vmemmap "
-                       "reduction schemes, at the capacities given.")
-    m.add_argument("--capacity", type=_size("--capacity"), action="append", metavar="SIZE",
-                   help="capacity, repeatable (default: 400GB, the 2015 thread's DIMM); "
-                   "G/GiB are powers of 2, GB of 10")
-    m.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    m.add_argument("--force", action="store_true", help="replace an existing --json file")
-    return p
-
 
 def _config(args):
+    from . import config
     return config.RunConfig(designs=args.designs, ops=args.ops, patterns=args.patterns,
                             seg_sizes=args.seg_sizes, size=args.size, io_size=args.io_size,
                             repeat=args.repeat, warmup=args.warmup, cache=args.cache,
@@ -225,6 +237,8 @@ def _config(args):
 
 
 def cmd_run(args, out, err):
+    from . import rows as _rows
+    from . import runner
     cfg = _config(args)
     cfg.check()
     if args.json:
@@ -275,6 +289,7 @@ def cmd_run(args, out, err):
 
 
 def cmd_metadata(args, out, err):
+    from . import metadata as _metadata
     capacities = args.capacity or [_metadata.SEED_CAPACITY]
     if args.json:
         report.check_json_path(args.json, args.force)
@@ -381,8 +396,9 @@ def _machines_differ(a, b):
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(_glue_negative_values(sys.argv[1:] if argv is None else argv))
+    argv = _glue_negative_values(sys.argv[1:] if argv is None else argv)
+    command = build_parser(command=None).parse_known_args(argv)[0].command
+    args = build_parser(command).parse_args(argv)
 
     def on_term(signum, frame):
         raise _Terminated()

@@ -166,6 +166,21 @@ def test_compare_and_stats_load_no_runner_or_core():
         assert not mods & {"runner", "core", "_core", "cli", "pagetax"}, (name, mods)
 
 
+def test_compare_never_loads_the_c_core(tmp_path):
+    """Result files are read where the core may not even build: neither the
+    module nor the command may load it (pagetax/__init__ imports lazily)."""
+    (tmp_path / "a.json").write_text(json.dumps(A))
+    code = ("import sys, pagetax.compare\n"
+            "assert 'pagetax._core' not in sys.modules, 'import pagetax.compare loaded it'\n"
+            "from pagetax import cli\n"
+            "status = cli.main(['compare', 'a.json', 'a.json'])\n"
+            "assert 'pagetax._core' not in sys.modules, 'pagetax compare loaded it'\n"
+            "sys.exit(status)\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+
+
 def _cli(tmp_path, *args):
     return subprocess.run([sys.executable, "-m", "pagetax", "compare", *args], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
