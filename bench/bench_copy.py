@@ -2,7 +2,7 @@
 from . import common
 
 
-class _Copy:
+class _Copy(common.Benchmark):
     """One repetition per sample, cold: setup makes it cold untimed (flush
     the lines it will touch, scrub the TLB), as pagetax run does."""
     params = [common.DESIGNS, common.SEG_SIZES, common.PATTERNS]
@@ -34,7 +34,7 @@ class Scatter(_Copy):
         self.call()
 
 
-class Throughput:
+class Throughput(common.Benchmark):
     """GB/s and ns per segment as `pagetax run` measures them: every design
     over the same extents, repetitions round-robin, cold cache, timed in C,
     median of common.REPS.  Measured once per commit in setup_cache."""

@@ -6,12 +6,10 @@ from pagetax import metadata
 from . import common
 
 
-class TableBytes:
+class TableBytes(common.Benchmark):
     """Descriptor bytes the engine allocates for 1 GiB of backing."""
     params = [common.DESIGNS]
     param_names = ["design"]
-    timeout = 120
-    version = 1
 
     def setup(self, design):
         common.skip_unless_available(design)
@@ -31,7 +29,7 @@ class TableBytes:
     track_device_bytes_per_gib.unit = "bytes"
 
 
-class VectorBytes:
+class VectorBytes(common.Benchmark):
     """Vector bytes the engine builds for a 1 MiB I/O of aligned segments."""
     params = [common.DESIGNS, common.META_SEG_SIZES]
     param_names = ["design", "seg_bytes"]
@@ -50,13 +48,11 @@ class VectorBytes:
     track_bytes_per_mib_io.unit = "bytes"
 
 
-class AttachPeakMemory:
+class AttachPeakMemory(common.Benchmark):
     """Peak RSS while a design's table is attached to a 1 GiB tmpfs backing
     (the backing's own resident pages included, alike for every design)."""
     params = [common.DESIGNS]
     param_names = ["design"]
-    timeout = 120
-    version = 1
 
     def setup(self, design):
         common.skip_unless_available(design)

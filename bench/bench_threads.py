@@ -4,7 +4,7 @@ designs that count references bounce those counts between cores."""
 from . import common
 
 
-class Threads:
+class Threads(common.Benchmark):
     """`pagetax run --threads N --pin --ops read`, cold cache, median of
     common.REPS; measured once per commit in setup_cache."""
     params = [common.THREAD_DESIGNS, common.THREAD_SEG_SIZES, common.THREAD_PATTERNS,

@@ -141,3 +141,11 @@ def run_config():
     except ImportError:
         from pagetax import runner as config
     return config
+
+
+class Benchmark:
+    """The base of every asv benchmark class: how many seconds asv gives one
+    before it stops it, and the version of what it measures (a class whose
+    meaning changed overrides it, so that asv starts a new history)."""
+    timeout = 120
+    version = 1

@@ -1,9 +1,23 @@
-"""Shared test helpers (imported as `helpers`; pytest puts tests/ on sys.path)."""
+"""Shared test helpers (imported as `helpers`: pyproject.toml puts tests/ on
+pytest's pythonpath)."""
+import subprocess
+import sys
+
 import numpy as np
 
 import pagetax
 
 SIZE = 8 << 20  # 2048 pages: small enough for many tests, big enough to cross pages
+CLI = [sys.executable, "-m", "pagetax"]
+# A run of a few seconds: a small backing, 1 MiB repetitions, two sizes, two of each.
+SMALL = ["--size", "16M", "--io-size", "1M", "--seg-sizes", "64,4K", "--repeat", "2",
+         "--no-progress"]
+
+
+def cli(*args, cwd=None, env=None, timeout=300):
+    """`pagetax ARGS` in a subprocess, as a user runs it."""
+    return subprocess.run([*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def random_extents(rng, space, n, max_len=3 * 4096 + 100):

@@ -1,25 +1,15 @@
 """`pagetax run` end to end, in a subprocess, as a user runs it."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-import pagetax
 import pagetax.config
-
-SMALL = ["--size", "16M", "--io-size", "1M", "--seg-sizes", "64,4K", "--repeat", "2",
-         "--no-progress"]
-
-
-def pagetax_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "pagetax", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+from helpers import SMALL, cli
 
 
 def test_run_prints_table_and_writes_results(tmp_path):
-    p = pagetax_cli("run", *SMALL, cwd=tmp_path)
+    p = cli("run", *SMALL, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     for design in pagetax.config.DEFAULT_DESIGNS:
         assert design in p.stdout
@@ -74,13 +64,13 @@ def test_json_path_and_no_clobber(tmp_path):
     out = tmp_path / "r.json"
     args = ["run", *SMALL, "--designs", "vec,memcpy", "--ops", "read", "--patterns", "seq",
             "--seg-sizes", "4K", "--json", str(out)]
-    assert pagetax_cli(*args, cwd=tmp_path).returncode == 0
+    assert cli(*args, cwd=tmp_path).returncode == 0
     first = out.read_text()
-    p = pagetax_cli(*args, cwd=tmp_path)
+    p = cli(*args, cwd=tmp_path)
     assert p.returncode == 1
     assert p.stderr.strip() == f"pagetax: error: --json {out}: exists; pass --force to replace it"
     assert out.read_text() == first
-    assert pagetax_cli(*args, "--force", cwd=tmp_path).returncode == 0
+    assert cli(*args, "--force", cwd=tmp_path).returncode == 0
 
 
 @pytest.mark.parametrize("args, code, message", [
@@ -110,7 +100,7 @@ def test_json_path_and_no_clobber(tmp_path):
     ([], 2, "the following arguments are required: COMMAND"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, args, code, message):
-    p = pagetax_cli(*args, cwd=tmp_path)
+    p = cli(*args, cwd=tmp_path)
     assert p.returncode == code
     assert "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
@@ -122,16 +112,16 @@ def test_existing_backing_with_data_is_not_written(tmp_path):
     f = tmp_path / "data.bin"
     f.write_bytes(b"\x5a" * (4 << 20))
     args = ("run", "--backing", str(f), "--size", "4M", "--io-size", "64K", "--seg-sizes", "4K")
-    p = pagetax_cli(*args, cwd=tmp_path)
+    p = cli(*args, cwd=tmp_path)
     assert p.returncode == 1
     assert "already holds data, so pagetax only reads it; drop 'write' from --ops or pass --overwrite" in p.stderr
-    p = pagetax_cli(*args, "--ops", "read", cwd=tmp_path)
+    p = cli(*args, "--ops", "read", cwd=tmp_path)
     assert p.returncode == 1
     assert ("is read-only to pagetax, and altmap keeps its descriptors on the backing; "
             "drop altmap from --designs or pass --overwrite") in p.stderr
-    p = pagetax_cli(*args, "--ops", "read", "--designs", "vec,page,huge,memcpy,kernel",
-                    "--repeat", "1", "--no-progress", "--json", str(tmp_path / "r.json"),
-                    cwd=tmp_path)
+    p = cli(*args, "--ops", "read", "--designs", "vec,page,huge,memcpy,kernel",
+            "--repeat", "1", "--no-progress", "--json", str(tmp_path / "r.json"),
+            cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert f.read_bytes() == b"\x5a" * (4 << 20)
     doc = json.loads((tmp_path / "r.json").read_text())
@@ -140,10 +130,10 @@ def test_existing_backing_with_data_is_not_written(tmp_path):
 
 
 def test_segs_per_io_cuts_repetitions_into_ios(tmp_path):
-    p = pagetax_cli("run", "--size", "16M", "--io-size", "1M", "--seg-sizes", "64",
-                    "--patterns", "rand", "--ops", "read", "--designs", "vec,page",
-                    "--segs-per-io", "256", "--repeat", "1", "--no-progress", "--json", "r.json",
-                    cwd=tmp_path)
+    p = cli("run", "--size", "16M", "--io-size", "1M", "--seg-sizes", "64",
+            "--patterns", "rand", "--ops", "read", "--designs", "vec,page",
+            "--segs-per-io", "256", "--repeat", "1", "--no-progress", "--json", "r.json",
+            cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["config"]["segs_per_io"] == 256

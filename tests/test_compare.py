@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pagetax import compare, stats
+from helpers import cli
 
 IO = 1 << 30
 
@@ -181,29 +182,25 @@ def test_compare_never_loads_the_c_core(tmp_path):
     assert p.returncode == 0, p.stderr
 
 
-def _cli(tmp_path, *args):
-    return subprocess.run([sys.executable, "-m", "pagetax", "compare", *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
-
-
 def test_compare_command(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(A))
     (tmp_path / "b.json").write_text(json.dumps(B))
-    p = _cli(tmp_path, "a.json", "b.json")
+    p = cli("compare", "a.json", "b.json", cwd=tmp_path)
     assert p.returncode == 0 and "not significant" in p.stdout and "0.750" in p.stdout
     assert "95% CI" in p.stdout
     row = {r["key"][0]: r for r in compare.compare(A, B)[0]}["page"]
     assert f"{row['ci_low']:.2f}-{row['ci_high']:.2f}" in p.stdout
     assert "2 rows are in only one of the two files" in p.stderr
-    p = _cli(tmp_path, "a.json", "b.json", "--fail-above", "10")
+    p = cli("compare", "a.json", "b.json", "--fail-above", "10", cwd=tmp_path)
     assert p.returncode == 1 and "REGRESSION" in p.stdout
     assert "1 rows got slower by more than 10.0%" in p.stderr
     # a 30 % band swallows the -25 %: no longer significant, so no regression
-    p = _cli(tmp_path, "a.json", "b.json", "--fail-above", "10", "--min-change", "40")
+    p = cli("compare", "a.json", "b.json", "--fail-above", "10", "--min-change", "40",
+            cwd=tmp_path)
     assert p.returncode == 0 and "REGRESSION" not in p.stdout
     better = copy.deepcopy(A)
     (tmp_path / "same.json").write_text(json.dumps(better))
-    assert _cli(tmp_path, "a.json", "same.json", "--fail-above", "1").returncode == 0
+    assert cli("compare", "a.json", "same.json", "--fail-above", "1", cwd=tmp_path).returncode == 0
 
 
 @pytest.mark.parametrize("files, message", [
@@ -220,7 +217,7 @@ def test_compare_errors(tmp_path, files, message):
     norep = copy.deepcopy(A)
     del norep["results"][0]["reps_ns"], norep["results"][0]["rep_total_ns"]
     (tmp_path / "norep.json").write_text(json.dumps(norep))
-    p = _cli(tmp_path, *files)
+    p = cli("compare", *files, cwd=tmp_path)
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and message in p.stderr
 
@@ -232,10 +229,10 @@ def test_compare_command_reports_drift_and_other_machines(tmp_path):
     b["machine"] = {"cpu_model": "Intel Xeon", "hostname": "two", "llc_bytes": 480 << 20}
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(b))
-    p = _cli(tmp_path, "a.json", "b.json")
+    p = cli("compare", "a.json", "b.json", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "every row of read rand 4K (1 thread) moved -20%" in p.stderr
     assert "different machines (AMD EPYC, one and Intel Xeon, two)" in p.stderr
     assert "REGRESSION" not in p.stdout and "vs cell" in p.stdout
-    p = _cli(tmp_path, "a.json", "b.json", "--absolute", "--fail-above", "10")
+    p = cli("compare", "a.json", "b.json", "--absolute", "--fail-above", "10", cwd=tmp_path)
     assert p.returncode == 1 and "5 rows got slower by more than 10.0%" in p.stderr

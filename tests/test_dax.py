@@ -2,23 +2,16 @@
 files (this machine class has no pmem): the decisions and the errors."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import pagetax
 from pagetax import backings, fio, machine, peers, persist
-from helpers import data_view, expected_gather, expected_scatter, random_extents
+from helpers import cli, data_view, expected_gather, expected_scatter, random_extents
 
 MIB = 1 << 20
 FLUSHING = ["clwb", "clflushopt", "clflush", "nt", "auto"]
-
-
-def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "pagetax", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_map_sync_refused_on_tmpfs_names_the_file_system():
@@ -46,8 +39,8 @@ def test_auto_falls_back_to_tmpfs_and_says_so(monkeypatch):
 
 
 def test_auto_on_this_machine_is_recorded_in_results(tmp_path):
-    p = _cli("run", "--backing", "auto", "--size", "8M", "--io-size", "1M", "--seg-sizes", "4K",
-             "--designs", "vec", "--repeat", "1", "--no-progress", "--json", "r.json", cwd=tmp_path)
+    p = cli("run", "--backing", "auto", "--size", "8M", "--io-size", "1M", "--seg-sizes", "4K",
+            "--designs", "vec", "--repeat", "1", "--no-progress", "--json", "r.json", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     b = json.loads((tmp_path / "r.json").read_text())["machine"]["backing"]
     assert "auto" in b["notes"] and b["kind"] in ("tmpfs", "dax", "devdax")
@@ -166,9 +159,9 @@ def test_lines_flushed_and_fences_are_counted(backing):
 
 
 def test_libpmem_peer_rows_or_one_line_why(tmp_path):
-    p = _cli("run", "--peers", "libpmem", "--size", "8M", "--io-size", "1M", "--seg-sizes", "4K",
-             "--designs", "vec", "--patterns", "rand", "--repeat", "1", "--no-progress",
-             "--json", "r.json", cwd=tmp_path)
+    p = cli("run", "--peers", "libpmem", "--size", "8M", "--io-size", "1M", "--seg-sizes", "4K",
+            "--designs", "vec", "--patterns", "rand", "--repeat", "1", "--no-progress",
+            "--json", "r.json", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     doc = json.loads((tmp_path / "r.json").read_text())
     designs = {(r["design"], r["op"]) for r in doc["results"]}
@@ -186,9 +179,9 @@ def test_libpmem_peer_rows_or_one_line_why(tmp_path):
 
 
 def test_run_marks_flushes_on_tmpfs_not_persistent(tmp_path):
-    p = _cli("run", "--persist", "auto", "--size", "8M", "--io-size", "1M", "--seg-sizes", "4K",
-             "--designs", "vec,kernel", "--ops", "write", "--patterns", "seq", "--repeat", "1",
-             "--no-progress", "--json", "r.json", cwd=tmp_path)
+    p = cli("run", "--persist", "auto", "--size", "8M", "--io-size", "1M", "--seg-sizes", "4K",
+            "--designs", "vec,kernel", "--ops", "write", "--patterns", "seq", "--repeat", "1",
+            "--no-progress", "--json", "r.json", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "not persistent: flush cost on DRAM" in p.stdout.replace("\n", " ")
     doc = json.loads((tmp_path / "r.json").read_text())
@@ -209,15 +202,15 @@ def test_run_marks_flushes_on_tmpfs_not_persistent(tmp_path):
      "pagetax: error: devdax:/dev/dax7.7: no such device"),
 ])
 def test_bad_dax_options(tmp_path, args, message):
-    p = _cli("run", *args, cwd=tmp_path)
+    p = cli("run", *args, cwd=tmp_path)
     assert p.returncode in (1, 2) and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and message in p.stderr
 
 
 def test_fio_rows_or_one_line_why(tmp_path):
-    p = _cli("run", "--peers", "fio", "--size", "16M", "--io-size", "1M", "--seg-sizes", "4K",
-             "--designs", "vec", "--patterns", "rand", "--repeat", "2", "--no-progress",
-             "--json", "r.json", cwd=tmp_path)
+    p = cli("run", "--peers", "fio", "--size", "16M", "--io-size", "1M", "--seg-sizes", "4K",
+            "--designs", "vec", "--patterns", "rand", "--repeat", "2", "--no-progress",
+            "--json", "r.json", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     rows = json.loads((tmp_path / "r.json").read_text())["results"]
     if not fio.available():

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import pagetax
 from pagetax import metadata
+from helpers import CLI
 
 MIB = 1 << 20
 
@@ -62,7 +63,7 @@ def test_interrupt_stops_fast_keeps_results_and_cleans_up(tmp_path, sig, code, n
     before = _shm()
     # vec first: its rows finish early; kernel's random 64 B repetitions are
     # over a second each, so the signal lands in the middle of a C call.
-    p = subprocess.Popen([sys.executable, "-m", "pagetax", "run", "--no-progress",
+    p = subprocess.Popen([*CLI, "run", "--no-progress",
                           "--designs", "vec,kernel", "--ops", "read,write", "--patterns", "rand",
                           "--seg-sizes", "4K,64", "--size", "256M", "--repeat", "5",
                           "--json", "r.json"],
@@ -84,7 +85,7 @@ def test_interrupt_stops_fast_keeps_results_and_cleans_up(tmp_path, sig, code, n
 
 def test_concurrent_runs_do_not_collide(tmp_path):
     before = _shm()
-    procs = [subprocess.Popen([sys.executable, "-m", "pagetax", "run", "--no-progress",
+    procs = [subprocess.Popen([*CLI, "run", "--no-progress",
                                "--designs", "vec,page", "--size", "16M", "--io-size", "1M",
                                "--seg-sizes", "4K", "--repeat", "2", "--json", f"r{i}.json"],
                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

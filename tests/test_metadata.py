@@ -1,14 +1,12 @@
 """The metadata model against hand-computed figures, the C core, and RSS."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import pagetax
 from pagetax import metadata as md
-from helpers import assert_moves_right_bytes
+from helpers import assert_moves_right_bytes, cli
 
 MIB, GIB, TIB = 1 << 20, 1 << 30, 1 << 40
 DATA_PATH = [m for m in md.MODELS.values() if m.data_path and not m.peer]
@@ -161,14 +159,9 @@ def test_altmap_refuses_a_read_only_backing(tmp_path):
     assert f.read_bytes() == b"\1" * (8 * MIB)
 
 
-def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "pagetax", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
-
-
 def test_metadata_command(tmp_path):
-    p = _cli("metadata", "--capacity", "400GB", "--capacity", "1TiB", "--json", "m.json",
-             cwd=tmp_path)
+    p = cli("metadata", "--capacity", "400GB", "--capacity", "1TiB", "--json", "m.json",
+            cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "6,250,000,000" in p.stdout and "1.5625 %" in p.stdout
     assert 'its "6.4 GB"' in p.stdout and "6,400,000,000" in p.stdout
@@ -184,7 +177,7 @@ def test_metadata_command(tmp_path):
 
 
 def test_metadata_default_capacity_is_the_seed(tmp_path):
-    p = _cli("metadata", cwd=tmp_path)
+    p = cli("metadata", cwd=tmp_path)
     assert p.returncode == 0 and "400,000,000,000 bytes" in p.stdout
 
 
@@ -196,6 +189,6 @@ def test_metadata_default_capacity_is_the_seed(tmp_path):
     ("99999999999T", "does not fit in 64 bits"),
 ])
 def test_bad_capacities(tmp_path, capacity, message):
-    p = _cli("metadata", "--capacity", capacity, cwd=tmp_path)
+    p = cli("metadata", "--capacity", capacity, cwd=tmp_path)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and message in p.stderr

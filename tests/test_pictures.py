@@ -3,38 +3,31 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 
 import pytest
 
+from helpers import SMALL, cli
+
 pytest.importorskip("matplotlib")
 
-SMALL = ["--size", "16M", "--io-size", "1M", "--seg-sizes", "64,4K", "--repeat", "1",
-         "--designs", "vec,page,memcpy", "--no-progress"]
+AWAY = tempfile.gettempdir()  # from the source tree, whose pagetax/ may have no compiled core
 
 
 @pytest.fixture(scope="module")
 def run_file(tmp_path_factory):
     d = tmp_path_factory.mktemp("run")
-    p = subprocess.run([sys.executable, "-m", "pagetax", "run", *SMALL, "--plot",
-                        "--json", str(d / "r.json")], cwd=d, capture_output=True, text=True,
-                       timeout=300)
+    p = cli("run", *SMALL, "--repeat", "1", "--designs", "vec,page,memcpy", "--plot",
+            "--json", str(d / "r.json"), cwd=d)
     assert p.returncode == 0, p.stderr
     for name in ("throughput", "ns_per_seg", "metadata"):  # run --plot drew them
         assert (d / "r-plots" / f"{name}.png").stat().st_size > 10_000
     return d / "r.json"
 
 
-def _cli(*args):
-    # Away from the source tree, whose pagetax/ has no compiled core.
-    return subprocess.run([sys.executable, "-m", "pagetax", *args], cwd=tempfile.gettempdir(),
-                          capture_output=True, text=True, timeout=300)
-
-
 @pytest.mark.parametrize("fmt, magic", [("png", b"\x89PNG"), ("svg", b"<?xml")])
 def test_plot_command(run_file, tmp_path, fmt, magic):
-    p = _cli("plot", str(run_file), "-o", str(tmp_path / "p"), "--format", fmt)
+    p = cli("plot", str(run_file), "-o", str(tmp_path / "p"), "--format", fmt, cwd=AWAY)
     assert p.returncode == 0, p.stderr
     for name in ("throughput", "ns_per_seg", "metadata"):
         data = (tmp_path / "p" / f"{name}.{fmt}").read_bytes()
@@ -44,14 +37,14 @@ def test_plot_command(run_file, tmp_path, fmt, magic):
 
 
 def test_plot_errors(tmp_path):
-    p = _cli("plot", str(tmp_path / "none.json"), "-o", str(tmp_path))
+    p = cli("plot", str(tmp_path / "none.json"), "-o", str(tmp_path), cwd=AWAY)
     assert p.returncode == 1 and "none.json: No such file or directory" in p.stderr
     assert "Traceback" not in p.stderr
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="no chromium (Debian: apt-get install chromium)")
 def test_report_page_opens_from_disk_in_chromium(run_file, tmp_path):
-    p = _cli("report", str(run_file), "-o", str(tmp_path / "rep"))
+    p = cli("report", str(run_file), "-o", str(tmp_path / "rep"), cwd=AWAY)
     assert p.returncode == 0, p.stderr
     page = tmp_path / "rep" / "index.html"
     # The browser must not inherit the sanitizer runtime the CI pass preloads.

@@ -11,7 +11,7 @@ import pytest
 
 import pagetax
 from pagetax import extents, metadata
-from helpers import SIZE, data_view, random_extents
+from helpers import SIZE, random_extents
 
 COUNTING = [d for d in pagetax.DESIGNS if "refcounts" in pagetax.core.design_flags(d)]
 

@@ -3,14 +3,13 @@ descriptor tables, pinning, errors that name the thread, and the hot pattern."""
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import pagetax
 from pagetax import extents, fio
-from helpers import SIZE, data_view, expected_gather, expected_scatter
+from helpers import CLI, SIZE, SMALL, cli, data_view, expected_gather, expected_scatter
 
 COPY_DESIGNS = [d for d in pagetax.DESIGNS if "contiguous" not in pagetax.core.design_flags(d)]
 
@@ -125,18 +124,10 @@ def test_per_thread_extents():
         extents.generate("hot", 8192, 1 << 20, 3 << 20, hot_bytes=4096)
 
 
-SMALL = ["--size", "16M", "--io-size", "1M", "--repeat", "2", "--no-progress"]
-
-
-def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "pagetax", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
-
-
 def test_cli_threads_pin_and_hot(tmp_path):
-    p = _cli("run", *SMALL, "--designs", "vec,page,memcpy", "--ops", "read", "--patterns",
-             "seq,hot", "--seg-sizes", "64", "--threads", "2", "--pin", "--json", "r.json",
-             cwd=tmp_path)
+    p = cli("run", *SMALL, "--designs", "vec,page,memcpy", "--ops", "read", "--patterns",
+            "seq,hot", "--seg-sizes", "64", "--threads", "2", "--pin", "--json", "r.json",
+            cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "2 threads" in p.stdout and "per thread" in p.stdout
     doc = json.loads((tmp_path / "r.json").read_text())
@@ -148,12 +139,12 @@ def test_cli_threads_pin_and_hot(tmp_path):
         assert r["io_bytes"] == 2 << 20 and r["segments"] == 2 * (1 << 20) // 64
         assert r["gbps"] == pytest.approx(r["io_bytes"] / np.median(r["rep_wall_ns"]))
         assert len(r["thread_reps_ns"]) == 2
-    c = _cli("compare", "r.json", "r.json", cwd=tmp_path)
+    c = cli("compare", "r.json", "r.json", cwd=tmp_path)
     assert c.returncode == 0 and "threads" in c.stdout and "1.000" in c.stdout
-    one = _cli("run", *SMALL, "--designs", "vec", "--ops", "read", "--patterns", "seq",
-               "--seg-sizes", "64", "--json", "one.json", cwd=tmp_path)
+    one = cli("run", *SMALL, "--designs", "vec", "--ops", "read", "--patterns", "seq",
+              "--seg-sizes", "64", "--json", "one.json", cwd=tmp_path)
     assert one.returncode == 0, one.stderr
-    c = _cli("compare", "one.json", "r.json", cwd=tmp_path)
+    c = cli("compare", "one.json", "r.json", cwd=tmp_path)
     assert c.returncode == 1 and ("have no rows in common (1 against 2 threads: rows match only "
                                   "at the same thread count)") in c.stderr.replace("\n", "")
 
@@ -169,7 +160,7 @@ def test_cli_threads_pin_and_hot(tmp_path):
      "segment size 1048576 is larger than the hot set of 64 pages"),
 ])
 def test_cli_thread_errors_are_one_line(tmp_path, args, code, message):
-    p = _cli("run", *SMALL, *args, cwd=tmp_path)
+    p = cli("run", *SMALL, *args, cwd=tmp_path)
     assert p.returncode == code and "Traceback" not in p.stderr
     assert message in p.stderr and len(p.stderr.strip().splitlines()) <= 2
 
@@ -232,10 +223,9 @@ def test_fio_rows_from_a_fake_fio(tmp_path):
     env = _fake_fio(tmp_path, f"echo \"$@\" >> {tmp_path}/args\n"
                               "echo '{\"jobs\": [{\"error\": 0, \"read\": {\"bw_bytes\": "
                               "2000000000, \"iops\": 500000}}]}'\n")
-    p = subprocess.run([sys.executable, "-m", "pagetax", "run", *SMALL, "--designs", "vec",
-                        "--ops", "read", "--patterns", "rand", "--seg-sizes", "4K",
-                        "--threads", "2", "--peers", "fio", "--json", "r.json"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    p = cli("run", *SMALL, "--designs", "vec", "--ops", "read", "--patterns", "rand",
+            "--seg-sizes", "4K", "--threads", "2", "--peers", "fio", "--json", "r.json",
+            cwd=tmp_path, env=env)
     assert p.returncode == 0, p.stderr
     [row] = [r for r in json.loads((tmp_path / "r.json").read_text())["results"]
              if r["design"] == "fio-mmap"]
@@ -267,7 +257,7 @@ def test_sigbus_in_one_thread_ends_the_run_not_the_process(tmp_path):
 def test_interrupt_stops_every_thread(tmp_path):
     import signal
     import time
-    p = subprocess.Popen([sys.executable, "-m", "pagetax", "run", "--no-progress",
+    p = subprocess.Popen([*CLI, "run", "--no-progress",
                           "--designs", "vec,kernel", "--ops", "read", "--patterns", "rand",
                           "--seg-sizes", "4K,64", "--size", "256M", "--repeat", "5",
                           "--threads", "2", "--json", "r.json"],
@@ -285,10 +275,8 @@ def test_interrupt_stops_every_thread(tmp_path):
 
 def test_a_failing_fio_is_a_warning_not_an_error(tmp_path):
     env = _fake_fio(tmp_path, "echo 'fio: engine mmap not loadable' >&2; exit 1\n")
-    p = subprocess.run([sys.executable, "-m", "pagetax", "run", *SMALL, "--designs", "vec",
-                        "--ops", "read", "--patterns", "rand", "--seg-sizes", "4K",
-                        "--peers", "fio", "--json", "r.json"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    p = cli("run", *SMALL, "--designs", "vec", "--ops", "read", "--patterns", "rand",
+            "--seg-sizes", "4K", "--peers", "fio", "--json", "r.json", cwd=tmp_path, env=env)
     assert p.returncode == 0 and "Traceback" not in p.stderr
     assert ("pagetax: warning: --peers fio: read rand 4K: fio --ioengine=mmap failed: "
             "fio: engine mmap not loadable; no fio-mmap row") in p.stderr.replace("\n", " ")

@@ -11,18 +11,13 @@ untimed (pedantic's setup).  extra_info carries the C core's own figures.
 Under the plain test command (--benchmark-disable) each runs once and its
 bytes are checked against numpy, so the suite cannot rot.
 """
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # bench/common.py
-import common  # noqa: E402
-
-import pagetax  # noqa: E402
-from pagetax import rows  # noqa: E402
-from pagetax.sizes import format_size  # noqa: E402
+import common  # bench/common.py: pyproject.toml puts bench/ on pytest's pythonpath
+import pagetax
+from pagetax import rows
+from pagetax.sizes import format_size
 
 ROUNDS = 7
 
