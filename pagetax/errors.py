@@ -21,7 +21,8 @@ class BackingError(PagetaxError):
 
 
 class Interrupted(PagetaxError):
-    """SIGINT or SIGTERM stopped a run in the core (PT_EINTR)."""
+    """The core stopped a run for SIGINT or SIGTERM (PT_EINTR) and Python's
+    own handler raised nothing first (in the main thread it usually does)."""
 
 
 def raise_for(rc, err, prefix="", cls=None):
