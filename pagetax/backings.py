@@ -19,7 +19,7 @@ import tempfile
 import numpy as np
 
 from ._core import ffi, lib
-from .core import Attachment  # one way only: core takes any backing, imports nothing from here
+from .core import Attachment, Closing  # one way: core imports nothing from here
 from .errors import BackingError, raise_for
 from . import machine
 from .machine import mount_of, thp_settings
@@ -30,7 +30,7 @@ MNT_DETACH = 2
 SCRATCH_PREFIX = "pagetax-"
 
 
-class Backing:
+class Backing(Closing):
     """A memory-mapped file that the designs copy to and from.
 
     Files pagetax creates are unlinked as soon as they are open, so no exit
@@ -143,17 +143,6 @@ class Backing:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
-
-
 
 
 def parse_spec(spec):

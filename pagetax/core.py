@@ -117,6 +117,20 @@ def design_metadata(name, capacity):
     return int(out.dram_bytes), int(out.device_bytes)
 
 
+class Closing:
+    """The owner of a C object, freed by close(): at the end of a `with`
+    block, or when the owner is collected."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
 class Measurement:
     """What one run saw, built whole from the C core's figures.
 
@@ -338,7 +352,7 @@ def _check_table_fits(design, data_bytes):
                            f"{data_bytes} bytes of backing, more than MemAvailable ({avail} bytes)")
 
 
-class Attachment:
+class Attachment(Closing):
     """A design attached to a backing: its descriptor table, if it has one."""
 
     def __init__(self, backing, design, data_off=0, data_bytes=0, table_pages="2M"):
@@ -458,15 +472,6 @@ class Attachment:
         if self._ptr != ffi.NULL:
             lib.pt_detach(self._ptr)
             self._ptr = ffi.NULL
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
 
 class _Held:
