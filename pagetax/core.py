@@ -1,6 +1,6 @@
-"""The Python face of the C core: backings, design attachments, runs.
-
-C error codes become exceptions here, with the message the core wrote.
+"""The Python face of the C core: the design registry (names, flags,
+layouts, metadata), attachments of a design to a backing (backings.py), and
+runs.  C error codes become exceptions through errors.raise_for.
 """
 import mmap
 import time
