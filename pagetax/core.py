@@ -110,6 +110,21 @@ def common_layout(designs, size):
     return start, end - start
 
 
+def design_table(name):
+    """(descriptor bytes, data bytes per descriptor) of a refcounting design's
+    table, as C declares them; (0, 0) without a table."""
+    desc, granule = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+    lib.pt_design_table(design_id(name), desc, granule)
+    return int(desc[0]), int(granule[0])
+
+
+def design_entries(name, ext):
+    """Vector entries one build of `ext` makes, as the design counts them."""
+    _ext.check_array(ext)
+    c_ext = ffi.from_buffer("struct pt_extent[]", ext) if len(ext) else ffi.NULL
+    return int(lib.pt_design_entries(design_id(name), c_ext, len(ext)))
+
+
 def design_metadata(name, capacity):
     """(DRAM bytes, device bytes) a design keeps for `capacity` bytes."""
     out = ffi.new("struct pt_metadata *")

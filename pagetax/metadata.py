@@ -29,6 +29,7 @@ Sources
 The vmemmap's own page-table pages are not counted for any design.
 """
 import dataclasses
+import functools
 from typing import Callable, Optional
 
 import numpy as np
@@ -71,6 +72,7 @@ class Model:
     desc_granule: int = PAGE        # ... per this many bytes of data
     peer: bool = False              # a library to compare with, not a design
     one_entry: bool = False         # one entry per I/O, whatever its extents
+    count: Optional[Callable] = None  # entries(ext), where C counts them
 
     def footprint(self, capacity):
         dram, device = self.dram(capacity), self.device(capacity)
@@ -79,6 +81,8 @@ class Model:
 
     def entries(self, ext):
         """Vector entries for a request's extents (with page splitting)."""
+        if self.count:
+            return self.count(ext)
         if self.one_entry:
             return 1
         if self.split is None:
@@ -127,10 +131,38 @@ MODELS = {m.name: m for m in (
 
 
 def model(name):
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ValueError(f"no metadata model for {name!r}") from None
+    """The model with sources above, or else what the core declares."""
+    found = MODELS.get(name) or _declared(name)
+    if found is None:
+        raise ValueError(f"no metadata model for {name!r}")
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def _declared(name):
+    """A design the core has and this file does not yet: its static bytes
+    (the C metadata op), entry size, entry count and table geometry, as C
+    declares them, so a new design needs no Python to be measured.  Its
+    source says it is uncited until it gets an entry in MODELS."""
+    from . import core  # only here: the models above need no C
+    if name not in core.DESIGNS + core.PEERS:
+        return None
+    desc, granule = core.design_table(name)
+    return Model(name, lambda cap: core.design_metadata(name, cap)[0],
+                 lambda cap: core.design_metadata(name, cap)[1],
+                 core.design_entry_bytes(name), None, True,
+                 "declared by the core (csrc/design_*.c); no cited model yet",
+                 desc, granule or PAGE, peer="peer" in core.design_flags(name),
+                 count=lambda ext: core.design_entries(name, ext))
+
+
+def models(with_core=False):
+    """Every model; with_core adds the core's designs that have none above."""
+    found = list(MODELS.values())
+    if with_core:
+        from . import core
+        found += [_declared(d) for d in core.DESIGNS + core.PEERS if d not in MODELS]
+    return found
 
 
 def aligned_request(io_bytes, seg_bytes):
@@ -146,7 +178,7 @@ def table(capacity, io_bytes=MIB, seg_sizes=(4096, 64)):
     """Every model's footprint for one capacity, and its bytes per I/O."""
     requests = {seg: aligned_request(io_bytes, seg) for seg in seg_sizes}
     rows = []
-    for m in MODELS.values():
+    for m in models(with_core=True):
         if m.peer:
             continue
         row = {"design": m.name, "data_path": m.data_path, **m.footprint(capacity),

@@ -192,3 +192,20 @@ def test_bad_capacities(tmp_path, capacity, message):
     p = cli("metadata", "--capacity", capacity, cwd=tmp_path)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and message in p.stderr
+
+
+def test_every_core_design_has_a_cited_model():
+    """The fallback (a model from what C declares) is for a design being
+    added; every design that has landed has a cited model."""
+    assert {m.name for m in md.models(with_core=True)} == set(md.MODELS)
+
+
+@pytest.mark.parametrize("design", ["vec", "page", "huge", "sgl", "memcpy-glibc"])
+def test_what_the_core_declares_matches_the_cited_model(design, rng):
+    cited, declared = md.MODELS[design], md._declared(design)
+    assert declared.source.startswith("declared by the core")
+    ext = pagetax.extents.make(rng.integers(0, 5 * MIB, 200), rng.integers(1, 300_000, 200))
+    assert declared.entries(ext) == cited.entries(ext)
+    assert declared.per_io_bytes(ext) == cited.per_io_bytes(ext)
+    assert declared.footprint(GIB + 12345 * 4096) == cited.footprint(GIB + 12345 * 4096)
+    assert (declared.desc_bytes, declared.desc_granule) == (cited.desc_bytes, cited.desc_granule)
