@@ -15,12 +15,13 @@ import os
 import secrets
 import stat
 import tempfile
+import weakref
 
 import numpy as np
 
 from ._core import ffi, lib
 from .core import Attachment, Closing  # one way: core imports nothing from here
-from .errors import BackingError, raise_for
+from .errors import BackingError, PagetaxError, raise_for
 from . import machine
 from .machine import mount_of, thp_settings
 
@@ -28,6 +29,35 @@ PAGE_SIZES = ("4K", "2M")
 HUGE = 2 << 20
 MNT_DETACH = 2
 SCRATCH_PREFIX = "pagetax-"
+
+
+class _Mapping:
+    """The core's mapping of a backing.  Unmapped once its Backing is closed
+    and no numpy view of it is left, so that no order of close(), views and
+    garbage collection can leave a view pointing at unmapped memory."""
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+        self.closed = False
+        self.views = 0
+
+    def track(self, arr):
+        self.views += 1
+        weakref.finalize(arr, self._view_gone)
+        return arr
+
+    def _view_gone(self):
+        self.views -= 1
+        self._unmap_if_unused()
+
+    def close(self):
+        self.closed = True
+        self._unmap_if_unused()
+
+    def _unmap_if_unused(self):
+        if self.closed and not self.views and self.ptr != ffi.NULL:
+            lib.pt_backing_unmap(self.ptr)
+            self.ptr = ffi.NULL
 
 
 class Backing(Closing):
@@ -57,6 +87,8 @@ class Backing(Closing):
             self.fd = -1
             raise_for(rc, err, prefix=f"{path}: ", cls=BackingError)
         self._ptr = out[0]
+        self._mapping = _Mapping(self._ptr)
+        self._attachments = weakref.WeakSet()
         self.size = size
         self.map_sync = bool(lib.pt_backing_map_sync(self._ptr))
         self.base = int(ffi.cast("uintptr_t", lib.pt_backing_base(self._ptr)))
@@ -122,23 +154,32 @@ class Backing(Closing):
 
     # -- use ---------------------------------------------------------------
     def view(self):
-        """The mapping as a numpy uint8 array (read-only unless writable)."""
+        """The mapping as a numpy uint8 array (read-only unless writable).
+        It stays valid after close(): the memory goes with the last view."""
+        if self._ptr == ffi.NULL:
+            raise PagetaxError(f"{self.path}: the backing is closed")
         arr = np.frombuffer(ffi.buffer(ffi.cast("uint8_t *", self.base), self.size), np.uint8)
         if not self.writable:
             arr = arr.view()
             arr.flags.writeable = False
-        return arr
+        return self._mapping.track(arr)
 
     def attach(self, design, data_off=0, data_bytes=0, table_pages="2M"):
         """A design's descriptors for this backing; the data area is
         [data_off, data_off + data_bytes), or the design's own by default.
         DRAM tables are mapped with 2 MiB pages as vmemmap is, where THP
         allows; table_pages="4K" asks for 4 KiB pages."""
-        return Attachment(self, design, data_off, data_bytes, table_pages)
+        att = Attachment(self, design, data_off, data_bytes, table_pages)
+        self._attachments.add(att)
+        return att
 
     def close(self):
+        """Detach every attachment still open, then unmap (once no view is
+        left) and close the file."""
+        for att in list(getattr(self, "_attachments", ())):
+            att.close()
         if self._ptr != ffi.NULL:
-            lib.pt_backing_unmap(self._ptr)
+            self._mapping.close()
             self._ptr = ffi.NULL
         if self.fd >= 0:
             os.close(self.fd)

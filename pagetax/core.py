@@ -294,7 +294,13 @@ class PreparedRun:
         c = self.calls_planned
         return self.phase_reps * (call + 1) // c - self.phase_reps * call // c
 
+    def _check_open(self):
+        att = self._keep[0]
+        if att._ptr == ffi.NULL or att.backing._ptr == ffi.NULL:
+            raise PagetaxError(f"{att.design}: the attachment or its backing is closed")
+
     def __call__(self):
+        self._check_open()
         if self.calls >= self.calls_planned:
             raise PagetaxError("this PreparedRun has made all its calls")
         at = self.calls * self.reps
@@ -324,6 +330,7 @@ class PreparedRun:
         it starts (flush its lines, scrub the TLB, on every thread's CPU),
         for a harness that times the call itself (asv, pytest-benchmark).
         Prepare with cache="warm" so the call adds no cold start of its own."""
+        self._check_open()
         cfg = self._cfg
         saved = (cfg.cache, cfg.cold_only, cfg.phase_reps, cfg.probe)
         cfg.cache, cfg.cold_only, cfg.phase_reps, cfg.probe = _CACHE_CODE["cold"], 1, 0, 0
@@ -441,12 +448,14 @@ class Attachment(Closing):
             raise PagetaxError(f"{self.design}: the attachment is closed")
 
     def entries(self, ext):
+        self._check_open()
         _ext.check_array(ext)
         return int(lib.pt_vector_entries(self._ptr, ffi.from_buffer("struct pt_extent[]", ext),
                                          ext.shape[0]))
 
     def validate_in_c(self, ext, buf_bytes):
         """Only the C validator (for tests): raises what the core refuses."""
+        self._check_open()
         err = ffi.new("struct pt_error *")
         c_ext = ffi.from_buffer("struct pt_extent[]", ext) if len(ext) else ffi.NULL
         total = ffi.new("uint64_t *")
