@@ -144,6 +144,11 @@ class Backing(Closing):
                 raise BackingError(f"{path}: cannot open for writing: {e.strerror}") from None
             return cls(fd, size, writable=True, reserve=True, created=False, **kw)
         if st.st_size < size or size == 0:
+            if not _plainly_scratch(path, st):
+                raise BackingError(f"{path}: holds {st.st_size} bytes, fewer than the {size} "
+                                   "needed, and does not look like a benchmark file (it is "
+                                   "small, another user's, or a system file); check the path: "
+                                   "pagetax will not grow or write it")
             raise BackingError(f"{path}: holds {st.st_size} bytes, fewer than the {size} "
                                "needed; pagetax does not grow an existing file without --overwrite")
         try:
@@ -184,6 +189,19 @@ class Backing(Closing):
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+SYSTEM_DIRS = ("/etc", "/usr", "/boot", "/proc", "/sys", "/dev", "/bin", "/sbin", "/lib",
+               "/lib64", "/var/lib")
+SCRATCH_MIN_BYTES = 1 << 20  # a file smaller than this is a user's, not a backing
+
+
+def _plainly_scratch(path, st):
+    """Is an existing file plainly a scratch or benchmark file, so that a
+    hint towards --overwrite cannot send a mistyped path to destruction?"""
+    real = os.path.realpath(path)
+    system = any(real == d or real.startswith(d + "/") for d in SYSTEM_DIRS)
+    return not system and st.st_uid == os.geteuid() and st.st_size >= SCRATCH_MIN_BYTES
 
 
 def parse_spec(spec):

@@ -135,19 +135,26 @@ def print_table(doc, console=None):
     print_wide(console or Console(), table(doc), 156 if threads else 140)
 
 
-def default_path(directory="results"):
+DEFAULT_DIR = "results"
+
+
+def default_path(directory=DEFAULT_DIR):
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return os.path.join(directory, f"pagetax-run-{stamp}-{os.getpid()}.json")
 
 
 def check_json_path(path, force=False):
-    """Refuse a result path that cannot or must not be written."""
+    """Refuse a result path that cannot or must not be written.  Only the
+    default folder (results/, beside where pagetax runs) is created; a
+    folder in a path the user gave must exist, as --backing's must."""
     path = os.path.abspath(path)
     if os.path.isdir(path):
         raise PagetaxError(f"--json {path}: is a directory")
     if os.path.exists(path) and not force:
         raise PagetaxError(f"--json {path}: exists; pass --force to replace it")
     directory = os.path.dirname(path)
+    if not os.path.isdir(directory) and directory != os.path.abspath(DEFAULT_DIR):
+        raise PagetaxError(f"--json {path}: folder {directory} does not exist; create it first")
     try:
         os.makedirs(directory, exist_ok=True)
         with tempfile.TemporaryFile(dir=directory):

@@ -94,7 +94,13 @@ def test_json_path_and_no_clobber(tmp_path):
     (["run", "--backing", "/nonexistent-dir/x", "--size", "1M", "--io-size", "64K"], 1,
      "pagetax: error: /nonexistent-dir/x: parent directory /nonexistent-dir does not exist"),
     (["run", "--backing", "/", "--size", "1M", "--io-size", "64K"], 1, "/: is a directory"),
-    (["run", "--json", "/proc/nope/r.json"], 1, "pagetax: error: --json /proc/nope/r.json: cannot write there"),
+    (["run", "--json", "/proc/nope/r.json"], 1,
+     "pagetax: error: --json /proc/nope/r.json: folder /proc/nope does not exist; create it first"),
+    (["run", "--json", "/nonexistent-dir/sub/r.json"], 1,
+     "--json /nonexistent-dir/sub/r.json: folder /nonexistent-dir/sub does not exist"),
+    (["run", "--backing", "/etc/hostname", "--size", "1M", "--io-size", "64K"], 1,
+     "does not look like a benchmark file (it is small, another user's, or a system file); "
+     "check the path: pagetax will not grow or write it"),
     (["run", "--json", "/proc/r.json"], 1, "pagetax: error: --json /proc/r.json: cannot write there"),
     (["bogus"], 2, "argument COMMAND: invalid choice: 'bogus'"),
     ([], 2, "the following arguments are required: COMMAND"),
@@ -140,3 +146,19 @@ def test_segs_per_io_cuts_repetitions_into_ios(tmp_path):
     for r in doc["results"]:
         assert r["ios"] == 16384 // 256 and r["entries"] == 16384
         assert r["metadata"]["per_io_bytes"] == 256 * 16
+
+
+def test_a_missing_json_folder_is_refused_not_created(tmp_path):
+    p = cli("run", *SMALL, "--json", str(tmp_path / "no" / "such" / "r.json"), cwd=tmp_path)
+    assert p.returncode == 1 and "folder" in p.stderr and "does not exist" in p.stderr
+    assert not (tmp_path / "no").exists()
+
+
+def test_no_overwrite_hint_for_a_file_that_is_not_plainly_scratch(tmp_path):
+    small = tmp_path / "notes.txt"
+    small.write_text("a user's file")
+    p = cli("run", *SMALL, "--backing", str(small), cwd=tmp_path)
+    assert p.returncode == 1 and "--overwrite" not in p.stderr
+    assert "check the path: pagetax will not grow or write it" in p.stderr
+    assert small.read_text() == "a user's file"
+
