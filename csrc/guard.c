@@ -12,18 +12,29 @@
 volatile sig_atomic_t pt_stop;
 static struct sigaction prev_int, prev_term;
 
-/* Note the stop for the C loops, then let the handler that was there (the
- * Python interpreter's) do what it does, so Python raises as usual. */
-static void on_stop(int sig)
+/* Hand a signal to the handler that was there, in its own calling
+ * convention; with none (SIG_DFL), do what the default would: reinstall it
+ * and raise again, so the process ends as it would have. */
+static void chain(const struct sigaction *prev, int sig, siginfo_t *si, void *ctx)
 {
-    const struct sigaction *prev = sig == SIGINT ? &prev_int : &prev_term;
-    pt_stop = 1;
-    if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN)
-        prev->sa_handler(sig);
-    else if (prev->sa_handler == SIG_DFL) {
+    if (prev->sa_flags & SA_SIGINFO) {
+        if (prev->sa_sigaction)
+            prev->sa_sigaction(sig, si, ctx);
+    } else if (prev->sa_handler == SIG_DFL || (prev->sa_handler == SIG_IGN && sig == SIGBUS)) {
+        /* a fault cannot be ignored: returning would fault again, forever */
         signal(sig, SIG_DFL);
         raise(sig);
+    } else if (prev->sa_handler != SIG_IGN) {
+        prev->sa_handler(sig);
     }
+}
+
+/* Note the stop for the C loops, then let the handler that was there (the
+ * Python interpreter's) do what it does, so Python raises as usual. */
+static void on_stop(int sig, siginfo_t *si, void *ctx)
+{
+    pt_stop = 1;
+    chain(sig == SIGINT ? &prev_int : &prev_term, sig, si, ctx);
 }
 
 /*
@@ -47,7 +58,8 @@ int pt_guard_enter(void)
         struct sigaction sa;
         memset(&sa, 0, sizeof(sa));
         sigemptyset(&sa.sa_mask);
-        sa.sa_handler = on_stop;
+        sa.sa_sigaction = on_stop;
+        sa.sa_flags = SA_SIGINFO;
         pt_stop = 0;
         if (sigaction(SIGINT, &sa, &prev_int) || sigaction(SIGTERM, &sa, &prev_term))
             rc = -1;
@@ -55,7 +67,6 @@ int pt_guard_enter(void)
             sigaction(SIGINT, &prev_int, NULL);
         if (prev_term.sa_handler == SIG_IGN)
             sigaction(SIGTERM, &prev_term, NULL);
-        sa.sa_handler = NULL;
         sa.sa_sigaction = on_sigbus;
         sa.sa_flags = SA_SIGINFO | SA_NODEFER;  /* so the jump leaves SIGBUS unblocked */
         if (sigaction(SIGBUS, &sa, &prev_bus))
@@ -88,6 +99,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *ctx)
         pt_fault_addr = si->si_addr;
         siglongjmp(*pt_fault_env, 1);
     }
-    signal(sig, SIG_DFL);  /* not ours: die as the signal would have it */
-    raise(sig);
+    /* Not ours (no guarded region in this thread): whoever was there before
+     * (Python's faulthandler, say) handles it, or it kills as it would. */
+    chain(&prev_bus, sig, si, ctx);
 }
