@@ -55,9 +55,10 @@ int pt_backing_map(int fd, uint64_t size, int writable, int flags, uint64_t alig
         return pt_set_error(err, PT_EINVAL, 0, 0,
                             "backing size %llu is not a positive multiple of 4096",
                             (unsigned long long)size);
-    if (size > (uint64_t)INT64_MAX)
-        return pt_set_error(err, PT_EINVAL, 0, 0, "backing size %llu is too large",
-                            (unsigned long long)size);
+    if (size > PT_MAX_CAPACITY)
+        return pt_set_error(err, PT_EINVAL, 0, 0,
+                            "backing size %llu is over the limit of %llu bytes (2^57)",
+                            (unsigned long long)size, (unsigned long long)PT_MAX_CAPACITY);
     if (align & (align - 1) || (align && size % align))
         return pt_set_error(err, PT_EINVAL, 0, 0,
                             "backing size %llu is not a multiple of the alignment %llu",

@@ -176,7 +176,13 @@ uint64_t pt_design_entries(int design, const struct pt_extent *ext, uint64_t n);
 double pt_clock_cost_ns(void);
 /* The libpmem peers call these, from a libpmem loaded at run time. */
 void pt_set_libpmem(void *memcpy_persist, void *memcpy_nodrain, void *pmem_drain);
-void pt_design_metadata(int design, uint64_t capacity, struct pt_metadata *out);
+/* The largest capacity or backing any call takes: 2^57 bytes, the 57-bit
+ * virtual address space of 5-level paging; nothing larger can be mapped,
+ * and every size computed from one fits in 64 bits with room to spare. */
+#define PT_MAX_CAPACITY 144115188075855872ULL
+/* PT_EINVAL past PT_MAX_CAPACITY or for an unknown design. */
+int pt_design_metadata(int design, uint64_t capacity, struct pt_metadata *out,
+                       struct pt_error *err);
 /* Where a design would put the data area of a backing of `size` bytes
  * (altmap reserves the start for descriptors).  -1: too small. */
 int pt_design_layout(int design, uint64_t size, uint64_t *data_off, uint64_t *data_bytes);

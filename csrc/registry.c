@@ -73,18 +73,25 @@ unsigned pt_design_entry_bytes(int design)
     return ops ? ops->entry_bytes : 0;
 }
 
-void pt_design_metadata(int design, uint64_t capacity, struct pt_metadata *out)
+int pt_design_metadata(int design, uint64_t capacity, struct pt_metadata *out,
+                       struct pt_error *err)
 {
     const struct pt_design_ops *ops = pt_design_ops_of(design);
     out->dram_bytes = out->device_bytes = 0;
-    if (ops)
-        ops->metadata(capacity, out);
+    if (!ops)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "no design number %d", design);
+    if (capacity > PT_MAX_CAPACITY)
+        return pt_set_error(err, PT_EINVAL, 0, 0,
+                            "capacity %llu is over the limit of %llu bytes (2^57)",
+                            (unsigned long long)capacity, (unsigned long long)PT_MAX_CAPACITY);
+    ops->metadata(capacity, out);
+    return PT_OK;
 }
 
 int pt_design_layout(int design, uint64_t size, uint64_t *data_off, uint64_t *data_bytes)
 {
     const struct pt_design_ops *ops = pt_design_ops_of(design);
-    if (!ops)
+    if (!ops || size > PT_MAX_CAPACITY)
         return -1;
     if (ops->layout)
         return ops->layout(size, data_off, data_bytes);

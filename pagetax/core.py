@@ -96,6 +96,9 @@ def design_layout(name, size):
     """(data offset, data bytes) a design would use on a backing of `size`."""
     off = ffi.new("uint64_t *")
     nbytes = ffi.new("uint64_t *")
+    if size > lib.PT_MAX_CAPACITY:
+        raise PagetaxError(f"a {size}-byte backing is over the limit of "
+                           f"{lib.PT_MAX_CAPACITY} bytes (2^57)")
     if lib.pt_design_layout(design_id(name), size, off, nbytes):
         raise PagetaxError(f"a {size}-byte backing is too small for {name}")
     return int(off[0]), int(nbytes[0])
@@ -127,8 +130,13 @@ def design_entries(name, ext):
 
 def design_metadata(name, capacity):
     """(DRAM bytes, device bytes) a design keeps for `capacity` bytes."""
+    if not 0 <= capacity < 1 << 64:
+        raise PagetaxError(f"capacity {capacity} is over the limit of "
+                           f"{lib.PT_MAX_CAPACITY} bytes (2^57)")
     out = ffi.new("struct pt_metadata *")
-    lib.pt_design_metadata(design_id(name), capacity, out)
+    err = ffi.new("struct pt_error *")
+    raise_for(lib.pt_design_metadata(design_id(name), capacity, out, err), err,
+              cls=PagetaxError)
     return int(out.dram_bytes), int(out.device_bytes)
 
 

@@ -209,3 +209,16 @@ def test_what_the_core_declares_matches_the_cited_model(design, rng):
     assert declared.per_io_bytes(ext) == cited.per_io_bytes(ext)
     assert declared.footprint(GIB + 12345 * 4096) == cited.footprint(GIB + 12345 * 4096)
     assert (declared.desc_bytes, declared.desc_granule) == (cited.desc_bytes, cited.desc_granule)
+
+
+@pytest.mark.parametrize("design", [m.name for m in DATA_PATH])
+def test_capacity_past_the_limit_is_refused_not_wrapped(design):
+    """pt_desc_count once wrapped: page at 2^64 - 1 bytes gave (0, 0)."""
+    limit = pagetax.core.lib.PT_MAX_CAPACITY
+    fp = md.model(design).footprint(limit)
+    assert pagetax.design_metadata(design, limit) == (fp["dram_bytes"], fp["device_bytes"])
+    for capacity in (limit + 1, 2**64 - 1):
+        with pytest.raises(pagetax.PagetaxError, match=r"over the limit of 144115188075855872 bytes \(2\^57\)"):
+            pagetax.design_metadata(design, capacity)
+    with pytest.raises(pagetax.PagetaxError, match="over the limit"):
+        pagetax.design_metadata(design, 2**64)

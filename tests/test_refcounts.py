@@ -150,3 +150,14 @@ def test_compiled_build_and_release_use_locked_instructions(design):
         name = f"{design}_{op}"
         assert name in funcs, f"{name} not found in the extension's symbols"
         assert any("lock " in line for line in funcs[name]), f"{name} has no locked instruction"
+
+
+def test_an_sgl_entry_near_4_gib_takes_a_reference_on_every_page():
+    """sg_npages once added offset and length in 32 bits: an entry of
+    2^32 - 1 bytes at offset 4095 in its page counted 1 page, not 1,048,577."""
+    with pagetax.Backing.scratch((4 << 30) + (8 << 10)) as b, b.attach("sgl") as att:
+        ext = extents.make([4095], [(1 << 32) - 1])
+        with att.hold(ext):
+            held = att.refcounts() - 1
+        assert int(held.sum()) == ((4095 + (1 << 32) - 1 + 4095) >> 12) == 1048577
+        assert (att.refcounts() == 1).all()
