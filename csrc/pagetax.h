@@ -264,6 +264,10 @@ int pt_run_threads(pt_attachment *a, const struct pt_run_config *cfg,
                    struct pt_thread *threads, uint32_t nthreads, uint64_t *wall_ns,
                    struct pt_error *err);
 
+/* For tests only: plan `entries` fewer vector entries per I/O than each
+ * design asks for, so a run must catch the overrun (0: off). */
+void pt_test_set_underestimate(uint64_t entries);
+
 /* cdef-end */
 
 #endif /* PAGETAX_H */

@@ -113,6 +113,8 @@ int pt_set_error(struct pt_error *err, int code, int sys_errno, uint64_t index,
 const struct pt_design_ops *pt_design_ops_of(int design);
 /* Grow the attachment's vector to `entries` entries, touched (attach.c). */
 int pt_ensure_vec(struct pt_attachment *a, uint64_t entries, struct pt_error *err);
+/* run.c's planning subtracts this from every I/O's entries (tests only). */
+extern uint64_t pt_test_underestimate;
 /* The median of n values; sorts them (run.c). */
 double pt_median_u64(uint64_t *v, size_t n);
 

@@ -165,3 +165,22 @@ def test_one_path_from_c_errors_to_exceptions(code, cls):
     with pytest.raises(pagetax.Interrupted if code == "PT_EINTR" else pagetax.BackingError):
         raise_for(rc, err, cls=pagetax.BackingError)
     raise_for(lib.PT_OK, err)  # no error, no exception
+
+
+@pytest.mark.parametrize("design", ["vec", "page", "sgl"])
+def test_a_build_past_its_reserved_vector_fails_the_run(backing, design):
+    """Had a design's entries() underestimated, build would write past the
+    vector; the run checks every build's count and fails with a clear error
+    (issue 13, item 4).  The test-only hook plans one entry fewer."""
+    lib = pagetax.core.lib
+    ext = pagetax.extents.generate("rand", 4096, 1 << 20, 4 << 20, seed=2)
+    buf = pagetax.aligned_buffer(1 << 20)
+    with backing.attach(design) as att:
+        lib.pt_test_set_underestimate(1)
+        try:
+            with pytest.raises(pagetax.PagetaxError,
+                               match=rf"{design} built 16 entries, more than the 15 it reserved"):
+                att.run("read", ext, buf, segs_per_io=16)
+        finally:
+            lib.pt_test_set_underestimate(0)
+        att.run("read", ext, buf, segs_per_io=16)
