@@ -28,12 +28,13 @@ time.sleep(0.5)  # the run is under way: the core's handlers are installed
 """
 
 
-def _python(code, *flags):
+def _python(code, *flags, cwd):
+    # away from the source tree, whose pagetax/ has no compiled core
     return subprocess.run([sys.executable, *flags, "-c", textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
-def test_a_sigbus_outside_the_data_path_reaches_faulthandler():
+def test_a_sigbus_outside_the_data_path_reaches_faulthandler(tmp_path):
     """A SIGBUS in a thread that is not in a guarded region (here: Python
     touching a truncated mapping while another thread runs) goes to the
     handler that was there, Python's faulthandler, which prints the stack."""
@@ -44,7 +45,7 @@ f.truncate(1 << 20)
 m = mmap.mmap(f.fileno(), 1 << 20)
 f.truncate(0)
 m[0]
-""", "-X", "faulthandler")
+""", "-X", "faulthandler", cwd=tmp_path)
     assert p.returncode == -7, p.stderr[-2000:]  # died of SIGBUS, as without pagetax
     assert "Fatal Python error: Bus error" in p.stderr
 
@@ -87,7 +88,7 @@ os.kill(os.getpid(), signal.SIGTERM)
 t.join()
 print("outcome:", outcome)
 print("handler:", catcher.signo(), catcher.info())
-""")
+""", cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "outcome: ['interrupted']" in p.stdout
     assert f"handler: {int(__import__('signal').SIGTERM)} 1" in p.stdout
