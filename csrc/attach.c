@@ -182,7 +182,7 @@ int pt_hold(pt_attachment *a, const struct pt_extent *ext, uint64_t n, struct pt
     if (__atomic_exchange_n(&a->busy, 1, __ATOMIC_ACQUIRE))
         return pt_set_error(err, PT_EARG, 0, 0, "this attachment is running in another thread");
     rc = pt_validate(a, ext, n, UINT64_MAX, &total, err);
-    entries = rc == PT_OK ? a->ops->entries(a, ext, n) : 0;
+    entries = rc == PT_OK ? pt_vector_entries(a, ext, n) : 0;
     if (rc == PT_OK)
         rc = pt_ensure_vec(a, entries, err);
     if (rc == PT_OK) {
@@ -214,6 +214,11 @@ int pt_unhold(pt_attachment *a, struct pt_error *err)
     io.nvec = a->held_nvec;
     a->ops->release(a, &io);
     a->held = 0;
+    return pt_check_refs(a, err);
+}
+
+int pt_check_refs(const struct pt_attachment *a, struct pt_error *err)
+{
     if (a->ref_errors)
         return pt_set_error(err, PT_EREF, 0, 0, "%llu descriptor references dropped below zero",
                             (unsigned long long)a->ref_errors);

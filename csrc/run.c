@@ -51,8 +51,8 @@ struct pt_worker {
     uint64_t per_io;             /* extents per I/O */
     uint64_t *io_bytes;          /* bytes of each I/O */
     uint64_t ios, max_entries, total_entries, total;
-    uint64_t data_base;          /* contiguous designs read this thread's own share */
-    struct pt_working_set ws;    /* what a cold start flushes */
+    struct pt_working_set ws;    /* what a cold start flushes; data_base: where contiguous
+                                    designs read this thread's own share */
     uint64_t start_ns, end_ns;   /* of the current repetition */
     pthread_t tid;
 };
@@ -126,7 +126,7 @@ rep_loop(struct pt_worker *w, uint64_t t[3], const int phased, struct pt_error *
         io.bytes = w->io_bytes[k];
         io.buf = w->t->buf + boff;
         io.buf_off = boff;
-        io.data_base = w->data_base;
+        io.data_base = w->ws.data_base;
         io.vec = a->vec;
         io.nvec = 0;
         io.persist = cfg->op == PT_WRITE ? cfg->persist : PT_PERSIST_NONE;
@@ -149,10 +149,7 @@ rep_loop(struct pt_worker *w, uint64_t t[3], const int phased, struct pt_error *
     }
     w->t->stats.lines_flushed = lines;
     w->t->stats.fences = fences;
-    if (a->ref_errors)
-        return pt_set_error(err, PT_EREF, 0, 0, "%llu descriptor references dropped below zero",
-                            (unsigned long long)a->ref_errors);
-    return PT_OK;
+    return pt_check_refs(a, err);
 }
 
 static __attribute__((noinline)) int run_rep_timed(struct pt_worker *w, struct pt_error *err)
@@ -530,7 +527,6 @@ static int plan_workers(pt_attachment *a, struct pt_run_shared *sh, struct pt_th
             return thread_error(err, n, i, &t->err);
         /* The memcpy roofline copies each thread's byte count from its own
          * part of the data area; the parts must fit, as one thread's must. */
-        w[i].data_base = base;
         w[i].ws = (struct pt_working_set){
             .a = w[i].a, .ext = t->ext, .n = t->n, .data_base = base, .total = w[i].total,
             .buf = t->buf, .vec_bytes = w[i].max_entries * sh->ops->entry_bytes,

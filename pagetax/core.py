@@ -202,6 +202,12 @@ class Measurement:
         return float(np.median(per)), float(per.min())
 
 
+def _need_evict_buffer(cold, evict):
+    if cold == "evict" and evict is None:
+        raise PagetaxError("a cold cache by eviction needs an eviction buffer "
+                           "(pagetax.eviction_buffer())")
+
+
 _STAT_FIELDS = ("bytes", "ios", "entries", "vector_bytes", "lines_flushed", "fences")
 
 
@@ -244,14 +250,13 @@ class PreparedRun:
         cold = cold or cold_method()
         if cold not in _COLD_CODE:
             raise PagetaxError(f"unknown cold-cache method {cold!r} (choose from {', '.join(COLD_METHODS)})")
-        if cache == "cold" and cold == "evict" and evict is None:
-            raise PagetaxError("a cold cache by eviction needs an eviction buffer "
-                               "(pagetax.eviction_buffer())")
+        if cache == "cold":
+            _need_evict_buffer(cold, evict)
         if cold == "evict" and evict is not None:
             _ext.check_buffer(evict, writable=True)
         else:
             evict = None
-        self._cold_code = _COLD_CODE[cold]
+        self.cold_asked = cold
         self._keep = (att, exts, bufs, evict)  # the C side points into these
         self._cfg = ffi.new("struct pt_run_config *", {
             "op": _OP_CODE[op], "cache": _CACHE_CODE[cache], "reps": reps,
@@ -343,10 +348,7 @@ class PreparedRun:
         saved = (cfg.cache, cfg.cold_only, cfg.phase_reps, cfg.probe)
         cfg.cache, cfg.cold_only, cfg.phase_reps, cfg.probe = _CACHE_CODE["cold"], 1, 0, 0
         try:
-            if self._cold_code == _COLD_CODE["evict"] and self._keep[3] is None:
-                raise PagetaxError("a cold cache by eviction needs an eviction buffer "
-                                   "(pagetax.eviction_buffer())")
-            cfg.cold_method = self._cold_code
+            _need_evict_buffer(self.cold_asked, self._keep[3])
             for i in range(self._args[3]):
                 self._threads[i].total_ns = self._c_totals[i]
             raise_for(lib.pt_run_threads(*self._args, ffi.NULL, self._err), self._err)
