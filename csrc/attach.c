@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pt_internal.h"
+#include "pt_guard.h"
 
 /* Resident bytes of this process, from /proc/self/statm.  open/read into a
  * stack buffer: stdio would allocate, and move the figure it reads. */
@@ -105,21 +105,36 @@ uint64_t pt_attachment_descriptors(const pt_attachment *a)
     return (a->ops->flags & PT_DESIGN_REFCOUNTS) ? a->ndesc : 0;
 }
 
+struct refs_call {
+    const struct pt_attachment *a;
+    int32_t *out;
+};
+
+static int read_refs(void *arg, struct pt_error *err)
+{
+    const struct refs_call *c = arg;
+    const struct pt_design_ops *ops = c->a->ops;
+    const uint8_t *p = c->a->meta;
+    (void)err;
+    for (uint64_t i = 0; i < c->a->ndesc; i++)
+        c->out[i] = __atomic_load_n((const int32_t *)(p + (i << ops->desc_shift) + ops->ref_off),
+                                    __ATOMIC_RELAXED);
+    return PT_OK;
+}
+
+/* A table on the backing can fault when read back, as in a run. */
 int pt_attachment_refcounts(const pt_attachment *a, int32_t *out, uint64_t n,
                             struct pt_error *err)
 {
     const struct pt_design_ops *ops = a->ops;
-    const uint8_t *p = a->meta;
+    struct refs_call c = { a, out };
 
     if (!(ops->flags & PT_DESIGN_REFCOUNTS))
         return pt_set_error(err, PT_EARG, 0, 0, "%s keeps no reference counts", ops->name);
     if (n != a->ndesc)
         return pt_set_error(err, PT_EARG, 0, 0, "%s has %llu descriptors, not %llu", ops->name,
                             (unsigned long long)a->ndesc, (unsigned long long)n);
-    for (uint64_t i = 0; i < n; i++)
-        out[i] = __atomic_load_n((const int32_t *)(p + (i << ops->desc_shift) + ops->ref_off),
-                                 __ATOMIC_RELAXED);
-    return PT_OK;
+    return pt_guarded(a->backing, read_refs, &c, "reading reference counts", err);
 }
 
 /* ---- validation -------------------------------------------------------- */
@@ -169,14 +184,42 @@ uint64_t pt_vector_entries(const pt_attachment *a, const struct pt_extent *ext,
     return a->ops->entries(a, ext, n);
 }
 
+struct io_call {
+    struct pt_attachment *a;
+    struct pt_io *io;
+};
+
+static int build_call(void *arg, struct pt_error *err)
+{
+    struct io_call *c = arg;
+    (void)err;
+    c->a->ops->build(c->a, c->io);
+    return PT_OK;
+}
+
+static int release_call(void *arg, struct pt_error *err)
+{
+    struct io_call *c = arg;
+    (void)err;
+    c->a->ops->release(c->a, c->io);
+    return PT_OK;
+}
+
+/* Build and release as a run would, under the same SIGBUS guard (altmap's
+ * descriptors are on the backing); a fault leaves counts unknown, as in a
+ * run, so the attachment is marked faulted. */
 int pt_hold(pt_attachment *a, const struct pt_extent *ext, uint64_t n, struct pt_error *err)
 {
     struct pt_io io;
+    struct io_call c = { a, &io };
     uint64_t total, entries;
     int rc;
 
     if (!a)
         return pt_set_error(err, PT_EARG, 0, 0, "NULL argument");
+    if (a->faulted)
+        return pt_set_error(err, PT_EFAULT, 0, 0,
+                            "an earlier run on this attachment ended in SIGBUS; detach it");
     if (a->held)
         return pt_set_error(err, PT_EARG, 0, 0, "this attachment already holds references");
     if (__atomic_exchange_n(&a->busy, 1, __ATOMIC_ACQUIRE))
@@ -191,7 +234,10 @@ int pt_hold(pt_attachment *a, const struct pt_extent *ext, uint64_t n, struct pt
         io.n = n;
         io.bytes = total;
         io.vec = a->vec;
-        a->ops->build(a, &io);
+        rc = pt_guarded(a->backing, build_call, &c, "building a held vector", err);
+        a->faulted |= rc == PT_EFAULT;
+    }
+    if (rc == PT_OK) {
         a->held = 1;
         a->held_nvec = io.nvec;
         if (io.nvec > entries)
@@ -206,15 +252,18 @@ int pt_hold(pt_attachment *a, const struct pt_extent *ext, uint64_t n, struct pt
 int pt_unhold(pt_attachment *a, struct pt_error *err)
 {
     struct pt_io io;
+    struct io_call c = { a, &io };
+    int rc;
 
     if (!a || !a->held)
         return pt_set_error(err, PT_EARG, 0, 0, "this attachment holds no references");
     memset(&io, 0, sizeof(io));
     io.vec = a->vec;
     io.nvec = a->held_nvec;
-    a->ops->release(a, &io);
     a->held = 0;
-    return pt_check_refs(a, err);
+    rc = pt_guarded(a->backing, release_call, &c, "releasing held references", err);
+    a->faulted |= rc == PT_EFAULT;
+    return rc != PT_OK ? rc : pt_check_refs(a, err);
 }
 
 int pt_check_refs(const struct pt_attachment *a, struct pt_error *err)

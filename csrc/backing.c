@@ -10,12 +10,31 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pt_internal.h"
+#include "pt_guard.h"
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22   /* linux/mman.h, since 5.14 */
 #define MADV_POPULATE_WRITE 23
 #endif
+
+unsigned pt_test_map_hooks;
+
+void pt_test_set_map_hooks(unsigned hooks) { pt_test_map_hooks = hooks; }
+
+/* Fault in every page, the way a kernel without MADV_POPULATE_* lets us. */
+static int touch_pages(void *arg, struct pt_error *err)
+{
+    const struct pt_backing *b = arg;
+    (void)err;
+    for (uint64_t off = 0; off < b->size; off += PT_PAGE_SIZE) {
+        volatile uint8_t *q = b->base + off;
+        if (b->writable)
+            *q = *q;
+        else
+            (void)*q;
+    }
+    return PT_OK;
+}
 
 /* mmap at an address aligned to `align` (device DAX wants its alignment). */
 static void *map_aligned(uint64_t size, uint64_t align, int prot, int flags, int fd)
@@ -112,26 +131,26 @@ int pt_backing_map(int fd, uint64_t size, int writable, int flags, uint64_t alig
     b->base = p;
     b->size = size;
 
+    if (pt_test_map_hooks & PT_TEST_TRUNCATE_AFTER_MAP)
+        (void)!ftruncate(fd, 0);
     /* Populate page tables now so no repetition pays first-touch faults.
      * A write fault also maps writable PTEs on file systems that track dirt.
-     * MADV_POPULATE_* (Linux 5.14) faults in batches and returns an error
-     * where a touch would raise SIGBUS; older kernels touch page by page. */
-    if (madvise(p, size, writable ? MADV_POPULATE_WRITE : MADV_POPULATE_READ)) {
-        int e = errno;
-        if (e != EINVAL) {
-            munmap(p, size);
-            free(b);
-            return pt_set_error(err, PT_ESYS, e, 0,
-                                "populating the mapping failed: %s (a truncated file, a full "
-                                "file system or a media error)", strerror(e));
-        }
-        for (uint64_t off = 0; off < size; off += PT_PAGE_SIZE) {
-            volatile uint8_t *q = b->base + off;
-            if (writable)
-                *q = *q;
-            else
-                (void)*q;
-        }
+     * MADV_POPULATE_* (Linux 5.14) faults in batches and returns EFAULT
+     * where a touch would raise SIGBUS; older kernels touch page by page,
+     * under the SIGBUS guard. */
+    rc = (pt_test_map_hooks & PT_TEST_POPULATE_BY_TOUCH) ? -1 :
+         madvise(p, size, writable ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+    if (rc && ((pt_test_map_hooks & PT_TEST_POPULATE_BY_TOUCH) || errno == EINVAL))
+        rc = pt_guarded(b, touch_pages, b, "populating the mapping", err);
+    else if (rc)
+        rc = pt_set_error(err, PT_ESYS, errno, 0,
+                          "populating the mapping failed: %s (%s)", strerror(errno),
+                          errno == EFAULT ? "the file is shorter than the mapping, or the "
+                          "medium reported an error" : "a full file system, or out of memory");
+    if (rc) {
+        munmap(p, size);
+        free(b);
+        return rc;
     }
     *out = b;
     return PT_OK;

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 
 #include "pt_bvec.h"
+#include "pt_guard.h"
 
 void pt_table_init(void *table, uint64_t n, unsigned desc_shift, size_t ref_off)
 {
@@ -17,6 +18,29 @@ void pt_table_init(void *table, uint64_t n, unsigned desc_shift, size_t ref_off)
         memset(p, 0, size);
         *bvec_ref(p, ref_off) = 1;
     }
+}
+
+struct table_init_args {
+    void *table;
+    uint64_t n;
+    unsigned desc_shift;
+    size_t ref_off;
+};
+
+static int table_init_call(void *arg, struct pt_error *err)
+{
+    const struct table_init_args *t = arg;
+    (void)err;
+    pt_table_init(t->table, t->n, t->desc_shift, t->ref_off);
+    return PT_OK;
+}
+
+int pt_table_init_on_backing(struct pt_attachment *a, void *table, uint64_t n,
+                             unsigned desc_shift, size_t ref_off, struct pt_error *err)
+{
+    struct table_init_args t = { table, n, desc_shift, ref_off };
+    return pt_guarded(a->backing, table_init_call, &t,
+                      "initialising the descriptor table kept on the backing", err);
 }
 
 #define TABLE_ALIGN (2ULL << 20)

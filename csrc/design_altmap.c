@@ -65,8 +65,7 @@ static int altmap_attach(struct pt_attachment *a, struct pt_error *err)
     a->meta = b->base + ALTMAP_INFO;
     a->meta_bytes = reserve(b->size);
     a->ndesc = used;
-    pt_table_init(a->meta, used, PT_PAGE_DESC_SHIFT, ALTMAP_REF);
-    return PT_OK;
+    return pt_table_init_on_backing(a, a->meta, used, PT_PAGE_DESC_SHIFT, ALTMAP_REF, err);
 }
 
 PT_BVEC_OPS(altmap, PT_PAGE_DESC_SHIFT, PT_PAGE_SHIFT, ALTMAP_REF)

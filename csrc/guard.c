@@ -4,6 +4,7 @@
  * ends it with an error instead of ending the process.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -102,4 +103,33 @@ static void on_sigbus(int sig, siginfo_t *si, void *ctx)
     /* Not ours (no guarded region in this thread): whoever was there before
      * (Python's faulthandler, say) handles it, or it kills as it would. */
     chain(&prev_bus, sig, si, ctx);
+}
+
+int pt_guarded(const struct pt_backing *b, int (*fn)(void *arg, struct pt_error *err),
+               void *arg, const char *what, struct pt_error *err)
+{
+    sigjmp_buf env, *outer = pt_fault_env;
+    int rc;
+
+    if (pt_guard_enter()) {
+        pt_guard_leave();
+        return pt_set_error(err, PT_ESYS, errno, 0, "cannot install the SIGBUS guard: %s",
+                            strerror(errno));
+    }
+    if (sigsetjmp(env, 0)) {
+        const uint8_t *p = pt_fault_addr;
+        pt_fault_env = outer;
+        pt_guard_leave();
+        if (p >= b->base && p < b->base + b->size)
+            return pt_set_error(err, PT_EFAULT, EFAULT, 0,
+                                "SIGBUS at byte %llu of the backing while %s: the file was "
+                                "truncated under the mapping, or the medium reported an error",
+                                (unsigned long long)(p - b->base), what);
+        return pt_set_error(err, PT_EFAULT, EFAULT, 0, "SIGBUS at %p while %s", (void *)p, what);
+    }
+    pt_fault_env = &env;
+    rc = fn(arg, err);
+    pt_fault_env = outer;
+    pt_guard_leave();
+    return rc;
 }

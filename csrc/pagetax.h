@@ -268,6 +268,14 @@ int pt_run_threads(pt_attachment *a, const struct pt_run_config *cfg,
  * design asks for, so a run must catch the overrun (0: off). */
 void pt_test_set_underestimate(uint64_t entries);
 
+/* For tests only: what pt_backing_map does between mmap and populating it,
+ * to reach the faults a truncated file or a pre-5.14 kernel would give. */
+enum pt_test_map_hooks {
+    PT_TEST_TRUNCATE_AFTER_MAP = 1,  /* ftruncate the file to 0 after mmap */
+    PT_TEST_POPULATE_BY_TOUCH = 2,   /* skip MADV_POPULATE_*, touch each page */
+};
+void pt_test_set_map_hooks(unsigned hooks);
+
 /* cdef-end */
 
 #endif /* PAGETAX_H */

@@ -44,6 +44,10 @@ int pt_table_alloc(struct pt_attachment *a, uint64_t n, unsigned desc_shift,
 void pt_table_free(struct pt_attachment *a);
 /* Initialise n descriptors at `table` (which may be on the backing). */
 void pt_table_init(void *table, uint64_t n, unsigned desc_shift, size_t ref_off);
+/* The same for a table on the backing, where a truncated file or a media
+ * error raises SIGBUS: under the guard, PT_EFAULT instead. */
+int pt_table_init_on_backing(struct pt_attachment *a, void *table, uint64_t n,
+                             unsigned desc_shift, size_t ref_off, struct pt_error *err);
 
 /* Descriptors for `capacity` bytes, one per 2^page_shift bytes or part of them. */
 static inline uint64_t pt_desc_count(uint64_t capacity, unsigned page_shift)

@@ -117,6 +117,8 @@ int pt_check_refs(const struct pt_attachment *a, struct pt_error *err);
 int pt_ensure_vec(struct pt_attachment *a, uint64_t entries, struct pt_error *err);
 /* run.c's planning subtracts this from every I/O's entries (tests only). */
 extern uint64_t pt_test_underestimate;
+/* backing.c's pt_test_set_map_hooks, read once per mapping (tests only). */
+extern unsigned pt_test_map_hooks;
 /* The median of n values; sorts them (run.c). */
 double pt_median_u64(uint64_t *v, size_t n);
 

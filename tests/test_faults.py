@@ -42,6 +42,84 @@ def test_truncated_file_is_an_error_not_a_sigbus(tmp_path):
                               pagetax.aligned_buffer(64)) == 64
 
 
+@pytest.fixture
+def map_hooks():
+    """Set pt_backing_map's test hooks for one test, and clear them after."""
+    lib = pagetax.core.lib
+    yield lib
+    lib.pt_test_set_map_hooks(0)
+
+
+@pytest.mark.parametrize("by_touch", [False, True], ids=["madvise-populate", "touch-fallback"])
+def test_a_file_truncated_before_it_is_populated_is_an_error(tmp_path, map_hooks, by_touch):
+    """Issue 13, item 2: populating a new mapping of a file that another
+    process has just truncated ends in an error, whether the kernel has
+    MADV_POPULATE_* (EFAULT) or pagetax touches each page (under the guard)."""
+    hooks = map_hooks.PT_TEST_TRUNCATE_AFTER_MAP
+    if by_touch:
+        hooks |= map_hooks.PT_TEST_POPULATE_BY_TOUCH
+        match = ("SIGBUS at byte 0 of the backing while populating the mapping: "
+                 "the file was truncated under the mapping")
+    else:
+        match = ("populating the mapping failed: Bad address "
+                 r"\(the file is shorter than the mapping, or the medium reported an error\)")
+    map_hooks.pt_test_set_map_hooks(hooks)
+    with pytest.raises(pagetax.BackingError, match=match):
+        pagetax.Backing.from_path(tmp_path / "t.dat", 4 * MIB)
+    map_hooks.pt_test_set_map_hooks(0)
+    assert os.listdir(tmp_path) == []
+    with pagetax.Backing.from_path(tmp_path / "u.dat", 4 * MIB) as b:  # and the process goes on
+        assert pagetax.gather(b, "vec", pagetax.extents.make([0], [64]),
+                              pagetax.aligned_buffer(64)) == 64
+
+
+def test_the_touch_fallback_populates_an_intact_file(tmp_path, map_hooks):
+    """The fallback for kernels before 5.14 maps and moves bytes as madvise does."""
+    map_hooks.pt_test_set_map_hooks(map_hooks.PT_TEST_POPULATE_BY_TOUCH)
+    with pagetax.Backing.from_path(tmp_path / "t.dat", 4 * MIB) as b:
+        map_hooks.pt_test_set_map_hooks(0)
+        data = np.frombuffer(os.urandom(8192), np.uint8)
+        ext = pagetax.extents.make([4096, 2 * MIB], [4096, 4096])
+        buf = pagetax.aligned_buffer(8192)
+        buf[:] = data
+        pagetax.scatter(b, "vec", ext, buf)
+        out = pagetax.aligned_buffer(8192)
+        pagetax.gather(b, "page", ext, out)
+        assert np.array_equal(out, data)
+
+
+def test_altmap_on_a_truncated_backing_fails_to_attach_not_with_sigbus(tmp_path):
+    """Issue 13, item 2: altmap initialises its descriptors on the backing
+    itself; a file truncated under the mapping makes that an error."""
+    with pagetax.Backing.from_path(tmp_path / "t.dat", 8 * MIB) as b:
+        os.ftruncate(b.fd, 0)
+        with pytest.raises(pagetax.PagetaxError,
+                           match=r"SIGBUS at byte \d+ of the backing while initialising the "
+                                 "descriptor table kept on the backing"):
+            b.attach("altmap")
+
+
+def test_altmap_refcounts_and_holds_on_a_truncated_backing_are_errors(tmp_path):
+    """Reading altmap's counts back, and holding or releasing a vector, touch
+    the backing outside a run; each is guarded as a run is."""
+    ext = pagetax.extents.make([0, 4096], [4096, 4096])
+    with pagetax.Backing.from_path(tmp_path / "t.dat", 8 * MIB) as b:
+        with b.attach("altmap") as att:
+            att.hold(ext)
+            os.ftruncate(b.fd, 0)
+            with pytest.raises(pagetax.PagetaxError, match="while reading reference counts"):
+                att.refcounts()
+            with pytest.raises(pagetax.PagetaxError, match="while releasing held references"):
+                att.unhold()
+            with pytest.raises(pagetax.PagetaxError, match="ended in SIGBUS; detach it"):
+                att.hold(ext)
+        os.ftruncate(b.fd, 8 * MIB)
+        with b.attach("altmap") as att:  # detach after a fault releases nothing twice
+            with pytest.raises(pagetax.PagetaxError, match="while releasing held references"):
+                with att.hold(ext):
+                    os.ftruncate(b.fd, 0)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 def test_a_full_tmpfs_is_reported_not_a_sigbus_later():
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
