@@ -57,6 +57,11 @@ int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes,
                             "data area [%llu, +%llu) is not a page-aligned part of the %llu-byte backing",
                             (unsigned long long)data_off, (unsigned long long)data_bytes,
                             (unsigned long long)b->size);
+    if ((ops->flags & PT_DESIGN_TABLE_ON_BACKING) && b->table_user)
+        return pt_set_error(err, PT_EARG, 0, 0,
+                            "the backing already keeps the descriptors of an open %s "
+                            "attachment; close it first (the two would share one table)",
+                            b->table_user->ops->name);
     a = calloc(1, sizeof(*a));
     if (!a)
         return pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "out of memory");
@@ -72,6 +77,8 @@ int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes,
         return rc;
     }
     a->rss_delta = resident_bytes() - rss0;
+    if (ops->flags & PT_DESIGN_TABLE_ON_BACKING)
+        b->table_user = a;
     *out = a;
     return PT_OK;
 }
@@ -84,6 +91,8 @@ void pt_detach(pt_attachment *a)
         pt_unhold(a, NULL);
     if (a->ops->detach)
         a->ops->detach(a);
+    if (a->backing->table_user == a)
+        a->backing->table_user = NULL;
     for (uint32_t i = 0; i < a->nclones; i++)
         free(a->clones[i].vec);
     free(a->clones);
@@ -148,6 +157,9 @@ int pt_validate(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
         return pt_set_error(err, PT_EINVAL, 0, 0, "no extents");
     if (!ext)
         return pt_set_error(err, PT_EINVAL, 0, 0, "extents pointer is NULL");
+    if (n > PT_MAX_EXTENTS)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "%llu extents are over the limit of %llu (2^32)",
+                            (unsigned long long)n, (unsigned long long)PT_MAX_EXTENTS);
     for (uint64_t i = 0; i < n; i++) {
         uint64_t off = ext[i].off, len = ext[i].len;
         if (len == 0)
@@ -181,7 +193,7 @@ int pt_validate(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
 uint64_t pt_vector_entries(const pt_attachment *a, const struct pt_extent *ext,
                            uint64_t n)
 {
-    return a->ops->entries(a, ext, n);
+    return pt_entries_checked(a->ops, a, ext, n);
 }
 
 struct io_call {

@@ -169,8 +169,16 @@ unsigned pt_design_flags(int design);
 /* PT_DESIGN_REFCOUNTS: bytes per descriptor and bytes of data per descriptor
  * (0 and 0 for a design without a table). */
 void pt_design_table(int design, uint64_t *desc_bytes, uint64_t *granule_bytes);
+/* The most extents one call takes: 2^32, a 64 GiB extent array.  With
+ * segments of at most 2^32 bytes, a call's entry count (at most 2^32 x
+ * (2^20 + 1) for 4 KiB pages) fits in 64 bits many times over; its byte
+ * count is checked for overflow against the buffer. */
+#define PT_MAX_EXTENTS 4294967296ULL
+#define PT_ENTRIES_INVALID 0xffffffffffffffffULL
 /* Vector entries one build of these extents makes, as the design counts
- * them; no attachment needed (0 for an unknown design). */
+ * them; no attachment needed.  0 for an unknown design; PT_ENTRIES_INVALID
+ * for extents no run accepts (none or more than PT_MAX_EXTENTS, a length of
+ * 0 or over 2^32, an end past 2^64), whose count would be meaningless. */
 uint64_t pt_design_entries(int design, const struct pt_extent *ext, uint64_t n);
 /* The cost of one CLOCK_MONOTONIC read here: the median of back-to-back reads. */
 double pt_clock_cost_ns(void);
@@ -221,7 +229,8 @@ int pt_unhold(pt_attachment *a, struct pt_error *err);
 int pt_validate(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
                 uint64_t buf_bytes, uint64_t *total, struct pt_error *err);
 
-/* Vector entries one build of these extents produces. */
+/* Vector entries one build of these extents produces (PT_ENTRIES_INVALID as
+ * for pt_design_entries). */
 uint64_t pt_vector_entries(const pt_attachment *a, const struct pt_extent *ext,
                            uint64_t n);
 

@@ -36,6 +36,9 @@ struct pt_backing {
     int map_sync;            /* MAP_SYNC held: CPU stores reach media once flushed */
     uint8_t *base;
     uint64_t size;
+    /* The one attachment whose descriptors live on this backing: a second
+     * would re-initialise the first's counts under it. */
+    const struct pt_attachment *table_user;
 };
 
 struct pt_design_ops;
@@ -184,6 +187,10 @@ void pt_metadata_none(uint64_t capacity, struct pt_metadata *out);
 /* Designs with one vector entry per extent. */
 uint64_t pt_entries_per_extent(const struct pt_attachment *a,
                                const struct pt_extent *ext, uint64_t n);
+/* ops->entries, or PT_ENTRIES_INVALID for extents it cannot count
+ * (pt_design_entries' checks), for callers whose extents are unvalidated. */
+uint64_t pt_entries_checked(const struct pt_design_ops *ops, const struct pt_attachment *a,
+                            const struct pt_extent *ext, uint64_t n);
 /* Designs that hold nothing to drop at release. */
 void pt_release_nothing(struct pt_attachment *a, struct pt_io *io);
 

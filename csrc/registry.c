@@ -61,10 +61,26 @@ void pt_design_table(int design, uint64_t *desc_bytes, uint64_t *granule_bytes)
     *granule_bytes = table ? 1ULL << ops->page_shift : 0;
 }
 
+/* No attachment, so no data area to check against: only what keeps the
+ * designs' page arithmetic (off + len - 1) from wrapping. */
 uint64_t pt_design_entries(int design, const struct pt_extent *ext, uint64_t n)
 {
     const struct pt_design_ops *ops = pt_design_ops_of(design);
-    return ops && ext ? ops->entries(NULL, ext, n) : 0;
+    return ops ? pt_entries_checked(ops, NULL, ext, n) : 0;
+}
+
+uint64_t pt_entries_checked(const struct pt_design_ops *ops, const struct pt_attachment *a,
+                            const struct pt_extent *ext, uint64_t n)
+{
+    uint64_t end;
+
+    if (!ext || n == 0 || n > PT_MAX_EXTENTS)
+        return PT_ENTRIES_INVALID;
+    for (uint64_t i = 0; i < n; i++)
+        if (ext[i].len == 0 || ext[i].len > PT_MAX_SEG_LEN ||
+            __builtin_add_overflow(ext[i].off, ext[i].len, &end))
+            return PT_ENTRIES_INVALID;
+    return ops->entries(a, ext, n);
 }
 
 unsigned pt_design_entry_bytes(int design)

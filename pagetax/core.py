@@ -125,7 +125,15 @@ def design_entries(name, ext):
     """Vector entries one build of `ext` makes, as the design counts them."""
     _ext.check_array(ext)
     c_ext = ffi.from_buffer("struct pt_extent[]", ext) if len(ext) else ffi.NULL
-    return int(lib.pt_design_entries(design_id(name), c_ext, len(ext)))
+    entries = int(lib.pt_design_entries(design_id(name), c_ext, len(ext)))
+    return _entries_or_raise(entries, ext)
+
+
+def _entries_or_raise(entries, ext):
+    if entries == lib.PT_ENTRIES_INVALID:
+        _ext.check_segments(ext)   # names the extent
+        raise ExtentError("extents that no run accepts")
+    return entries
 
 
 def design_metadata(name, capacity):
@@ -460,8 +468,8 @@ class Attachment(Closing):
     def entries(self, ext):
         self._check_open()
         _ext.check_array(ext)
-        return int(lib.pt_vector_entries(self._ptr, ffi.from_buffer("struct pt_extent[]", ext),
-                                         ext.shape[0]))
+        return _entries_or_raise(int(lib.pt_vector_entries(
+            self._ptr, ffi.from_buffer("struct pt_extent[]", ext), ext.shape[0])), ext)
 
     def validate_in_c(self, ext, buf_bytes):
         """Only the C validator (for tests): raises what the core refuses."""

@@ -10,6 +10,7 @@ from .errors import ExtentError
 
 EXTENT_DTYPE = np.dtype([("off", "<u8"), ("len", "<u8")])
 MAX_SEG_LEN = 0xFFFFFFFF  # bio_vec keeps lengths in 32 bits
+MAX_EXTENTS = 1 << 32     # csrc/pagetax.h PT_MAX_EXTENTS: every count fits in 64 bits
 PATTERNS = ("seq", "rand", "hot")
 _PATTERN_ID = {p: i for i, p in enumerate(PATTERNS)}
 HOT_PAGES = 64  # the hot pattern's default set: small enough for every thread to share
@@ -124,6 +125,27 @@ def check_array(ext):
         raise ExtentError("extents must be C-contiguous (use np.ascontiguousarray)")
     if ext.shape[0] == 0:
         raise ExtentError("no extents")
+    if ext.shape[0] > MAX_EXTENTS:
+        raise ExtentError(f"{ext.shape[0]} extents are over the limit of {MAX_EXTENTS} (2^32)")
+
+
+def check_segments(ext):
+    """What every extent must be wherever it points: a length from 1 to
+    2^32 - 1, and an end that fits in 64 bits."""
+    off, length = ext["off"], ext["len"]
+    zero = length == 0
+    if zero.any():
+        i = int(np.argmax(zero))
+        raise ExtentError(f"extent {i}: length must be positive (got 0)")
+    big = length > MAX_SEG_LEN
+    if big.any():
+        i = int(np.argmax(big))
+        raise ExtentError(f"extent {i}: length {int(length[i])} is over the "
+                          f"32-bit segment limit of {MAX_SEG_LEN}")
+    wraps = off > np.uint64(2**64 - 1) - length
+    if wraps.any():
+        i = int(np.argmax(wraps))
+        raise ExtentError(f"extent {i} [off={int(off[i])}, len={int(length[i])}] ends past 2^64")
 
 
 def check_buffer(buf, writable):
@@ -142,16 +164,8 @@ def check_buffer(buf, writable):
 def check(ext, data_bytes, buf_bytes, op="read"):
     """Every check the C core makes, with messages that name the extent."""
     check_array(ext)
+    check_segments(ext)
     off, length = ext["off"], ext["len"]
-    zero = length == 0
-    if zero.any():
-        i = int(np.argmax(zero))
-        raise ExtentError(f"extent {i}: length must be positive (got 0)")
-    big = length > MAX_SEG_LEN
-    if big.any():
-        i = int(np.argmax(big))
-        raise ExtentError(f"extent {i}: length {int(length[i])} is over the "
-                          f"32-bit segment limit of {MAX_SEG_LEN}")
     data = np.uint64(data_bytes)
     out = (off > data) | (length > data - np.minimum(off, data))
     if out.any():

@@ -161,3 +161,20 @@ def test_an_sgl_entry_near_4_gib_takes_a_reference_on_every_page():
             held = att.refcounts() - 1
         assert int(held.sum()) == ((4095 + (1 << 32) - 1 + 4095) >> 12) == 1048577
         assert (att.refcounts() == 1).all()
+
+
+def test_a_second_table_on_the_backing_is_refused_while_the_first_is_open(backing):
+    """Two altmap attachments on one backing would share one reserve: the
+    second's initialisation reset the first's held counts, and its release
+    then dropped them to zero (found by tests/test_api_fuzz.py)."""
+    ext = extents.make([0, 8192], [100, 100])
+    first = backing.attach("altmap")
+    first.hold(ext)
+    with pytest.raises(pagetax.PagetaxError,
+                       match="already keeps the descriptors of an open altmap attachment"):
+        backing.attach("altmap")
+    first.unhold()
+    assert (first.refcounts() == 1).all()
+    first.close()
+    with backing.attach("altmap") as second:   # closed, the reserve is free again
+        assert (second.refcounts() == 1).all()

@@ -1,4 +1,6 @@
 """Bad extents and buffers are refused, in Python and again in C, before any copy."""
+import re
+
 import numpy as np
 import pytest
 
@@ -184,3 +186,37 @@ def test_a_build_past_its_reserved_vector_fails_the_run(backing, design):
         finally:
             lib.pt_test_set_underestimate(0)
         att.run("read", ext, buf, segs_per_io=16)
+
+
+def test_entry_counts_of_extents_no_run_accepts_are_refused_not_wrapped():
+    """Issue 13, item 3: the page arithmetic off + len - 1 wrapped for an
+    extent ending past 2^64 (page counted 2 entries, or 2^52), and a length
+    of 0 counted as a whole page table.  C answers PT_ENTRIES_INVALID, and
+    Python names the extent."""
+    lib, ffi = pagetax.core.lib, pagetax.core.ffi
+    cases = {"ends past 2^64": ([2**64 - 1], [2]), "length must be positive": ([4096], [0]),
+             "32-bit segment limit": ([0], [2**32])}
+    for design in pagetax.DESIGNS:
+        for what, (off, length) in cases.items():
+            ext = np.zeros(1, pagetax.EXTENT_DTYPE)
+            ext["off"], ext["len"] = off, length
+            c_ext = ffi.from_buffer("struct pt_extent[]", ext)
+            assert lib.pt_design_entries(pagetax.core.design_id(design), c_ext, 1) == \
+                lib.PT_ENTRIES_INVALID, (design, what)
+            with pytest.raises(pagetax.ExtentError, match=re.escape(what)):
+                pagetax.core.design_entries(design, ext)
+    assert pagetax.core.design_entries("page", pagetax.extents.make([4095], [2])) == 2
+
+
+def test_more_extents_than_the_limit_are_refused_before_any_is_read(backing):
+    """PT_MAX_EXTENTS (2^32) bounds every count a call makes; past it the C
+    validator refuses on the count alone, reading no extent."""
+    lib, ffi = pagetax.core.lib, pagetax.core.ffi
+    assert lib.PT_MAX_EXTENTS == pagetax.extents.MAX_EXTENTS == 2**32
+    ext = pagetax.extents.make([0], [64])
+    err = ffi.new("struct pt_error *")
+    with backing.attach("vec") as att:
+        rc = lib.pt_validate(att._ptr, ffi.from_buffer("struct pt_extent[]", ext),
+                             lib.PT_MAX_EXTENTS + 1, 2**63, ffi.NULL, err)
+    assert rc == lib.PT_EINVAL
+    assert ffi.string(err.msg).decode() == "4294967297 extents are over the limit of 4294967296 (2^32)"
