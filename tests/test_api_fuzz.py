@@ -9,7 +9,7 @@ references must be back at one.  A closed object must refuse with a
 PagetaxError that says so; any other error, or a signal, fails the test.
 
 The budget is bounded for CI: PAGETAX_FUZZ_EXAMPLES sequences (default 25)
-of up to 30 steps.  The sanitized CI pass runs it too.
+of up to 40 steps.  The sanitized CI pass runs it too.
 """
 import gc
 import os
@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
+                                 rule)
 
 import pagetax
 from pagetax.core import design_flags, design_layout, design_table
@@ -30,6 +31,7 @@ SIZES = [4 * MIB, 8 * MIB]
 DESIGNS = list(pagetax.DESIGNS)
 CLOSED = "closed"
 MAX_LIVE_BACKINGS = 3
+KINDS = st.sampled_from(["dev-shm", "memfd", "file"])
 
 
 def _random_extents(draw, lo, hi, max_segments):
@@ -61,7 +63,7 @@ def assert_same(got, want, what):
     (np.testing's own check is ten times slower on megabytes)."""
     if not np.array_equal(got, want):
         i = int(np.flatnonzero(got != want)[0])
-        raise AssertionError(f"{what}: byte {i} is {got[i]}, numpy says {want[i]}")
+        raise AssertionError(f"{what}: at [{i}], {got[i]} where numpy says {want[i]}")
 
 
 class ShadowBacking:
@@ -121,9 +123,20 @@ class APIMachine(RuleBasedStateMachine):
         self.dir.cleanup()
 
     # -- creation ------------------------------------------------------------
+    @initialize(kind=KINDS, size=st.sampled_from(SIZES), design=st.sampled_from(DESIGNS),
+                data=st.data())
+    def start(self, kind, size, design, data):
+        """Every sequence starts with a backing and an attachment, so that
+        most steps move bytes rather than find nothing to act on."""
+        self._create(kind, size)
+        self._attach(data, design, data.draw(st.booleans()))
+
     @precondition(lambda self: sum(not b.closed for b in self.backings) < MAX_LIVE_BACKINGS)
-    @rule(kind=st.sampled_from(["dev-shm", "memfd", "file"]), size=st.sampled_from(SIZES))
+    @rule(kind=KINDS, size=st.sampled_from(SIZES))
     def create(self, kind, size):
+        self._create(kind, size)
+
+    def _create(self, kind, size):
         if kind == "file":
             b = pagetax.Backing.from_path(os.path.join(self.dir.name, f"b{len(self.backings)}"),
                                           size)
@@ -134,6 +147,9 @@ class APIMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.backings)
     @rule(data=st.data(), design=st.sampled_from(DESIGNS), at_reserve=st.booleans())
     def attach(self, data, design, at_reserve):
+        self._attach(data, design, at_reserve)
+
+    def _attach(self, data, design, at_reserve):
         sb = data.draw(st.sampled_from(self.backings))
         off = nbytes = 0
         if design != "altmap" and at_reserve:   # leave the first 2 MiB to altmap
@@ -157,6 +173,9 @@ class APIMachine(RuleBasedStateMachine):
           cache=st.sampled_from(["warm", "cold"]), reps=st.integers(1, 2),
           calls=st.integers(1, 2), segs_per_io=st.sampled_from([0, 1, 3]))
     def prepare(self, data, op, threads, cache, reps, calls, segs_per_io):
+        self._prepare(data, op, threads, cache, reps, calls, segs_per_io)
+
+    def _prepare(self, data, op, threads, cache, reps, calls, segs_per_io):
         at = data.draw(st.sampled_from(self.attached))
         att = at.att
         if at.gone():
@@ -182,12 +201,24 @@ class APIMachine(RuleBasedStateMachine):
         p = att.prepare(op, exts if threads > 1 else exts[0], bufs if threads > 1 else bufs[0],
                         reps=reps, calls=calls, cache=cache, segs_per_io=segs_per_io)
         self.prepared.append(Prepared(at, p, op, exts, bufs, calls))
+        return self.prepared[-1]
+
+    @precondition(lambda self: self.attached)
+    @rule(data=st.data(), op=st.sampled_from(["read", "write"]), threads=st.integers(1, 2),
+          cache=st.sampled_from(["warm", "cold"]), segs_per_io=st.sampled_from([0, 1, 3]))
+    def prepare_and_call(self, data, op, threads, cache, segs_per_io):
+        """The common case, prepared and called at once."""
+        pr = self._prepare(data, op, threads, cache, 1, 1, segs_per_io)
+        if pr is not None:
+            self.call_one(pr)
 
     # -- use -----------------------------------------------------------------
     @precondition(lambda self: self.prepared)
     @rule(data=st.data())
     def call(self, data):
-        pr = data.draw(st.sampled_from(self.prepared))
+        self.call_one(data.draw(st.sampled_from(self.prepared)))
+
+    def call_one(self, pr):
         at, sb = pr.at, pr.at.sb
         if at.gone():
             with pytest.raises(pagetax.PagetaxError, match=CLOSED):
@@ -272,41 +303,50 @@ class APIMachine(RuleBasedStateMachine):
         assert_same(got, want, f"{at.design} reference counts")
 
     # -- ending --------------------------------------------------------------
-    @precondition(lambda self: self.attached)
-    @rule(data=st.data())
-    def close_attachment(self, data):
-        at = data.draw(st.sampled_from(self.attached))
-        at.att.close()
-        at.closed = True
-
-    @precondition(lambda self: self.backings)
-    @rule(data=st.data())
-    def close_backing(self, data):
-        sb = data.draw(st.sampled_from(self.backings))
-        sb.backing.close()
-        sb.closed = True
-        # its views stay readable after close; the shadow still holds
-        assert_same(sb.view, sb.shadow, "a view after close")
-
-    @rule(data=st.data(), what=st.sampled_from(["backing", "attachment", "prepared"]))
-    def forget_and_collect(self, data, what):
-        """Drop this machine's reference to an object and collect: whatever
-        still uses it keeps it alive, or finds it closed."""
+    @rule(data=st.data(), how=st.sampled_from(["close attachment", "close backing",
+                                               "forget backing", "forget attachment",
+                                               "forget prepared"]))
+    def end_something(self, data, how):
+        """Close an attachment or a backing, or drop this machine's reference
+        to an object and collect: whatever still uses it keeps it alive, or
+        finds it closed.  One rule, so endings are a fifth of the steps."""
+        verb, what = how.split()
         pool = {"backing": self.backings, "attachment": self.attached,
                 "prepared": self.prepared}[what]
-        if pool:
-            pool.pop(data.draw(st.integers(0, len(pool) - 1)))
-        gc.collect()
+        if not pool:
+            return
+        i = data.draw(st.integers(0, len(pool) - 1))
+        if verb == "forget":
+            pool.pop(i)
+            gc.collect()
+        elif what == "attachment":
+            pool[i].att.close()
+            pool[i].closed = True
+        else:
+            pool[i].backing.close()
+            pool[i].closed = True
+        for sb in self.shadows():
+            if not sb.table_in_use():   # a detach released what a hold held
+                sb.shadow[:sb.reserve] = sb.view[:sb.reserve]
+            assert_same(sb.view, sb.shadow, "a backing or its view after an ending")
+
+    def shadows(self):
+        """Every backing this machine can still reach, directly or through
+        an attachment or a prepared run."""
+        found = {id(sb): sb for sb in self.backings}
+        found.update((id(at.sb), at.sb) for at in self.attached)
+        found.update((id(pr.at.sb), pr.at.sb) for pr in self.prepared)
+        return found.values()
 
     @invariant()
     def views_match_shadows(self):
-        for sb in self.backings:
+        for sb in self.shadows():
             assert_same(sb.view, sb.shadow, "a backing between steps")
 
 
 APIMachine.TestCase.settings = settings(
     max_examples=int(os.environ.get("PAGETAX_FUZZ_EXAMPLES", "25")),
-    stateful_step_count=30, deadline=None,
+    stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                            HealthCheck.filter_too_much])
 TestAPISequences = APIMachine.TestCase
