@@ -8,7 +8,7 @@ whole mapping (a scatter) are compared with it, and every counting design's
 references must be back at one.  A closed object must refuse with a
 PagetaxError that says so; any other error, or a signal, fails the test.
 
-The budget is bounded for CI: PAGETAX_FUZZ_EXAMPLES sequences (default 25)
+The budget is bounded for CI: PAGETAX_FUZZ_EXAMPLES sequences (default 50)
 of up to 40 steps.  The sanitized CI pass runs it too.
 """
 import gc
@@ -345,7 +345,7 @@ class APIMachine(RuleBasedStateMachine):
 
 
 APIMachine.TestCase.settings = settings(
-    max_examples=int(os.environ.get("PAGETAX_FUZZ_EXAMPLES", "25")),
+    max_examples=int(os.environ.get("PAGETAX_FUZZ_EXAMPLES", "50")),
     stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                            HealthCheck.filter_too_much])
