@@ -20,7 +20,18 @@ def load(path):
         raise PagetaxError(f"{path}: not JSON ({e})") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise PagetaxError(f"{path}: not a pagetax run result (schema {SCHEMA})")
+    rows = doc.get("results")
+    if not isinstance(rows, list):
+        raise PagetaxError(f"{path}: has no list of results")
+    for i, row in enumerate(rows):
+        missing = [k for k in ROW_KEYS if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise PagetaxError(f"{path}: result {i} lacks {', '.join(missing)}; "
+                               "was the file edited or cut short?")
     return doc
+
+
+ROW_KEYS = ("design", "op", "pattern", "seg_bytes", "io_bytes", "gbps")  # what compare reads
 
 
 def key(row):

@@ -209,6 +209,8 @@ def test_compare_command(tmp_path):
     (["other.json", "a.json"], "other.json: not a pagetax run result"),
     (["a.json", "a.json", "--min-change", "-1"], "--min-change -1.0 must not be negative"),
     (["a.json", "norep.json"], "has no usable per-repetition times"),
+    (["a.json", "norows.json"], "norows.json: has no list of results"),
+    (["a.json", "cut.json"], "cut.json: result 0 lacks design, gbps; was the file edited"),
 ])
 def test_compare_errors(tmp_path, files, message):
     (tmp_path / "a.json").write_text(json.dumps(A))
@@ -217,6 +219,10 @@ def test_compare_errors(tmp_path, files, message):
     norep = copy.deepcopy(A)
     del norep["results"][0]["reps_ns"], norep["results"][0]["rep_total_ns"]
     (tmp_path / "norep.json").write_text(json.dumps(norep))
+    (tmp_path / "norows.json").write_text(json.dumps(dict(A, results="x")))
+    cut = copy.deepcopy(A)
+    del cut["results"][0]["design"], cut["results"][0]["gbps"]
+    (tmp_path / "cut.json").write_text(json.dumps(cut))
     p = cli("compare", *files, cwd=tmp_path)
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and message in p.stderr
