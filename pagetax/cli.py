@@ -2,11 +2,13 @@
 
 Only `run` loads the C core: the other commands read result files or the
 metadata model, so the modules that load it are imported where run needs
-them, never at the top."""
+them, never at the top.  (`vm run` loads it inside its guest.)"""
 import argparse
+import json
 import os
 import signal
 import sys
+import tempfile
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -93,10 +95,29 @@ def _cpus(text):
     return cpus
 
 
+def _seconds(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
+    return v
+
+
+def _vm_namespace(text):
+    from .vm import Namespace, VmError
+    try:
+        return Namespace.from_label(text)
+    except VmError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser(command="run"):
     """The command line.  `run`'s options name what the C core offers, so
     they are added only when `command` is "run"; main learns the command
-    first, from a parser without them."""
+    first, from a parser without them.  `vm`'s commands are added only for
+    "vm" alike."""
     p = _Parser(prog="pagetax", description="What struct page costs scatter-gather I/O, "
                 "against raw (address, length) vectors.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -143,7 +164,73 @@ def build_parser(command="run"):
                    "G/GiB are powers of 2, GB of 10")
     m.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     m.add_argument("--force", action="store_true", help="replace an existing --json file")
+
+    v = sub.add_parser("vm", help="run pagetax in a QEMU guest on an emulated NVDIMM (DAX)",
+                       description="Boot a throw-away QEMU guest whose emulated NVDIMM becomes "
+                       "an fsdax or devdax namespace, and run in it the host's own Python and "
+                       "pagetax (the host's root is shared read-only over 9p).  One guest per "
+                       "namespace.  Needs: apt-get install qemu-system-x86 linux-image-amd64 "
+                       "busybox-static ndctl xfsprogs e2fsprogs kmod.", add_help=command == "vm")
+    if command == "vm":
+        _vm_commands(v)
     return p
+
+
+def _vm_commands(v):
+    from . import vm
+    vsub = v.add_subparsers(dest="vm_command", metavar="VM_COMMAND", parser_class=_Parser)
+    vsub.required = True
+    r = vsub.add_parser("run", help="pagetax run inside a guest, on a DAX namespace",
+                        description="Run `pagetax run` inside a guest with its backing on the "
+                        "namespace: a new file on the DAX mount (fsdax) or /dev/dax0.0, "
+                        "written (devdax).  The result file comes back with a `guest` object. "
+                        "pagetax run's own options go after --; its --size must fit the "
+                        "namespace: a 1G NVDIMM gives 1022 MiB with --map=mem and 1006 MiB "
+                        "with --map=dev, less what a file system keeps.")
+    r.add_argument("--mode", choices=vm.MODES, default="fsdax",
+                   help="fsdax (a file on a DAX file system) or devdax (default: fsdax)")
+    r.add_argument("--map", choices=vm.MAPS, default="mem",
+                   help="the namespace's struct pages in DRAM (mem) or on itself (dev) "
+                   "(default: mem)")
+    r.add_argument("--fs", choices=vm.FILE_SYSTEMS, help="fsdax's file system (default: ext4)")
+    r.add_argument("--align", choices=vm.ALIGNS, help="devdax's page alignment (default: 2M)")
+    _vm_guest_options(r, timeout=600)
+    r.add_argument("--json", metavar="PATH",
+                   help="result file (default: results/pagetax-run-TIME.json)")
+    r.add_argument("--force", action="store_true", help="replace an existing --json file")
+    r.add_argument("run_args", nargs="*", metavar="-- RUN_ARGS", help="pagetax run's options")
+
+    t = vsub.add_parser("test", help="pytest's tests/test_dax_guest.py inside guests",
+                        description="Run tests/test_dax_guest.py of this source tree with pytest, "
+                        "in one guest per namespace.  The tests find the DAX paths in "
+                        "PAGETAX_VM_DAX_DIR (fsdax) or PAGETAX_VM_DEVDAX (devdax), and the "
+                        "namespace in PAGETAX_VM_NAMESPACE (JSON).  The exit status is the "
+                        "first failing guest's pytest status, else 0.")
+    t.add_argument("--namespace", type=_vm_namespace, action="append", metavar="LABEL",
+                   help="a namespace to test in, repeatable (default: "
+                   f"{', '.join(ns.label for ns in vm.TEST_NAMESPACES)})")
+    _vm_guest_options(t, timeout=900)
+    t.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="pytest's options")
+
+    m = vsub.add_parser("memmap", help="the kernel's struct pages per namespace mode, measured",
+                        description="One fresh guest per mode (fsdax --map=mem and dev, devdax "
+                        "--map=mem at 4k and 2M, devdax --map=dev): the drop in free memory "
+                        "across create-namespace, beside pagetax's model of the matching "
+                        "design.")
+    _vm_guest_options(m, timeout=300)
+    m.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    m.add_argument("--force", action="store_true", help="replace an existing --json file")
+
+
+def _vm_guest_options(p, timeout):
+    p.add_argument("--capacity", type=_size("--capacity"), default=1 << 30,
+                   help="the NVDIMM's size, a multiple of 2M (default: 1G)")
+    p.add_argument("--memory", type=_size("--memory"), default=2 << 30,
+                   help="the guest's RAM (default: 2G)")
+    p.add_argument("--timeout", type=_seconds, default=timeout, metavar="S",
+                   help=f"seconds each guest may take, boot to power-off (default: {timeout})")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show each guest's console as it comes")
 
 
 def _run_options(r):
@@ -162,8 +249,9 @@ def _run_options(r):
                    "pages (default: seq,rand)")
     r.add_argument("--seg-sizes", type=_sizes, default=d.seg_sizes,
                    help="comma list of segment sizes (default: 64,4K,64K)")
-    r.add_argument("--size", type=_size("--size"), default=d.size,
-                   help="backing size (default: 1G); K/M/G/T and KiB.. are powers of 2, KB.. of 10")
+    r.add_argument("--size", type=_size("--size"), default=None,
+                   help="backing size (default: 1G, capped by a device-DAX node's size); "
+                   "K/M/G/T and KiB.. are powers of 2, KB.. of 10")
     r.add_argument("--io-size", type=_size("--io-size"), default=d.io_size,
                    help="bytes copied per repetition, per thread (default: 64M)")
     r.add_argument("--repeat", type=_count("--repeat", 1), default=d.repeat,
@@ -225,8 +313,14 @@ def _run_options(r):
 
 def _config(args):
     from . import config
+    size = args.size
+    if size is None:  # a device cannot grow: the default is capped by it
+        from .backings import default_size
+        size, note = default_size(args.backing, config.RunConfig.size, args.overwrite)
+        if note:
+            _say(f"pagetax: {note}")
     return config.RunConfig(designs=args.designs, ops=args.ops, patterns=args.patterns,
-                            seg_sizes=args.seg_sizes, size=args.size, io_size=args.io_size,
+                            seg_sizes=args.seg_sizes, size=size, io_size=args.io_size,
                             repeat=args.repeat, warmup=args.warmup, cache=args.cache,
                             backing=args.backing, overwrite=args.overwrite, seed=args.seed,
                             page_size=args.page_size, persist=args.persist,
@@ -304,6 +398,109 @@ def cmd_metadata(args, out, err):
         doc["capacities"].append({"capacity_bytes": cap, "designs": rows, "note": note})
     if args.json:
         _say(f"metadata: {report.write_json(doc, args.json, force=args.force)}")
+    return 0
+
+
+def _vm_guest(args, accel, ns, argv, **kw):
+    """One guest, and one line of how long each of its phases took."""
+    from . import vm
+    _say(f"pagetax: vm: booting a guest for {ns.label} ({format_size(args.capacity)} NVDIMM)")
+    result = vm.run(ns, argv, capacity=args.capacity, memory=args.memory, timeout=args.timeout,
+                    accel=accel, **kw,
+                    on_console=(lambda line: _say(f"console: {line}")) if args.verbose else None)
+    if result.accelerator != accel[0]:
+        _say(f"pagetax: vm: {result.accelerator_reason}")
+    phases = ", ".join(f"{phase} {s:.1f}" for phase, s in result.phases)
+    _say(f"pagetax: vm: {ns.label} under {result.accelerator}, seconds: {phases}; "
+         f"{sum(s for _, s in result.phases):.1f} in all")
+    return result
+
+
+def _echo_guest(result):
+    """The guest command's output: stdout as it is, stderr line by line, marked."""
+    sys.stdout.write(result.stdout)
+    sys.stdout.flush()
+    for line in result.stderr.splitlines():
+        _say(f"guest: {line}")
+
+
+def cmd_vm(args, out, err):
+    from . import vm
+    host = vm.check_tools()  # before any guest boots: a missing tool is one line
+    vm.check_sizes(args.capacity, args.memory)
+    accel = vm.choose_accelerator()
+    _say(f"pagetax: vm: QEMU {vm.qemu_version(host.qemu)}, kernel {host.kernel_version}, "
+         f"{accel[0]}: {accel[1]}")
+    return {"run": _vm_run, "test": _vm_test,
+            "memmap": _vm_memmap}[args.vm_command](args, out, accel)
+
+
+def _vm_run(args, out, accel):
+    from . import vm, vm_guest
+    ns = vm.Namespace(args.mode, args.map, fs=args.fs, align=args.align)
+    for arg in args.run_args:
+        if arg.split("=", 1)[0] in ("--backing", "--json"):
+            raise PagetaxError(f"vm run sets {arg.split('=', 1)[0]} itself: leave it out")
+    path = report.check_json_path(args.json or report.default_path(), args.force)
+    backing = [f"dax:{vm_guest.DAX_DIR}/pagetax.dat"] if ns.mode == "fsdax" else \
+        [f"devdax:{vm_guest.DEVDAX}", "--overwrite"]
+    argv = [sys.executable, "-m", "pagetax", "run", "--backing", *backing,
+            "--json", f"{vm_guest.OUT_DIR}/run.json", "--no-progress", *args.run_args]
+    with tempfile.TemporaryDirectory(prefix="pagetax-vm-files-") as files:
+        result = _vm_guest(args, accel, ns, argv, output_dir=files)
+        _echo_guest(result)
+        made = os.path.join(files, "run.json")
+        if os.path.exists(made):  # also after a failure, when the run wrote partial results
+            with open(made) as f:
+                doc = json.load(f)
+            doc["guest"] = result.labels()
+            _say(f"results: {report.write_json(doc, path, force=args.force)}")
+    return result.status
+
+
+def _vm_test(args, out, accel):
+    from . import vm
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", vm.dax_tests(),
+            *args.pytest_args]
+    status = 0
+    for ns in args.namespace or vm.TEST_NAMESPACES:
+        result = _vm_guest(args, accel, ns, argv)
+        _echo_guest(result)
+        _say(f"pagetax: vm test: {ns.label}: pytest exited {result.status}")
+        status = status or result.status
+    return status
+
+
+def _vm_memmap(args, out, accel):
+    from rich import box
+    from rich.table import Table
+
+    from . import vm
+    if args.json:
+        report.check_json_path(args.json, args.force)
+    rows = [vm.memmap_figures(_vm_guest(args, accel, ns, [], memmap=True))
+            for ns in vm.MEMMAP_NAMESPACES]
+    mib = 1 << 20
+    t = Table(title=f"struct pages for a {format_size(args.capacity)} NVDIMM region, MiB: "
+              "measured in a fresh guest per mode, and pagetax's model",
+              caption="DRAM: the drop in free pages (buddy and per-CPU lists, caches dropped) "
+              "across ndctl create-namespace; device: region size - namespace size (map=mem "
+              "too gives up 2 MiB: the 8 KiB info block, padded to the 2 MiB alignment); "
+              "model: pagetax/metadata.py at the region's capacity",
+              header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("create-namespace", "namespace bytes", "DRAM", "device", "model",
+                 "model DRAM", "model dev", "DRAM - model"):
+        t.add_column(name, justify="left" if name in ("create-namespace", "model")
+                     else "right", no_wrap=True)
+    for r in rows:
+        t.add_row(r["ndctl"], f"{r['namespace_bytes']:,}", f"{r['dram_bytes'] / mib:.2f}",
+                  f"{r['device_bytes'] / mib:.2f}", r["model"],
+                  f"{r['model_dram_bytes'] / mib:.2f}", f"{r['model_device_bytes'] / mib:.2f}",
+                  f"{(r['dram_bytes'] - r['model_dram_bytes']) / mib:+.2f}")
+    report.print_wide(out, t, 125)
+    if args.json:
+        doc = {"schema": "pagetax-vm-memmap/1", "capacity_bytes": args.capacity, "rows": rows}
+        _say(f"memmap: {report.write_json(doc, args.json, force=args.force)}")
     return 0
 
 
@@ -407,7 +604,7 @@ def main(argv=None):
     err = Console(stderr=True)
     try:
         return {"run": cmd_run, "metadata": cmd_metadata, "compare": cmd_compare,
-                "plot": cmd_plot, "report": cmd_report}[args.command](args, out, err)
+                "plot": cmd_plot, "report": cmd_report, "vm": cmd_vm}[args.command](args, out, err)
     except PagetaxError as e:
         _say(f"pagetax: error: {e}")
         return 1
