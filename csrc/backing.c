@@ -162,15 +162,21 @@ int pt_backing_map_sync(const pt_backing *b) { return b->map_sync; }
 #define STATX_ATTR_DAX 0x00200000  /* linux/stat.h, since 5.8 */
 #endif
 
-int pt_statx_dax(const char *path)
+static int statx_dax_at(int dirfd, const char *path, int flags)
 {
     struct statx stx;
-    if (statx(AT_FDCWD, path, 0, STATX_BASIC_STATS, &stx))
+    if (statx(dirfd, path, flags, STATX_BASIC_STATS, &stx))
         return -errno;
     if (!(stx.stx_attributes_mask & STATX_ATTR_DAX))
         return -ENOTSUP;
     return !!(stx.stx_attributes & STATX_ATTR_DAX);
 }
+
+int pt_statx_dax(const char *path) { return statx_dax_at(AT_FDCWD, path, 0); }
+
+/* The open file itself: a backing pagetax creates is unlinked at once, and
+ * ext4 marks only regular files DAX, never their directory. */
+int pt_statx_dax_fd(int fd) { return statx_dax_at(fd, "", AT_EMPTY_PATH); }
 
 void pt_backing_unmap(pt_backing *b)
 {

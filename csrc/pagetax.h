@@ -147,9 +147,10 @@ int pt_backing_map(int fd, uint64_t size, int writable, int flags, uint64_t alig
                    pt_backing **out, struct pt_error *err);
 int pt_backing_map_sync(const pt_backing *b);
 void pt_backing_unmap(pt_backing *b);
-/* statx(2)'s STATX_ATTR_DAX for a path: 1 DAX, 0 not, -errno if statx
- * failed, -ENOTSUP if the kernel does not report the attribute. */
+/* statx(2)'s STATX_ATTR_DAX for a path, or for an open file: 1 DAX, 0 not,
+ * -errno if statx failed, -ENOTSUP if the kernel does not report it. */
 int pt_statx_dax(const char *path);
+int pt_statx_dax_fd(int fd);
 void *pt_backing_base(const pt_backing *b);
 
 /* The design registry (csrc/designs.def). */

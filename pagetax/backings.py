@@ -22,7 +22,7 @@ import numpy as np
 from ._core import ffi, lib
 from .core import Attachment, Closing  # one way: core imports nothing from here
 from .errors import BackingError, PagetaxError, raise_for
-from . import machine
+from . import daxfaults, machine
 from .machine import mount_of, thp_settings
 
 PAGE_SIZES = ("4K", "2M")
@@ -91,6 +91,7 @@ class Backing(Closing):
         self._attachments = weakref.WeakSet()
         self.size = size
         self.map_sync = bool(lib.pt_backing_map_sync(self._ptr))
+        self.dax_mapping = None   # fsdax: the mapping as its faults show it (daxfaults)
         self.base = int(ffi.cast("uintptr_t", lib.pt_backing_base(self._ptr)))
 
     # -- constructors ----------------------------------------------------
@@ -109,11 +110,12 @@ class Backing(Closing):
                    map_flags=map_flags)
 
     @classmethod
-    def from_path(cls, path, size=None, *, overwrite=False, kind="file", map_flags=0, notes=None):
+    def from_path(cls, path, size=None, *, overwrite=False, kind="file", map_flags=0, notes=None,
+                  align=0):
         """A user's path.  A new file is created (and unlinked); an existing
         one is only read, unless overwrite=True lets pagetax size and write it."""
         path = os.fspath(path)
-        kw = dict(kind=kind, path=path, map_flags=map_flags, notes=notes)
+        kw = dict(kind=kind, path=path, map_flags=map_flags, notes=notes, align=align)
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -158,6 +160,12 @@ class Backing(Closing):
         return cls(fd, size, writable=False, reserve=False, created=False, **kw)
 
     # -- use ---------------------------------------------------------------
+    @property
+    def synchronous(self):
+        """CPU stores reach the medium once flushed, with no fsync: MAP_SYNC
+        on fsdax, or device DAX, which is synchronous by construction."""
+        return self.map_sync or self.kind == "devdax"
+
     def view(self):
         """The mapping as a numpy uint8 array (read-only unless writable).
         It stays valid after close(): the memory goes with the last view."""
@@ -217,9 +225,13 @@ def parse_spec(spec):
     return "file", spec
 
 
-def statx_dax(path):
-    """True/False from statx's STATX_ATTR_DAX, None where the kernel is silent."""
-    rc = lib.pt_statx_dax(os.fsencode(path))
+def statx_dax(path_or_fd):
+    """True/False from statx's STATX_ATTR_DAX for a path or an open file,
+    None where the kernel is silent."""
+    if isinstance(path_or_fd, int):
+        rc = lib.pt_statx_dax_fd(path_or_fd)
+    else:
+        rc = lib.pt_statx_dax(os.fsencode(path_or_fd))
     return None if rc < 0 else bool(rc)
 
 
@@ -268,6 +280,25 @@ def devdax_geometry(dev):
     return size, align
 
 
+def default_size(spec, default, overwrite=False):
+    """The backing size when --size is not given: the default, capped by a
+    device-DAX node's size (rounded down to its alignment), since a device
+    cannot grow.  (size, note), the note saying what was capped, or None."""
+    kind, path = parse_spec(spec)
+    if kind == "auto":
+        found = find_dax()
+        if found and found[0] == "devdax" and overwrite:
+            kind, path = found
+    if kind != "devdax":
+        return default, None
+    dev_size, align = devdax_geometry(path)
+    usable = dev_size // align * align
+    if usable >= default:
+        return default, None
+    return usable, (f"--size defaulted to the device's {usable} bytes (the default "
+                    f"{default} is larger than {path})")
+
+
 def _devdax(dev, size, overwrite):
     dev_size, align = devdax_geometry(dev)
     if size is None:
@@ -293,17 +324,23 @@ def _dax_error(path, err):
                         "system; mount one with -o dax, or use --backing auto to fall back")
 
 
-def open_dax(path, size, overwrite=False):
+def open_dax(path, size, overwrite=False, page_size="4K"):
     """A file on an fsdax mount, mapped with MAP_SYNC, or an error that names
-    the file system when it is not DAX."""
+    the file system when it is not DAX.  `2M` maps it 2 MiB-aligned, so the
+    kernel can fault it in with PMDs; the faults it really took are counted
+    (daxfaults) because smaps cannot show them."""
     try:
-        return Backing.from_path(path, size, overwrite=overwrite, kind="dax",
-                                 map_flags=lib.PT_MAP_SYNC,
-                                 notes={"statx_dax": statx_dax(os.path.dirname(os.path.abspath(path)))})
+        with daxfaults.DaxFaultTrace() as trace:
+            b = Backing.from_path(path, size, overwrite=overwrite, kind="dax",
+                                  map_flags=lib.PT_MAP_SYNC,
+                                  align=HUGE if page_size == "2M" else 0)
     except BackingError as e:
         if e.sys_errno == errno.EOPNOTSUPP:
             raise _dax_error(path, e) from None
         raise
+    b.notes["statx_dax"] = statx_dax(b.fd)
+    b.dax_mapping = daxfaults.mapping(trace.counts, trace.why, b.size)
+    return b
 
 
 def _hugetlb_free():
@@ -381,7 +418,7 @@ def _open(kind, path, size, overwrite, page_size):
         check_fits_in_ram(size)
         return tmpfs_2m(size) if page_size == "2M" else Backing.scratch(size)
     if kind == "dax":
-        return open_dax(path, size, overwrite)
+        return open_dax(path, size, overwrite, page_size)
     if kind == "devdax":
         return _devdax(path, size, overwrite)
     return Backing.from_path(path, size, overwrite=overwrite)
@@ -429,7 +466,9 @@ def describe(backing):
         "path": backing.path,
         "created_by_pagetax": backing.created,
         "writable": backing.writable,
-        "map_sync": backing.map_sync,
+        # device DAX needs no MAP_SYNC: its mappings are synchronous by construction
+        "map_sync": "not needed" if backing.kind == "devdax" else backing.map_sync,
+        "synchronous": backing.synchronous,
         "notes": backing.notes,
         # A file someone else can name can be truncated under the mapping
         # (SIGBUS); a device or DAX medium can report a media error.
@@ -438,5 +477,5 @@ def describe(backing):
         "fs_type": fstype,
         "mount_point": mnt,
         "mount_options": opts,
-        "mapping": machine.mapping_page_size(machine.smaps_of(backing.base)),
+        "mapping": backing.dax_mapping or machine.mapping_page_size(machine.smaps_of(backing.base)),
     }

@@ -101,7 +101,7 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
     started = time.time()
     with open_backing(cfg) as backing:
         data_off, space = common_layout(cfg.designs, backing.size)
-        durable = backing.map_sync or backing.kind == "devdax"
+        durable = backing.synchronous
         resolved = resolve_persist(cfg.persist, caches_persistent=durable and
                                    backings.caches_persistent())
         persist = persist_code(resolved, cfg.persist_each)
