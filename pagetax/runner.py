@@ -1,6 +1,7 @@
 """The run loop: every design over the same extents and buffer, repetitions
 interleaved, then the peers; rows (rows.py) appended as they finish."""
 import dataclasses
+import json
 import os
 import time
 
@@ -17,6 +18,9 @@ from .errors import PagetaxError
 from .persist import cpu_features, persist_code, resolve_persist
 from .schema import SCHEMA
 from .sizes import format_size
+
+
+GUEST_ENV = "PAGETAX_GUEST"   # pagetax vm's labels of the guest a run is in (JSON)
 
 
 def open_backing(cfg):
@@ -158,10 +162,23 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
             if cfg.threads > ncpu:
                 warnings.append(f"{cfg.threads} threads on {ncpu} CPUs: threads take turns on "
                                 "a CPU, so GB/s is not what as many cores would give")
-            if page_size != cfg.page_size:
-                doc["warnings"].append(
+            mapping = doc["machine"]["backing"]["mapping"]
+            if page_size == "unknown":
+                warnings.append(f"the backing's page size is unknown: {mapping['why']}")
+            elif backing.kind == "devdax" and page_size != cfg.page_size:
+                warnings.append(f"device DAX maps with its alignment, {page_size} pages here; "
+                                f"--page-size {cfg.page_size} does not apply")
+            elif page_size != cfg.page_size:
+                warnings.append(
                     f"asked for {cfg.page_size} pages, but the kernel mapped the backing with "
-                    f"{page_size} pages (/proc/self/smaps); the results say {page_size}")
+                    f"{page_size} pages ({mapping.get('method', '/proc/self/smaps')}); the "
+                    f"results say {page_size}")
+            guest = os.environ.get(GUEST_ENV)
+            if guest:  # set by pagetax vm inside its guest
+                doc["guest"] = json.loads(guest)
+                if not doc["guest"]["timings_comparable"]:
+                    warnings.append(f"run in a {doc['guest']['accelerator'].upper()} guest: "
+                                    f"{doc['guest']['timings_note']}")
             bufs = [aligned_buffer(cfg.io_size, fill=0xA5) for _ in range(cfg.threads)]
             workloads = {}
             touched = _touched_cache()

@@ -545,14 +545,20 @@ class VmResult:
 
     def labels(self):
         """The `guest` object of a result file made inside the guest."""
-        kvm = self.accelerator == "kvm"
-        ns = self.namespace
-        return {"emulator": "qemu-system-x86_64", "emulator_version": self.qemu_version,
-                "accelerator": self.accelerator, "accelerator_reason": self.accelerator_reason,
-                "guest_kernel": self.guest_kernel, "nvdimm_bytes": self.capacity,
-                "namespace": {"label": ns.label, "mode": ns.mode, "map": ns.map, "fs": ns.fs,
-                              "align": ns.align, "ndctl": self.ndctl},
-                "timings_comparable": kvm, "timings_note": KVM_NOTE if kvm else TCG_NOTE}
+        return guest_labels(self.namespace, self.accelerator, self.accelerator_reason,
+                            self.qemu_version, self.guest_kernel, self.capacity, self.ndctl)
+
+
+def guest_labels(ns, accel, accel_reason, qemu_version, guest_kernel, capacity, ndctl=None):
+    """What a result made in a guest must say about it: emulator,
+    accelerator, guest kernel, namespace, and whether timings mean anything."""
+    kvm = accel == "kvm"
+    return {"emulator": "qemu-system-x86_64", "emulator_version": qemu_version,
+            "accelerator": accel, "accelerator_reason": accel_reason,
+            "guest_kernel": guest_kernel, "nvdimm_bytes": capacity,
+            "namespace": {"label": ns.label, "mode": ns.mode, "map": ns.map, "fs": ns.fs,
+                          "align": ns.align, "ndctl": ndctl},
+            "timings_comparable": kvm, "timings_note": KVM_NOTE if kvm else TCG_NOTE}
 
 
 def _phases(marks, total):
@@ -600,6 +606,7 @@ def run(namespace, argv, *, output_dir=None, capacity=GIB, memory=2 * GIB, timeo
     host = check_tools()
     check_sizes(capacity, memory, namespace)
     accel, accel_reason = accel or choose_accelerator()
+    run_argv = argv
     deadline = time.monotonic() + timeout
     with _sigterm_raises():
         work = tempfile.mkdtemp(prefix="pagetax-vm-", dir=workdir)
@@ -613,12 +620,17 @@ def run(namespace, argv, *, output_dir=None, capacity=GIB, memory=2 * GIB, timeo
             image = os.path.join(work, "nvdimm.img")
             with open(image, "wb") as f:
                 f.truncate(capacity)  # sparse: only what the guest writes takes space
-            job = {"namespace": dict(dataclasses.asdict(namespace), label=namespace.label),
-                   "argv": list(argv), "memmap": memmap, "env": dict(env or {})}
-            with open(_host_path(share, vm_guest.JOB), "w") as f:
-                json.dump(job, f)
+            version = qemu_version(host.qemu)
 
             def boot(accel):
+                # the job names the accelerator, so a run's own table can say it
+                labels = guest_labels(namespace, accel, accel_reason, version,
+                                      host.kernel_version, capacity)
+                job = {"namespace": dict(dataclasses.asdict(namespace), label=namespace.label),
+                       "argv": list(run_argv), "memmap": memmap,
+                       "env": dict(env or {}, PAGETAX_GUEST=json.dumps(labels))}
+                with open(_host_path(share, vm_guest.JOB), "w") as f:
+                    json.dump(job, f)
                 argv = qemu_argv(host, accel, kernel, initrd, image, share, capacity, memory)
                 return _Guest(argv, on_console)
 
