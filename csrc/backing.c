@@ -114,11 +114,14 @@ int pt_backing_map(int fd, uint64_t size, int writable, int flags, uint64_t alig
         return pt_set_error(err, PT_ESYS, e, 0, "mmap of %llu bytes failed: %s",
                             (unsigned long long)size, strerror(e));
     }
-    if ((flags & PT_MAP_HUGE_ADVISE) && madvise(p, size, MADV_HUGEPAGE)) {
-        int e = errno;
-        munmap(p, size);
-        return pt_set_error(err, PT_ESYS, e, 0, "madvise(MADV_HUGEPAGE) failed: %s",
-                            strerror(e));
+    if (flags & (PT_MAP_HUGE_ADVISE | PT_MAP_NO_HUGE)) {
+        int huge = flags & PT_MAP_HUGE_ADVISE;
+        if (madvise(p, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE)) {
+            int e = errno;
+            munmap(p, size);
+            return pt_set_error(err, PT_ESYS, e, 0, "madvise(%s) failed: %s",
+                                huge ? "MADV_HUGEPAGE" : "MADV_NOHUGEPAGE", strerror(e));
+        }
     }
     b = calloc(1, sizeof(*b));
     if (!b) {

@@ -138,7 +138,9 @@ enum pt_map_flags {
                                 never for a file pagetax may not write) */
     PT_MAP_SYNC = 2,         /* MAP_SHARED_VALIDATE | MAP_SYNC: fsdax only */
     PT_MAP_HUGE_ADVISE = 4,  /* madvise(MADV_HUGEPAGE) before populating */
-    PT_MAP_DEVICE = 8        /* a device node (device DAX): no file size */
+    PT_MAP_DEVICE = 8,       /* a device node (device DAX): no file size */
+    PT_MAP_NO_HUGE = 16      /* madvise(MADV_NOHUGEPAGE) before populating: 4 KiB
+                                pages even where fsdax would fault in PMDs */
 };
 
 /* Map an open file descriptor of `size` bytes at an address aligned to

@@ -327,13 +327,15 @@ def _dax_error(path, err):
 def open_dax(path, size, overwrite=False, page_size="4K"):
     """A file on an fsdax mount, mapped with MAP_SYNC, or an error that names
     the file system when it is not DAX.  `2M` maps it 2 MiB-aligned, so the
-    kernel can fault it in with PMDs; the faults it really took are counted
-    (daxfaults) because smaps cannot show them."""
+    kernel can fault it in with PMDs; `4K` advises MADV_NOHUGEPAGE, which
+    the kernel's DAX fault path honours.  The faults it really took are
+    counted (daxfaults), because smaps cannot show them."""
+    huge = page_size == "2M"
     try:
         with daxfaults.DaxFaultTrace() as trace:
             b = Backing.from_path(path, size, overwrite=overwrite, kind="dax",
-                                  map_flags=lib.PT_MAP_SYNC,
-                                  align=HUGE if page_size == "2M" else 0)
+                                  map_flags=lib.PT_MAP_SYNC | (0 if huge else lib.PT_MAP_NO_HUGE),
+                                  align=HUGE if huge else 0)
     except BackingError as e:
         if e.sys_errno == errno.EOPNOTSUPP:
             raise _dax_error(path, e) from None

@@ -53,6 +53,8 @@ def test_fsdax_file_maps_with_map_sync_statx_and_pmds(rng, page_size):
         if page_size == "2M":                             # 2 MiB-aligned: all PMDs
             assert m["page_size"] == "2M" and m["pmd_mapped_bytes"] == 8 * MIB, m
             assert m["faults"]["pmd_fallback"] == 0, m
+        else:                                             # MADV_NOHUGEPAGE: all PTEs
+            assert m["page_size"] == "4K" and m["pte_mapped_bytes"] == 8 * MIB, m
         _moves_bytes(b, "page", rng)
     assert set(os.listdir(DAX_DIR)) <= {"lost+found"}     # created, unlinked, gone
 
