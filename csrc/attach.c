@@ -45,8 +45,16 @@ int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes,
     if (!ops)
         return pt_set_error(err, PT_EINVAL, 0, 0, "no design number %d (there are %d)",
                             design, pt_design_count());
-    if (flags & ~PT_ATTACH_TABLE_4K)
+    unsigned folio_shift = (unsigned)flags / PT_ATTACH_FOLIO_SHIFT;
+    if (flags & ~PT_ATTACH_TABLE_4K & (PT_ATTACH_FOLIO_SHIFT - 1))
         return pt_set_error(err, PT_EARG, 0, 0, "unknown attach flags %#x", (unsigned)flags);
+    if (folio_shift == 0)
+        folio_shift = PT_PAGE_SHIFT;
+    if (folio_shift < PT_PAGE_SHIFT || folio_shift > PT_MAX_FOLIO_SHIFT)
+        return pt_set_error(err, PT_EARG, 0, 0, "a folio of 2^%u bytes is not 4 KiB to 2 MiB",
+                            folio_shift);
+    if (folio_shift != PT_PAGE_SHIFT && !(ops->flags & PT_DESIGN_FOLIOS))
+        return pt_set_error(err, PT_EARG, 0, 0, "%s has no folios to size", ops->name);
     if (data_off == 0 && data_bytes == 0 &&
         pt_design_layout(design, b->size, &data_off, &data_bytes))
         return pt_set_error(err, PT_EINVAL, 0, 0, "a %llu-byte backing is too small for %s",
@@ -70,6 +78,7 @@ int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes,
     a->data = b->base + data_off;
     a->data_bytes = data_bytes;
     a->attach_flags = flags;
+    a->folio_shift = folio_shift;
     (void)resident_bytes();  /* the first call faults in its own code and stack */
     rss0 = resident_bytes();
     if (ops->attach && (rc = ops->attach(a, err)) != PT_OK) {
@@ -77,6 +86,11 @@ int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes,
         return rc;
     }
     a->rss_delta = resident_bytes() - rss0;
+    if ((ops->flags & PT_DESIGN_REFCOUNTS) && !a->ref_base) {
+        a->ref_base = (const uint8_t *)a->meta + ops->ref_off;
+        a->ref_stride = 1ULL << ops->desc_shift;
+        a->nrefs = a->ndesc;
+    }
     if (ops->flags & PT_DESIGN_TABLE_ON_BACKING)
         b->table_user = a;
     *out = a;
@@ -111,7 +125,7 @@ void *pt_attachment_table(const pt_attachment *a) { return a->meta; }
 
 uint64_t pt_attachment_descriptors(const pt_attachment *a)
 {
-    return (a->ops->flags & PT_DESIGN_REFCOUNTS) ? a->ndesc : 0;
+    return (a->ops->flags & PT_DESIGN_REFCOUNTS) ? a->nrefs : 0;
 }
 
 struct refs_call {
@@ -122,11 +136,10 @@ struct refs_call {
 static int read_refs(void *arg, struct pt_error *err)
 {
     const struct refs_call *c = arg;
-    const struct pt_design_ops *ops = c->a->ops;
-    const uint8_t *p = c->a->meta;
+    const struct pt_attachment *a = c->a;
     (void)err;
-    for (uint64_t i = 0; i < c->a->ndesc; i++)
-        c->out[i] = __atomic_load_n((const int32_t *)(p + (i << ops->desc_shift) + ops->ref_off),
+    for (uint64_t i = 0; i < a->nrefs; i++)
+        c->out[i] = __atomic_load_n((const int32_t *)(a->ref_base + i * a->ref_stride),
                                     __ATOMIC_RELAXED);
     return PT_OK;
 }
@@ -140,9 +153,9 @@ int pt_attachment_refcounts(const pt_attachment *a, int32_t *out, uint64_t n,
 
     if (!(ops->flags & PT_DESIGN_REFCOUNTS))
         return pt_set_error(err, PT_EARG, 0, 0, "%s keeps no reference counts", ops->name);
-    if (n != a->ndesc)
-        return pt_set_error(err, PT_EARG, 0, 0, "%s has %llu descriptors, not %llu", ops->name,
-                            (unsigned long long)a->ndesc, (unsigned long long)n);
+    if (n != a->nrefs)
+        return pt_set_error(err, PT_EARG, 0, 0, "%s has %llu reference counts, not %llu",
+                            ops->name, (unsigned long long)a->nrefs, (unsigned long long)n);
     return pt_guarded(a->backing, read_refs, &c, "reading reference counts", err);
 }
 

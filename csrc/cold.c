@@ -59,7 +59,9 @@ static void flush_working_set(const struct pt_working_set *ws, int insn)
             pt_flush_range(data + ws->ext[i].off, ws->ext[i].len, insn);
     pt_flush_range(ws->buf, ws->total, insn);
     pt_flush_range(ws->a->vec, ws->vec_bytes, insn);
-    if (ops->flags & PT_DESIGN_REFCOUNTS) {
+    if (ops->flush_meta) {
+        ops->flush_meta(ws->a, ws->ext, ws->n, insn);
+    } else if (ops->flags & PT_DESIGN_REFCOUNTS) {
         const uint8_t *table = ws->a->meta;
         uintptr_t last = 0;
         for (uint64_t i = 0; i < ws->n; i++) {

@@ -53,23 +53,21 @@ int pt_table_init_on_backing(struct pt_attachment *a, void *table, uint64_t n,
  * it); a tail short of 2 MiB stays on 4 KiB pages.  pagetax reads the
  * page size back from smaps.  PT_ATTACH_TABLE_4K opts out, for comparison.
  */
-int pt_table_alloc(struct pt_attachment *a, uint64_t n, unsigned desc_shift, size_t ref_off,
-                   struct pt_error *err)
+void *pt_dram_map(const struct pt_attachment *a, uint64_t bytes, struct pt_error *err)
 {
-    uint64_t bytes, mapped, lead;
+    uint64_t mapped, lead;
     uint8_t *area, *table;
 
-    if (n > (UINT64_MAX >> desc_shift) - TABLE_ALIGN)
-        return pt_set_error(err, PT_EINVAL, 0, 0, "a table of %llu descriptors is too large",
-                            (unsigned long long)n);
-    bytes = n << desc_shift;
+    if (bytes > PT_MAX_CAPACITY)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "a table of %llu bytes is too large",
+                            (unsigned long long)bytes), NULL;
     mapped = (bytes + PT_PAGE_SIZE - 1) & ~(PT_PAGE_SIZE - 1);
     area = mmap(NULL, mapped + TABLE_ALIGN, PROT_READ | PROT_WRITE,
                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (area == MAP_FAILED)
         return pt_set_error(err, PT_ENOMEM, errno, 0,
                             "cannot allocate a descriptor table of %llu bytes: %s",
-                            (unsigned long long)bytes, strerror(errno));
+                            (unsigned long long)bytes, strerror(errno)), NULL;
     lead = (TABLE_ALIGN - (uintptr_t)area % TABLE_ALIGN) % TABLE_ALIGN;
     table = area + lead;
     if (lead)
@@ -79,9 +77,22 @@ int pt_table_alloc(struct pt_attachment *a, uint64_t n, unsigned desc_shift, siz
      * pages, and the results say so. */
     madvise(table, bytes, (a->attach_flags & PT_ATTACH_TABLE_4K) ? MADV_NOHUGEPAGE
                                                                   : MADV_HUGEPAGE);
+    return table;
+}
+
+int pt_table_alloc(struct pt_attachment *a, uint64_t n, unsigned desc_shift, size_t ref_off,
+                   struct pt_error *err)
+{
+    uint8_t *table;
+
+    if (n > (UINT64_MAX >> desc_shift) - TABLE_ALIGN)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "a table of %llu descriptors is too large",
+                            (unsigned long long)n);
+    if (!(table = pt_dram_map(a, n << desc_shift, err)))
+        return err ? err->code : PT_ENOMEM;
     pt_table_init(table, n, desc_shift, ref_off);
     a->meta = table;
-    a->meta_bytes = bytes;
+    a->meta_bytes = n << desc_shift;
     a->ndesc = n;
     return PT_OK;
 }

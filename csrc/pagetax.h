@@ -166,6 +166,8 @@ enum pt_design_flags {
     PT_DESIGN_CONTIGUOUS = 4,       /* copies contiguous bytes from its own part of the data area */
     PT_DESIGN_REFCOUNTS = 8,        /* a descriptor table with reference counts */
     PT_DESIGN_TABLE_ON_BACKING = 16,/* that table lives on the backing (altmap) */
+    PT_DESIGN_FOLIOS = 64,          /* counts references per folio, of the attachment's
+                                       folio size (PT_ATTACH_FOLIO_SHIFT) */
     PT_DESIGN_OWN_PERSIST = 32      /* --persist does not apply: it persists its own way */
 };
 unsigned pt_design_flags(int design);
@@ -194,6 +196,10 @@ void pt_set_libpmem(void *memcpy_persist, void *memcpy_nodrain, void *pmem_drain
 /* PT_EINVAL past PT_MAX_CAPACITY or for an unknown design. */
 int pt_design_metadata(int design, uint64_t capacity, struct pt_metadata *out,
                        struct pt_error *err);
+/* The same for folios of 2^folio_shift bytes (12 to 21); PT_EINVAL for a
+ * design without PT_DESIGN_FOLIOS at any shift but 12. */
+int pt_design_metadata_folio(int design, uint64_t capacity, unsigned folio_shift,
+                             struct pt_metadata *out, struct pt_error *err);
 /* Where a design would put the data area of a backing of `size` bytes
  * (altmap reserves the start for descriptors).  -1: too small. */
 int pt_design_layout(int design, uint64_t size, uint64_t *data_off, uint64_t *data_bytes);
@@ -203,7 +209,9 @@ int pt_design_layout(int design, uint64_t size, uint64_t *data_off, uint64_t *da
  * means the design's own layout.  Every design in one run gets the same
  * area.  The backing must outlive the attachment. */
 enum pt_attach_flags {
-    PT_ATTACH_TABLE_4K = 1   /* DRAM tables on 4 KiB pages; default: 2 MiB (THP) as vmemmap */
+    PT_ATTACH_TABLE_4K = 1,  /* DRAM tables on 4 KiB pages; default: 2 MiB (THP) as vmemmap */
+    PT_ATTACH_FOLIO_SHIFT = 256  /* times log2(folio size), 12 to 21: PT_DESIGN_FOLIOS
+                                    designs' folio size (0: 4 KiB) */
 };
 int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes, int flags,
               pt_attachment **out, struct pt_error *err);

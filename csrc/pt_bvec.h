@@ -42,6 +42,9 @@ _Static_assert(sizeof(struct pt_bvec) == 16, "bio_vec is 16 bytes");
 int pt_table_alloc(struct pt_attachment *a, uint64_t n, unsigned desc_shift,
                    size_t ref_off, struct pt_error *err);
 void pt_table_free(struct pt_attachment *a);
+/* `bytes` of zeroed DRAM, 2 MiB-aligned and advised as vmemmap is (or 4 KiB
+ * pages with PT_ATTACH_TABLE_4K); NULL with err set on failure. */
+void *pt_dram_map(const struct pt_attachment *a, uint64_t bytes, struct pt_error *err);
 /* Initialise n descriptors at `table` (which may be on the backing). */
 void pt_table_init(void *table, uint64_t n, unsigned desc_shift, size_t ref_off);
 /* The same for a table on the backing, where a truncated file or a media

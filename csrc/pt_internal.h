@@ -18,6 +18,7 @@
 #define PT_PAGE_SHIFT 12
 #define PT_PAGE_SIZE (1ULL << PT_PAGE_SHIFT)
 #define PT_CACHELINE 64
+#define PT_MAX_FOLIO_SHIFT 21    /* a PMD: THP and PMD-mapped DAX */
 
 /* bio_vec and friends keep lengths in 32 bits; so do all designs here. */
 #define PT_MAX_SEG_LEN 0xffffffffULL
@@ -51,6 +52,14 @@ struct pt_attachment {
     void *meta;              /* per-capacity descriptors, if any */
     uint64_t meta_bytes;     /* bytes allocated for them */
     uint64_t ndesc;          /* descriptors in use (PT_DESIGN_REFCOUNTS) */
+    /* Where the reference counts are, for the read-back: nrefs int32s,
+     * ref_stride bytes apart from ref_base (by default ndesc, one per
+     * descriptor of meta; folio designs: one per folio). */
+    const uint8_t *ref_base;
+    uint64_t ref_stride, nrefs;
+    unsigned folio_shift;    /* PT_DESIGN_FOLIOS: log2 of the folio size */
+    void *folios;            /* their separately allocated folio descriptors, */
+    uint64_t folios_bytes;   /* if any */
     int attach_flags;        /* enum pt_attach_flags */
     int held;                /* pt_hold: references held by a built vector */
     uint64_t held_nvec;
@@ -89,8 +98,14 @@ struct pt_design_ops {
     /* Per-capacity state; NULL when a design keeps none. */
     int (*attach)(struct pt_attachment *a, struct pt_error *err);
     void (*detach)(struct pt_attachment *a);
-    /* Static metadata for a capacity, the model that attach() must match. */
+    /* Static metadata for a capacity, the model that attach() must match;
+     * PT_DESIGN_FOLIOS designs give metadata_folio instead. */
     void (*metadata)(uint64_t capacity, struct pt_metadata *out);
+    void (*metadata_folio)(uint64_t capacity, unsigned folio_shift, struct pt_metadata *out);
+    /* Cold start: flush the metadata lines a build and release of these
+     * extents touch; NULL: one descriptor per page_shift, at ref_off. */
+    void (*flush_meta)(const struct pt_attachment *a, const struct pt_extent *ext, uint64_t n,
+                       int insn);
     /* Where the data area of a backing of `size` bytes lies; NULL: all of
      * it.  Returns -1 when the backing is too small. */
     int (*layout)(uint64_t size, uint64_t *data_off, uint64_t *data_bytes);

@@ -92,6 +92,12 @@ unsigned pt_design_entry_bytes(int design)
 int pt_design_metadata(int design, uint64_t capacity, struct pt_metadata *out,
                        struct pt_error *err)
 {
+    return pt_design_metadata_folio(design, capacity, PT_PAGE_SHIFT, out, err);
+}
+
+int pt_design_metadata_folio(int design, uint64_t capacity, unsigned folio_shift,
+                             struct pt_metadata *out, struct pt_error *err)
+{
     const struct pt_design_ops *ops = pt_design_ops_of(design);
     out->dram_bytes = out->device_bytes = 0;
     if (!ops)
@@ -100,7 +106,14 @@ int pt_design_metadata(int design, uint64_t capacity, struct pt_metadata *out,
         return pt_set_error(err, PT_EINVAL, 0, 0,
                             "capacity %llu is over the limit of %llu bytes (2^57)",
                             (unsigned long long)capacity, (unsigned long long)PT_MAX_CAPACITY);
-    ops->metadata(capacity, out);
+    if (folio_shift < PT_PAGE_SHIFT || folio_shift > PT_MAX_FOLIO_SHIFT ||
+        (!(ops->flags & PT_DESIGN_FOLIOS) && folio_shift != PT_PAGE_SHIFT))
+        return pt_set_error(err, PT_EINVAL, 0, 0, "%s has no folios of 2^%u bytes", ops->name,
+                            folio_shift);
+    if (ops->flags & PT_DESIGN_FOLIOS)
+        ops->metadata_folio(capacity, folio_shift, out);
+    else
+        ops->metadata(capacity, out);
     return PT_OK;
 }
 

@@ -13,6 +13,7 @@ import tempfile
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from . import metadata as _metadata_model  # the model alone: no C core
 from . import report
 from .errors import Interrupted, PagetaxError
 from .sizes import format_size, parse_size
@@ -162,6 +163,10 @@ def build_parser(command="run"):
     m.add_argument("--capacity", type=_size("--capacity"), action="append", metavar="SIZE",
                    help="capacity, repeatable (default: 400GB, the 2015 thread's DIMM); "
                    "G/GiB are powers of 2, GB of 10")
+    folio_sizes = list(_metadata_model.FOLIO_SIZES)
+    m.add_argument("--folio-sizes", type=_names("folio size", folio_sizes), default=["4K", "2M"],
+                   help="the folio designs' folio sizes to show, comma-separated, of "
+                   f"{', '.join(folio_sizes)} (default: 4K,2M)")
     m.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     m.add_argument("--force", action="store_true", help="replace an existing --json file")
 
@@ -236,7 +241,7 @@ def _vm_guest_options(p, timeout):
 def _run_options(r):
     from . import config
     from .backings import PAGE_SIZES
-    from .core import CACHE_MODES, COLD_METHODS, DESIGNS, OPS, TABLE_PAGES
+    from .core import CACHE_MODES, COLD_METHODS, DESIGNS, FOLIO_SIZES, OPS, TABLE_PAGES
     from .extents import PATTERNS
     from .persist import PERSIST_MODES
     d = config.RunConfig()
@@ -269,6 +274,9 @@ def _run_options(r):
     r.add_argument("--cold-method", choices=("auto",) + COLD_METHODS, default=d.cold_method,
                    help="how --cache cold flushes: clflushopt, clflush, or evict (plain stores "
                    "over 4x the LLC, for CPUs with neither); auto picks the first the CPU has")
+    r.add_argument("--folio-size", choices=list(FOLIO_SIZES), default=d.folio_size,
+                   help="folio, page32 and memdesc: the folio size (default: 4K); 2M folios "
+                   "are PMD-mapped (THP, PMD-mapped DAX), smaller ones PTE-mapped")
     r.add_argument("--table-pages", choices=TABLE_PAGES, default=d.table_pages,
                    help="page size of DRAM descriptor tables: 2M as the kernel maps vmemmap "
                    "(THP, where allowed), or 4K (default: 2M)")
@@ -327,7 +335,8 @@ def _config(args):
                             persist_each=args.persist_each, peers=args.peers,
                             segs_per_io=args.segs_per_io, threads=args.threads, pin=args.pin,
                             hot_pages=args.hot_pages, phase_reps=args.phase_reps,
-                            cold_method=args.cold_method, table_pages=args.table_pages)
+                            cold_method=args.cold_method, table_pages=args.table_pages,
+                            folio_size=args.folio_size)
 
 
 def cmd_run(args, out, err):
@@ -390,8 +399,8 @@ def cmd_metadata(args, out, err):
     doc = {"schema": "pagetax-metadata/1", "io_bytes": 1 << 20,
            "byte_convention": "GB = 1e9; G and GiB = 2^30", "capacities": []}
     for cap in capacities:
-        rows = _metadata.table(cap)
-        report.print_wide(out, report.metadata_table(cap, rows), 100)
+        rows = _metadata.table(cap, folio_sizes=args.folio_sizes)
+        report.print_wide(out, report.metadata_table(cap, rows), 120)
         note = _metadata.seed_note(cap)
         out.print(note, markup=False, highlight=False)
         out.print()

@@ -6,11 +6,12 @@ from typing import List, Optional
 
 from . import extents as _ext
 from .backings import PAGE_SIZES
-from .core import CACHE_MODES, COLD_METHODS, DESIGNS, MAX_THREADS, OPS, TABLE_PAGES
+from .core import CACHE_MODES, COLD_METHODS, DESIGNS, FOLIO_SIZES, MAX_THREADS, OPS, TABLE_PAGES
 from .errors import PagetaxError
 from .persist import PERSIST_MODES
 
-DEFAULT_DESIGNS = ("vec", "pfn", "page", "huge", "altmap", "memdesc", "sgl", "memcpy", "kernel")
+DEFAULT_DESIGNS = ("vec", "pfn", "page", "folio", "huge", "altmap", "memdesc", "sgl", "memcpy",
+                   "kernel")
 DEFAULT_SEG_SIZES = (64, 4096, 65536)
 DEFAULT_PATTERNS = ("seq", "rand")  # `hot` is asked for: it is about threads sharing pages
 PEER_NAMES = ("libpmem", "fio")
@@ -31,6 +32,7 @@ class RunConfig:
     cache: str = "cold"
     cold_method: str = "auto"      # clflushopt, clflush, evict, or auto (the first the CPU has)
     table_pages: str = "2M"        # DRAM descriptor tables: 2M (as vmemmap) or 4K
+    folio_size: str = "4K"         # the folio designs' folio size
     backing: str = "tmpfs"         # tmpfs, PATH, dax:PATH, devdax:DEV or auto
     overwrite: bool = False        # may pagetax write an existing file or device?
     page_size: str = "4K"          # the backing's mapping page size: 4K or 2M
@@ -65,6 +67,9 @@ class RunConfig:
         if self.table_pages not in TABLE_PAGES:
             raise PagetaxError(f"unknown table page size {self.table_pages!r} "
                                f"(choose from {', '.join(TABLE_PAGES)})")
+        if self.folio_size not in FOLIO_SIZES:
+            raise PagetaxError(f"unknown folio size {self.folio_size!r} "
+                               f"(choose from {', '.join(FOLIO_SIZES)})")
         if self.phase_reps < 0:
             raise PagetaxError(f"--phase-reps must not be negative (got {self.phase_reps})")
         if self.cache not in CACHE_MODES:

@@ -38,6 +38,9 @@ _DESIGN_ID = {name: i for i, name in enumerate(_ALL)}
 DESIGNS = tuple(d for i, d in enumerate(_ALL) if not lib.pt_design_flags(i) & lib.PT_DESIGN_PEER)
 PEERS = tuple(d for i, d in enumerate(_ALL) if lib.pt_design_flags(i) & lib.PT_DESIGN_PEER)
 TABLE_PAGES = ("2M", "4K")   # how DRAM descriptor tables are mapped; 2M as the kernel's vmemmap
+# folio sizes of the folio designs (--folio-size); 2M stands for THP and
+# PMD-mapped DAX, PMD-mapped, the others PTE-mapped
+FOLIO_SIZES = {"4K": 12, "16K": 14, "64K": 16, "2M": 21}
 
 
 def design_id(name):
@@ -54,7 +57,8 @@ def design_entry_bytes(name):
 _FLAG_NAMES = {"peer": lib.PT_DESIGN_PEER, "roofline": lib.PT_DESIGN_ROOFLINE,
                "contiguous": lib.PT_DESIGN_CONTIGUOUS, "refcounts": lib.PT_DESIGN_REFCOUNTS,
                "table_on_backing": lib.PT_DESIGN_TABLE_ON_BACKING,
-               "own_persist": lib.PT_DESIGN_OWN_PERSIST}
+               "own_persist": lib.PT_DESIGN_OWN_PERSIST,
+               "folios": lib.PT_DESIGN_FOLIOS}
 
 
 def design_flags(name):
@@ -136,14 +140,23 @@ def _entries_or_raise(entries, ext):
     return entries
 
 
-def design_metadata(name, capacity):
-    """(DRAM bytes, device bytes) a design keeps for `capacity` bytes."""
+def folio_shift(folio_size):
+    if folio_size not in FOLIO_SIZES:
+        raise PagetaxError(f"unknown folio size {folio_size!r} "
+                           f"(choose from {', '.join(FOLIO_SIZES)})")
+    return FOLIO_SIZES[folio_size]
+
+
+def design_metadata(name, capacity, folio_size="4K"):
+    """(DRAM bytes, device bytes) a design keeps for `capacity` bytes (the
+    folio designs: with folios of `folio_size`)."""
     if not 0 <= capacity < 1 << 64:
         raise PagetaxError(f"capacity {capacity} is over the limit of "
                            f"{lib.PT_MAX_CAPACITY} bytes (2^57)")
+    shift = folio_shift(folio_size) if "folios" in design_flags(name) else 12
     out = ffi.new("struct pt_metadata *")
     err = ffi.new("struct pt_error *")
-    raise_for(lib.pt_design_metadata(design_id(name), capacity, out, err), err,
+    raise_for(lib.pt_design_metadata_folio(design_id(name), capacity, shift, out, err), err,
               cls=PagetaxError)
     return int(out.dram_bytes), int(out.device_bytes)
 
@@ -382,10 +395,10 @@ class PreparedRun:
             cold=self.cold, probe=self.probed)
 
 
-def _check_table_fits(design, data_bytes):
+def _check_table_fits(design, data_bytes, folio_size="4K"):
     """A DRAM table larger than the memory available would be allocated
     (overcommit) and then OOM-kill the run as it is touched: refuse it."""
-    need = design_metadata(design, data_bytes)[0]
+    need = design_metadata(design, data_bytes, folio_size)[0]
     avail = machine.mem_available()
     if need and avail is not None and need > avail:
         raise PagetaxError(f"{design}: its descriptor table needs {need} bytes of DRAM for "
@@ -395,7 +408,8 @@ def _check_table_fits(design, data_bytes):
 class Attachment(Closing):
     """A design attached to a backing: its descriptor table, if it has one."""
 
-    def __init__(self, backing, design, data_off=0, data_bytes=0, table_pages="2M"):
+    def __init__(self, backing, design, data_off=0, data_bytes=0, table_pages="2M",
+                 folio_size="4K"):
         self.backing = backing
         self.design = design
         self._ptr = ffi.NULL
@@ -404,10 +418,17 @@ class Attachment(Closing):
         if table_pages not in TABLE_PAGES:
             raise PagetaxError(f"unknown table page size {table_pages!r} "
                                f"(choose from {', '.join(TABLE_PAGES)})")
-        _check_table_fits(design, data_bytes or design_layout(design, backing.size)[1])
+        self.flags = design_flags(design)
+        shift = folio_shift(folio_size)
+        if shift != 12 and "folios" not in self.flags:
+            raise PagetaxError(f"{design} has no folios: --folio-size is for "
+                               f"{', '.join(d for d in DESIGNS if 'folios' in design_flags(d))}")
+        _check_table_fits(design, data_bytes or design_layout(design, backing.size)[1],
+                          folio_size)
         err = ffi.new("struct pt_error *")
         out = ffi.new("pt_attachment **")
-        flags = lib.PT_ATTACH_TABLE_4K if table_pages == "4K" else 0
+        flags = (lib.PT_ATTACH_TABLE_4K if table_pages == "4K" else 0) | \
+            (shift * lib.PT_ATTACH_FOLIO_SHIFT if shift != 12 else 0)
         raise_for(lib.pt_attach(backing._ptr, design_id(design), data_off, data_bytes, flags,
                                 out, err), err, prefix=f"{design}: ")
         self._ptr = out[0]
@@ -415,8 +436,8 @@ class Attachment(Closing):
         self.rss_delta = int(lib.pt_attachment_rss_delta(self._ptr))    # resident growth at attach
         self.data_offset = int(lib.pt_attachment_data_offset(self._ptr))
         self.data_bytes = int(lib.pt_attachment_data_bytes(self._ptr))
-        self.flags = design_flags(design)
         self.table_pages_asked = table_pages
+        self.folio_size = folio_size if "folios" in self.flags else None
         self.table_address = int(ffi.cast("uintptr_t", lib.pt_attachment_table(self._ptr)))
 
     def table_mapping(self):

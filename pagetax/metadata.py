@@ -20,7 +20,16 @@ Sources
   [pfn_t]   pfn_t is 8 B (include/linux/pfn_t.h, removed in 6.17); with
             len and offset, 16 B: the 2015 RFC's __pfn_t bio_vec.
   [huge]    one struct page per 2 MiB compound page (Harrosh, 2015 thread).
-  [memdesc] Wilcox's memdesc plan: an 8-byte descriptor per 4 KiB page.
+  [memdesc-inline] an 8-byte descriptor per 4 KiB page with the count in
+            it: no kernel plan, the floor for any per-page state.
+  [folio]   struct folio overlays the head struct page and its first tails
+            (include/linux/mm_types.h): 64 B per 4 KiB page, nothing more,
+            whatever the folio size; multi-page bvecs split at folios.
+  [page32]  the plan to halve the memmap (linux-mm, 2025): a 32-byte struct
+            page, the count moving to a separately allocated folio.
+  [memdesc] Wilcox's memdesc plan (kernelnewbies.org/MatthewWilcox/Memdescs):
+            struct page is an 8-byte memdesc_t pointing to a separately
+            allocated descriptor; a folio's is 80 bytes.
   [dedup]   device-dax compound-page vmemmap dedup (Joao Martins, 2022,
             mm/sparse-vmemmap.c): of a compound page's vmemmap, 2 pages
             (8 KiB) are kept; 2 MiB: 8 KiB of 32 KiB; 1 GiB: 8 KiB of 16 MiB.
@@ -39,6 +48,8 @@ from .extents import union_bytes
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 PAGE = 4096
 STRUCT_PAGE = 64
+FOLIO_DESC = 80   # the memdesc plan's separately allocated struct folio
+FOLIO_SIZES = {"4K": 4 * KIB, "16K": 16 * KIB, "64K": 64 * KIB, "2M": 2 * MIB}
 ALTMAP_INFO = 8 * KIB
 ALTMAP_ALIGN = 2 * MIB
 SEED_CAPACITY = 400 * 10**9  # "a 400GB DIMM", the 2015 thread
@@ -117,7 +128,7 @@ MODELS = {m.name: m for m in (
           STRUCT_PAGE, 2 * MIB),
     Model("altmap", _none, altmap_reserve, 16, PAGE, True, "[altmap][bvec] ndctl --map=dev",
           STRUCT_PAGE),
-    Model("memdesc", _per(PAGE, 8), _none, 16, PAGE, True, "[memdesc][bvec]", 8),
+    Model("memdesc-inline", _per(PAGE, 8), _none, 16, PAGE, True, "[memdesc-inline][bvec]", 8),
     Model("sgl", _per(PAGE, STRUCT_PAGE), _none, 32, None, True,
           "[sgl] with the [page] table for its references", STRUCT_PAGE),
     Model("libpmem", _none, _none, 16, None, True, "[iovec] PMDK libpmem, a peer", peer=True),
@@ -130,8 +141,29 @@ MODELS = {m.name: m for m in (
 )}
 
 
-def model(name):
+# per-page descriptor bytes, and whether folios are allocated apart from them
+FOLIO_DESIGNS = {"folio": (STRUCT_PAGE, False, "[folio][bvec]"),
+                 "page32": (32, True, "[page32][bvec]"),
+                 "memdesc": (8, True, "[memdesc][bvec]")}
+
+
+def folio_model(name, folio_size="4K"):
+    """A folio design's model at one folio size: per-page descriptors, plus
+    a folio descriptor per folio where they are separate; bvecs split at
+    folio boundaries."""
+    per_page, separate, source = FOLIO_DESIGNS[name]
+    folio = FOLIO_SIZES[folio_size]
+
+    def dram(cap):
+        return _per(PAGE, per_page)(cap) + (_per(folio, FOLIO_DESC)(cap) if separate else 0)
+    return Model(name, dram, _none, 16, folio, True, f"{source} folios of {folio_size}",
+                 per_page, PAGE)
+
+
+def model(name, folio_size="4K"):
     """The model with sources above, or else what the core declares."""
+    if name in FOLIO_DESIGNS:
+        return folio_model(name, folio_size)
     found = MODELS.get(name) or _declared(name)
     if found is None:
         raise ValueError(f"no metadata model for {name!r}")
@@ -156,12 +188,15 @@ def _declared(name):
                  count=lambda ext: core.design_entries(name, ext))
 
 
-def models(with_core=False):
-    """Every model; with_core adds the core's designs that have none above."""
+def models(with_core=False, folio_sizes=("4K",)):
+    """Every model, the folio designs once per folio size; with_core adds
+    the core's designs that have none above."""
     found = list(MODELS.values())
+    found += [folio_model(d, fs) for d in FOLIO_DESIGNS for fs in folio_sizes]
     if with_core:
         from . import core
-        found += [_declared(d) for d in core.DESIGNS + core.PEERS if d not in MODELS]
+        found += [_declared(d) for d in core.DESIGNS + core.PEERS
+                  if d not in MODELS and d not in FOLIO_DESIGNS]
     return found
 
 
@@ -174,14 +209,18 @@ def aligned_request(io_bytes, seg_bytes):
     return ext
 
 
-def table(capacity, io_bytes=MIB, seg_sizes=(4096, 64)):
-    """Every model's footprint for one capacity, and its bytes per I/O."""
+def table(capacity, io_bytes=MIB, seg_sizes=(4096, 64), folio_sizes=("4K", "2M")):
+    """Every model's footprint for one capacity, and its bytes per I/O; the
+    folio designs at each folio size."""
     requests = {seg: aligned_request(io_bytes, seg) for seg in seg_sizes}
     rows = []
-    for m in models(with_core=True):
+    for m in models(with_core=True, folio_sizes=folio_sizes):
         if m.peer:
             continue
-        row = {"design": m.name, "data_path": m.data_path, **m.footprint(capacity),
+        folio = next((fs for fs, b in FOLIO_SIZES.items() if m.name in FOLIO_DESIGNS
+                      and b == m.split), None)
+        row = {"design": m.name, "folio_size": folio, "data_path": m.data_path,
+               **m.footprint(capacity),
                "per_io_bytes": {str(seg): m.per_io_bytes(ext) for seg, ext in requests.items()},
                "source": m.source}
         rows.append(row)

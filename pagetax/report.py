@@ -35,11 +35,13 @@ def metadata_table(capacity, rows):
                        "aligned 4 KiB or 64 B segments; * = modelled, no data path; "
                        "sources: pagetax/metadata.py"),
               header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("design", "DRAM", "device", "% capacity", "4K segs", "64B segs"):
+    for name in ("design", "DRAM", "device", "% capacity", "B / 4K page", "4K segs", "64B segs"):
         t.add_column(name, justify="left" if name == "design" else "right", no_wrap=True)
     for r in rows:
-        t.add_row(r["design"] + ("" if r["data_path"] else " *"), f"{r['dram_bytes']:,}",
-                  f"{r['device_bytes']:,}", f"{r['percent']:.6g} %",
+        folio = f" @{r['folio_size']} folios" if r.get("folio_size") else ""
+        per_page = (r["dram_bytes"] + r["device_bytes"]) * 4096 / capacity
+        t.add_row(r["design"] + folio + ("" if r["data_path"] else " *"), f"{r['dram_bytes']:,}",
+                  f"{r['device_bytes']:,}", f"{r['percent']:.6g} %", f"{per_page:.4g}",
                   f"{r['per_io_bytes']['4096']:,}", f"{r['per_io_bytes']['64']:,}")
     return t
 

@@ -94,7 +94,7 @@ def metadata_record(att, backing):
     is evaluated on the capacity the design manages: a table on the backing
     (altmap's) the whole backing, from which it reserves; the others their
     data area."""
-    m = _meta.model(att.design)
+    m = _meta.model(att.design, att.folio_size or "4K")
     capacity = backing.size if "table_on_backing" in att.flags else att.data_bytes
     fp = m.footprint(capacity)
     on_device = fp["device_bytes"] > 0
@@ -106,6 +106,7 @@ def metadata_record(att, backing):
             "allocated_where": "device" if on_device else ("dram" if att.meta_bytes else "none"),
             "rss_delta_bytes": att.rss_delta, "rss_agrees": ok, "rss_note": why,
             "table_mapping": att.table_mapping(),
+            "folio_size": att.folio_size,
             "source": m.source}
 
 

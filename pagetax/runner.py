@@ -127,7 +127,9 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
         warnings.extend(notes)
         try:
             for d in list(cfg.designs) + peer_rows:
-                attachments[d] = backing.attach(d, data_off, space, table_pages=cfg.table_pages)
+                folios = cfg.folio_size if "folios" in design_flags(d) else "4K"
+                attachments[d] = backing.attach(d, data_off, space, table_pages=cfg.table_pages,
+                                                folio_size=folios)
             metas = {d: _rows.metadata_record(att, backing) for d, att in attachments.items()}
             doc.update({
                 "schema": SCHEMA,
@@ -196,7 +198,7 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                 measured = measure_cell(cell, op, exts, bufs, cfg, evict, on_step, persist, cpus,
                                         cold)
                 for design, m in measured.items():
-                    model = _meta.model(design)
+                    model = _meta.model(design, cfg.folio_size)
                     ws = {"data_bytes": m.bytes, "data_lines_bytes": lines,
                           "descriptor_bytes": touched(model, every),
                           "llc_bytes": llc, "page_size": page_size}

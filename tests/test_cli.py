@@ -74,7 +74,7 @@ def test_json_path_and_no_clobber(tmp_path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["run", "--designs", "vec,folio"], 2, "argument --designs: unknown design 'folio' (choose from vec, pfn, page, memcpy, memcpy-glibc, kernel, huge, altmap, memdesc, sgl)"),
+    (["run", "--designs", "vec,folios"], 2, "argument --designs: unknown design 'folios' (choose from vec, pfn, page, memcpy, memcpy-glibc, kernel, huge, altmap, memdesc-inline, folio, page32, memdesc, sgl)"),
     (["run", "--ops", "copy"], 2, "argument --ops: unknown op 'copy'"),
     (["run", "--patterns", "zigzag"], 2, "argument --patterns: unknown pattern 'zigzag'"),
     (["run", "--cache", "lukewarm"], 2, "argument --cache: invalid choice: 'lukewarm'"),

@@ -13,7 +13,8 @@ SPACE = 6 << 20  # fits every design's data area of an 8 MiB backing (altmap kee
 
 def test_registry_lists_the_designs():
     assert pagetax.DESIGNS == ("vec", "pfn", "page", "memcpy", "memcpy-glibc", "kernel",
-                               "huge", "altmap", "memdesc", "sgl")
+                               "huge", "altmap", "memdesc-inline", "folio", "page32", "memdesc",
+                               "sgl")
     assert CONTIGUOUS == ["memcpy", "memcpy-glibc"]
     for d in pagetax.DESIGNS:
         assert pagetax.design_entry_bytes(d) == (32 if d == "sgl" else 16)
@@ -102,7 +103,8 @@ def test_references_are_balanced_after_runs(backing, rng):
     the engine's below-zero check or leave counts high."""
     ext = random_extents(rng, SPACE, 100)
     buf = pagetax.aligned_buffer(int(ext["len"].sum()))
-    for design in ("page", "huge", "altmap", "memdesc", "sgl"):
+    for design in ("page", "huge", "altmap", "memdesc-inline", "folio", "page32", "memdesc",
+                   "sgl"):
         with backing.attach(design) as att:
             for _ in range(3):
                 att.run("read", ext, buf, reps=3, warmup=1)

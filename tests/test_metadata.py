@@ -23,7 +23,7 @@ def test_the_seed_case_exactly():
     # 1 TiB: ndctl's "64-bytes per 4K (16GB per 1TB)"
     ("page", TIB, 16 * GIB, 0),
     ("sgl", TIB, 16 * GIB, 0),
-    ("memdesc", TIB, 2 * GIB, 0),                    # 8 B per 4 KiB
+    ("memdesc-inline", TIB, 2 * GIB, 0),                    # 8 B per 4 KiB
     ("huge", TIB, 32 * MIB, 0),                      # 64 B per 2 MiB
     # npfns = (2^40 - 8K)/4K = 268435454; 8K + 64 * npfns = 17179877248 -> 8193 x 2 MiB
     ("altmap", TIB, 0, 8193 * 2 * MIB),
@@ -32,7 +32,7 @@ def test_the_seed_case_exactly():
     # 1 GiB + 4 KiB, not a multiple of 2 MiB: partial pages count whole
     ("page", GIB + 4096, 262145 * 64, 0),
     ("huge", GIB + 4096, 513 * 64, 0),
-    ("memdesc", GIB + 4096, 262145 * 8, 0),
+    ("memdesc-inline", GIB + 4096, 262145 * 8, 0),
     # npfns = 262143; 8K + 64 * 262143 = 16785344 -> 9 x 2 MiB
     ("altmap", GIB + 4096, 0, 9 * 2 * MIB),
     ("devdax-dedup-2M", TIB, 0 + TIB // (2 * MIB) * 8192, 0),
@@ -70,7 +70,7 @@ def test_c_core_metadata_equals_the_model(model, capacity):
     assert pagetax.design_metadata(model.name, capacity) == (fp["dram_bytes"], fp["device_bytes"])
 
 
-@pytest.mark.parametrize("design", ["page", "huge", "memdesc", "sgl", "altmap"])
+@pytest.mark.parametrize("design", ["page", "huge", "memdesc-inline", "sgl", "altmap"])
 def test_allocated_table_equals_the_model_and_rss(design):
     size = 64 * MIB
     with pagetax.Backing.scratch(size) as b, b.attach(design) as att:
@@ -169,7 +169,7 @@ def test_metadata_command(tmp_path):
     doc = json.loads((tmp_path / "m.json").read_text())
     assert [c["capacity_bytes"] for c in doc["capacities"]] == [400 * 10**9, TIB]
     rows = {r["design"]: r for r in doc["capacities"][0]["designs"]}
-    assert set(rows) == {m.name for m in md.MODELS.values() if not m.peer}
+    assert set(rows) == {m.name for m in md.MODELS.values() if not m.peer} | set(md.FOLIO_DESIGNS)
     assert rows["page"]["dram_bytes"] == 6_250_000_000 and rows["page"]["percent"] == 1.5625
     assert rows["page"]["per_io_bytes"] == {"4096": 4096, "64": 262144}
     for r in rows.values():
@@ -197,7 +197,7 @@ def test_bad_capacities(tmp_path, capacity, message):
 def test_every_core_design_has_a_cited_model():
     """The fallback (a model from what C declares) is for a design being
     added; every design that has landed has a cited model."""
-    assert {m.name for m in md.models(with_core=True)} == set(md.MODELS)
+    assert {m.name for m in md.models(with_core=True)} == set(md.MODELS) | set(md.FOLIO_DESIGNS)
 
 
 @pytest.mark.parametrize("design", ["vec", "page", "huge", "sgl", "memcpy-glibc"])

@@ -17,7 +17,8 @@ COUNTING = [d for d in pagetax.DESIGNS if "refcounts" in pagetax.core.design_fla
 
 
 def test_the_counting_designs_are_the_ones_with_tables():
-    assert set(COUNTING) == {"page", "huge", "altmap", "memdesc", "sgl"}
+    assert set(COUNTING) == {"page", "huge", "altmap", "memdesc-inline", "folio", "page32",
+                             "memdesc", "sgl"}
 
 
 def expected_counts(ext, granule, ndesc):
@@ -147,7 +148,7 @@ def test_compiled_build_and_release_use_locked_instructions(design):
         pytest.skip("the check reads x86 disassembly")
     funcs = _disassembly()
     for op in ("build", "release"):
-        name = f"{design}_{op}"
+        name = f"{design.replace('-', '_')}_{op}"
         assert name in funcs, f"{name} not found in the extension's symbols"
         assert any("lock " in line for line in funcs[name]), f"{name} has no locked instruction"
 

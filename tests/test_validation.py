@@ -122,8 +122,8 @@ def test_make_refuses_bad_numbers(offsets, lengths, message):
 
 
 def test_unknown_design_op_cache(backing):
-    with pytest.raises(pagetax.PagetaxError, match=r"unknown design 'folio' \(choose from vec, pfn, page, memcpy, memcpy-glibc, kernel, huge, altmap, memdesc, sgl\)"):
-        backing.attach("folio")
+    with pytest.raises(pagetax.PagetaxError, match=r"unknown design 'folios' \(choose from vec, pfn, page, memcpy, memcpy-glibc, kernel, huge, altmap, memdesc-inline, folio, page32, memdesc, sgl\)"):
+        backing.attach("folios")
     buf = pagetax.aligned_buffer(64)
     with backing.attach("vec") as att:
         with pytest.raises(pagetax.PagetaxError, match="unknown op 'copy'"):

@@ -1,0 +1,52 @@
+/*
+ * folio - today's I/O path over today's memmap (Linux 6.12): a 64-byte
+ * struct page per 4 KiB page in a PMD-mapped table, grouped into folios of
+ * the attachment's size.  A tail page's compound_head holds the head's
+ * address | 1 (page_folio() reads it: a dependent load), and the folio's
+ * count is the head struct page's _refcount.  Multi-page bio_vecs, one per
+ * part of an extent within a folio; references as pt_folio.h describes.
+ */
+#include "pt_folio.h"
+
+static inline int32_t *folio_ref(uint8_t *desc)
+{
+    uint64_t head = ((const struct pt_page *)desc)->lru[0];   /* compound_head */
+    struct pt_page *folio = (head & 1) ? (struct pt_page *)(uintptr_t)(head - 1)
+                                       : (struct pt_page *)desc;
+    return &folio->refcount;
+}
+
+/* Head pages at 1 (ZONE_DEVICE while the device is live); tails at 0, as
+ * the kernel keeps them, pointing at their head. */
+static void folio_link(struct pt_attachment *a, uint64_t page, uint64_t folio)
+{
+    struct pt_page *pages = a->meta;
+    uint64_t head = folio << (a->folio_shift - PT_PAGE_SHIFT);
+    if (page == head)
+        pages[page].refcount = 1;
+    else
+        pages[page].lru[0] = (uint64_t)(uintptr_t)&pages[head] | 1;
+}
+
+static int folio_attach(struct pt_attachment *a, struct pt_error *err)
+{
+    return pt_folio_tables(a, PT_PAGE_DESC_SHIFT, 0, folio_link, err);
+}
+
+/* 64 B per 4 KiB page, the folio inside its head pages: 1.5625 %. */
+static void folio_metadata(uint64_t capacity, unsigned folio_shift, struct pt_metadata *out)
+{
+    pt_folio_metadata(capacity, folio_shift, PT_PAGE_DESC_SHIFT, 0, out);
+}
+
+PT_FOLIO_OPS(folio, PT_PAGE_DESC_SHIFT, folio_ref)
+
+const struct pt_design_ops pt_design_folio = {
+    .name = "folio",
+    .flags = PT_DESIGN_REFCOUNTS | PT_DESIGN_FOLIOS,
+    PT_TABLE_FIELDS(PT_PAGE_DESC_SHIFT, PT_PAGE_SHIFT, offsetof(struct pt_page, refcount)),
+    .attach = folio_attach,
+    .detach = pt_folio_tables_free,
+    .metadata_folio = folio_metadata,
+    PT_FOLIO_OPS_FIELDS(folio),
+};

@@ -1,0 +1,54 @@
+/*
+ * page32 - the plan to halve the memmap (Wilcox, linux-mm, January 2025:
+ * "struct page { flags; {memdesc, _refcount}; private }... just 32 bytes
+ * which halves the size of memmap"): flags, a memdesc word and private;
+ * for a folio's pages _refcount is 0 and the count lives in the separately
+ * allocated folio descriptor the memdesc word points to (tagged).  Every reference reads the page's word, then the folio: two
+ * dependent loads.  Bio_vecs and counting as for `folio`.
+ */
+#include "pt_folio.h"
+
+struct pt_page32 {
+    uint64_t flags;
+    uint64_t memdesc;         /* memdesc_t: folio descriptor | type; was compound_head */
+    uint64_t private_;
+    uint64_t reserved;        /* the plan's fourth word (mapping/index for file pages) */
+};
+_Static_assert(sizeof(struct pt_page32) == 32, "the halved struct page is 32 bytes");
+
+#define PAGE32_SHIFT 5
+
+static inline int32_t *page32_ref(uint8_t *desc)
+{
+    return &pt_memdesc_folio(((const struct pt_page32 *)desc)->memdesc)->refcount;
+}
+
+static void page32_link(struct pt_attachment *a, uint64_t page, uint64_t folio)
+{
+    struct pt_page32 *pages = a->meta;
+    pages[page].memdesc = (uint64_t)(uintptr_t)((struct pt_folio_desc *)a->folios + folio) |
+                          PT_MEMDESC_FOLIO;
+}
+
+static int page32_attach(struct pt_attachment *a, struct pt_error *err)
+{
+    return pt_folio_tables(a, PAGE32_SHIFT, 1, page32_link, err);
+}
+
+/* 32 B per 4 KiB page, plus an 80-byte folio descriptor per folio. */
+static void page32_metadata(uint64_t capacity, unsigned folio_shift, struct pt_metadata *out)
+{
+    pt_folio_metadata(capacity, folio_shift, PAGE32_SHIFT, 1, out);
+}
+
+PT_FOLIO_OPS(page32, PAGE32_SHIFT, page32_ref)
+
+const struct pt_design_ops pt_design_page32 = {
+    .name = "page32",
+    .flags = PT_DESIGN_REFCOUNTS | PT_DESIGN_FOLIOS,
+    PT_TABLE_FIELDS(PAGE32_SHIFT, PT_PAGE_SHIFT, 0),
+    .attach = page32_attach,
+    .detach = pt_folio_tables_free,
+    .metadata_folio = page32_metadata,
+    PT_FOLIO_OPS_FIELDS(page32),
+};
