@@ -139,8 +139,12 @@ def build_parser(command="run"):
 
     rp = sub.add_parser("report", help="write one static HTML page for a run",
                         description="Table, plots, metadata and machine on one page that works "
-                        "opened from disk.")
-    rp.add_argument("results", metavar="RESULTS.json")
+                        "opened from disk.  A run made in a `pagetax vm` guest is marked as "
+                        "such; `pagetax vm memmap --json` files add the kernel's own struct "
+                        "pages, measured in a guest.")
+    rp.add_argument("results", nargs="+", metavar="RESULTS.json",
+                    help="a run's result file and any `pagetax vm memmap --json` files, in "
+                    "any order (at most one run)")
     rp.add_argument("-o", "--output", required=True, metavar="DIR")
 
     c = sub.add_parser("compare", help="compare two run results row by row",
@@ -507,6 +511,7 @@ def _vm_memmap(args, out, accel):
                   f"{r['model_dram_bytes'] / mib:.2f}", f"{r['model_device_bytes'] / mib:.2f}",
                   f"{(r['dram_bytes'] - r['model_dram_bytes']) / mib:+.2f}")
     report.print_wide(out, t, 125)
+    report.print_memmap_notes(out, rows)
     if args.json:
         doc = {"schema": "pagetax-vm-memmap/1", "capacity_bytes": args.capacity, "rows": rows}
         _say(f"memmap: {report.write_json(doc, args.json, force=args.force)}")
@@ -534,8 +539,9 @@ def cmd_plot(args, out, err):
 
 
 def cmd_report(args, out, err):
-    from . import compare, report_page
-    _say(f"report: {report_page.write(compare.load(args.results), args.output)}")
+    from . import report_page
+    run, memmaps = report_page.load(args.results)
+    _say(f"report: {report_page.write(run, args.output, memmaps)}")
     return 0
 
 

@@ -194,3 +194,12 @@ def write_json(doc, path, force=False):
             pass
         raise PagetaxError(f"--json {path}: cannot write: {e.strerror}") from None
     return path
+
+
+def print_memmap_notes(console, rows):
+    """Under `pagetax vm memmap`'s table: each mode's differences from the
+    model, and why (vm.memmap_explanation)."""
+    for r in rows:
+        console.print()
+        console.print(f"{r['namespace']} ({r['ndctl']}): {r['explanation']}", markup=False,
+                      highlight=False)

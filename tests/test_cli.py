@@ -24,7 +24,7 @@ def test_run_prints_table_and_writes_results(tmp_path):
     assert m["backing"]["fs_type"] == "tmpfs" and m["backing"]["mapping"]["page_size"]
     assert doc["config"]["size"] == 16 << 20 and doc["config"]["io_size"] == 1 << 20
     rows = doc["results"]
-    assert len(rows) == 9 * 2 * 2 * 2  # designs x ops x patterns x seg sizes
+    assert len(rows) == len(pagetax.config.DEFAULT_DESIGNS) * 2 * 2 * 2  # designs x ops x patterns x sizes
     for r in rows:
         for key in ("design", "op", "pattern", "seg_bytes", "cache", "gbps", "gbps_best",
                     "ns_per_seg", "reps", "phase_ns", "spread_pct", "working_set"):
