@@ -89,6 +89,18 @@ void pt_folio_tables_free(struct pt_attachment *a);
 void pt_folio_metadata(uint64_t capacity, unsigned folio_shift, unsigned ds, int separate,
                        struct pt_metadata *out);
 
+/* Where page p's folio keeps its count, by arithmetic on the tables alone:
+ * the head struct page's _refcount, or the separate folio descriptor's. */
+static inline const void *pt_folio_count_at(const struct pt_attachment *a, uint64_t p,
+                                            unsigned ds)
+{
+    const unsigned per_folio = a->folio_shift - PT_PAGE_SHIFT;
+    if (a->folios)
+        return (const struct pt_folio_desc *)a->folios + (p >> per_folio);
+    return (const uint8_t *)a->meta + ((p >> per_folio << per_folio) << ds) +
+           offsetof(struct pt_page, refcount);
+}
+
 /* Entries: one per part of an extent within one folio (the smallest folio,
  * a page, when there is no attachment to say). */
 static inline uint64_t pt_folio_entries(const struct pt_attachment *a,
@@ -167,16 +179,26 @@ static inline uint32_t pt_bvec_pages(const struct pt_bvec *bv)
         }                                                                               \
         a->ref_errors += bad;                                                           \
     }                                                                                   \
+    /* Cold start: the page descriptors and the counts they lead to, found \
+     * by arithmetic (pt_folio_count_at), not through the descriptors,    \
+     * whose loads would miss: flushing costs no more than for `page`. */  \
     static void name##_flush_meta(const struct pt_attachment *a,                        \
                                   const struct pt_extent *ext, uint64_t n, int insn)    \
     {                                                                                   \
-        uint8_t *const table = a->meta;                                                 \
+        const uint8_t *const table = a->meta;                                           \
+        uintptr_t last_desc = 0, last_count = 0;                                        \
         for (uint64_t i = 0; i < n; i++) {                                              \
             uint64_t p = ext[i].off >> PT_PAGE_SHIFT;                                   \
             uint64_t end = (ext[i].off + ext[i].len - 1) >> PT_PAGE_SHIFT;              \
             for (; p <= end; p++) {                                                     \
-                pt_flush_line(table + (p << (DS)), insn);                               \
-                pt_flush_line(FREF(table + (p << (DS))), insn);                         \
+                uintptr_t d = (uintptr_t)(table + (p << (DS))) & ~(uintptr_t)63;        \
+                uintptr_t c = (uintptr_t)pt_folio_count_at(a, p, DS) & ~(uintptr_t)63;  \
+                if (d != last_desc)                                                     \
+                    pt_flush_line((const void *)d, insn);                               \
+                if (c != last_count && c != d)                                          \
+                    pt_flush_line((const void *)c, insn);                               \
+                last_desc = d;                                                          \
+                last_count = c;                                                         \
             }                                                                           \
         }                                                                               \
     }                                                                                   \
