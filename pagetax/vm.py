@@ -452,8 +452,10 @@ class _Guest:
         self.started = time.monotonic()
         # Its own session: Ctrl-C reaches pagetax, which kills it; and it gets
         # SIGKILL should pagetax die, even by SIGKILL.
+        # A sanitized pagetax preloads its runtime; QEMU is not built for it.
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     stderr=subprocess.STDOUT, start_new_session=True, env=env,
                                      preexec_fn=lambda: libc.prctl(PR_SET_PDEATHSIG, SIGKILL))
         self.reader = threading.Thread(target=self._read, args=(on_console,), daemon=True)
         self.reader.start()
