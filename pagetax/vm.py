@@ -333,7 +333,7 @@ def init_script(python):
     needs nothing outside the standard library, so its Python skips site
     (-S), whose editable-install finder alone takes a TCG guest a second,
     and finds pagetax through PYTHONPATH instead."""
-    root, share = "/host", vm_guest.SHARE
+    root, share, scratch = "/host", vm_guest.SHARE, vm_guest.SCRATCH
     package_parent = shlex.quote(os.path.dirname(os.path.dirname(os.path.abspath(vm_guest.__file__))))
     python = shlex.quote(python)
     return f"""#!/bin/busybox sh
@@ -349,7 +349,8 @@ for m in /modules/*.ko; do insmod "$m" || fail "insmod $m"; done
 mark modules
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot {root} \\
     || fail "mounting the host's root over 9p"
-mount -t tmpfs -o mode=1777 tmpfs {root}/tmp && mkdir -p {root}{share} || fail "a tmpfs /tmp"
+mount -t tmpfs -o mode=1777 tmpfs {root}/run && mkdir -p {root}{share} {root}{scratch}/tmp \\
+    || fail "a tmpfs /run"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 {SHARE_TAG} {root}{share} \\
     || fail "mounting the results share"
 for d in proc sys dev; do mount --bind /$d {root}/$d || fail "binding /$d"; done
@@ -357,7 +358,7 @@ mkdir -p {root}/dev/shm && mount -t tmpfs -o mode=1777 tmpfs {root}/dev/shm \\
     || fail "a tmpfs /dev/shm"
 mount -t tracefs tracefs {root}/sys/kernel/tracing || echo "pagetax-vm: init: no tracefs"
 mark mounts
-chroot {root} /usr/bin/env -i PATH={GUEST_PATH} HOME=/tmp LANG=C.UTF-8 \\
+chroot {root} /usr/bin/env -i PATH={GUEST_PATH} HOME={scratch} TMPDIR={scratch}/tmp LANG=C.UTF-8 \\
     PYTHONDONTWRITEBYTECODE=1 PYTHONPATH={package_parent} \\
     {python} -S -m pagetax.vm_guest {vm_guest.JOB}
 echo "pagetax-vm: agent exit $?"

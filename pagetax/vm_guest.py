@@ -1,7 +1,7 @@
 """The guest side of `pagetax vm`, run as root inside the QEMU guest, in a
 chroot of the host's root, by the initramfs's init:
 
-    python -m pagetax.vm_guest /tmp/pagetax-vm/share/job.json
+    python -m pagetax.vm_guest /run/pagetax-vm/share/job.json
 
 It turns the guest's raw, label-less NVDIMM namespace into the namespace the
 job names, makes and mounts a DAX file system on it (fsdax), runs the job's
@@ -21,13 +21,16 @@ import subprocess
 import sys
 import time
 
-SHARE = "/tmp/pagetax-vm/share"   # the host's writable 9p folder, mounted here by init
+# The guest's own tmpfs is mounted over /run, not /tmp: the host's /tmp stays
+# visible, and with it a pagetax installed there (a CI clone under /tmp).
+SCRATCH = "/run/pagetax-vm"       # the guest's writable tmpfs (TMPDIR is SCRATCH/tmp)
+SHARE = SCRATCH + "/share"        # the host's writable 9p folder, mounted here by init
 JOB = SHARE + "/job.json"
 REPORT = SHARE + "/report.json"
 STDOUT = SHARE + "/stdout"        # the command's own output
 STDERR = SHARE + "/stderr"
 OUT_DIR = SHARE + "/out"          # the command's working folder, copied back to the host
-DAX_DIR = "/tmp/pagetax-vm/dax"   # the fsdax mount point
+DAX_DIR = SCRATCH + "/dax"        # the fsdax mount point
 DEVDAX = "/dev/dax0.0"            # the one device a label-less region's namespace0.0 becomes
 NAMESPACE = "namespace0.0"
 MARK = "pagetax-vm: done"         # console lines the host times the boot by

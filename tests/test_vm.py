@@ -782,3 +782,13 @@ def test_report_refuses_what_it_cannot_show(tmp_path, run_doc):
         assert p.returncode == 1
         assert p.stderr.strip() == f"pagetax: error: {message}"
     assert not (tmp_path / "rep").exists()
+
+
+def test_the_guest_leaves_the_hosts_tmp_visible():
+    """A pagetax installed under /tmp (a CI clone there) must run in the
+    guest: its own tmpfs goes over /run, and TMPDIR points into it."""
+    script = vm.init_script("/tmp/clone/.venv/bin/python")
+    assert "/host/tmp" not in script
+    assert f"mount -t tmpfs -o mode=1777 tmpfs /host/run" in script
+    assert f"TMPDIR={vm_guest.SCRATCH}/tmp" in script
+    assert vm_guest.SHARE.startswith("/run/") and vm_guest.DAX_DIR.startswith("/run/")
