@@ -609,6 +609,9 @@ def _machines_differ(a, b):
 
 def main(argv=None):
     argv = _glue_negative_values(sys.argv[1:] if argv is None else argv)
+    if not argv:  # a newcomer's first try: the commands, not an error
+        build_parser(command=None).print_help()
+        return 0
     command = build_parser(command=None).parse_known_args(argv)[0].command
     args = build_parser(command).parse_args(argv)
 

@@ -177,6 +177,11 @@ def write_json(doc, path, force=False):
     except OSError as e:
         raise PagetaxError(f"--json {path}: cannot write there: {e.strerror}") from None
     try:
+        # mkstemp makes 0600; a result is for colleagues and web servers too,
+        # so it gets what the umask allows, as any other file would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f, indent=1)
             f.write("\n")

@@ -103,7 +103,6 @@ def test_json_path_and_no_clobber(tmp_path):
      "check the path: pagetax will not grow or write it"),
     (["run", "--json", "/proc/r.json"], 1, "pagetax: error: --json /proc/r.json: cannot write there"),
     (["bogus"], 2, "argument COMMAND: invalid choice: 'bogus'"),
-    ([], 2, "the following arguments are required: COMMAND"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, args, code, message):
     p = cli(*args, cwd=tmp_path)
@@ -162,3 +161,23 @@ def test_no_overwrite_hint_for_a_file_that_is_not_plainly_scratch(tmp_path):
     assert "check the path: pagetax will not grow or write it" in p.stderr
     assert small.read_text() == "a user's file"
 
+
+
+def test_no_arguments_lists_the_commands(tmp_path):
+    p = cli(cwd=tmp_path)
+    assert p.returncode == 0 and p.stderr == ""
+    for command in ("run", "metadata", "compare", "plot", "report", "vm"):
+        assert f"    {command} " in p.stdout, p.stdout
+
+
+def test_result_files_are_written_as_the_umask_allows(tmp_path):
+    """mkstemp's 0600 kept a result from a web server and from colleagues."""
+    old = os.umask(0o022)
+    try:
+        pagetax.report.write_json({"x": 1}, str(tmp_path / "a.json"))
+        os.umask(0o077)
+        pagetax.report.write_json({"x": 1}, str(tmp_path / "b.json"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
