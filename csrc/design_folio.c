@@ -28,25 +28,14 @@ static void folio_link(struct pt_attachment *a, uint64_t page, uint64_t folio)
         pages[page].lru[0] = (uint64_t)(uintptr_t)&pages[head] | 1;
 }
 
-static int folio_attach(struct pt_attachment *a, struct pt_error *err)
-{
-    return pt_folio_tables(a, PT_PAGE_DESC_SHIFT, 0, folio_link, err);
-}
-
 /* 64 B per 4 KiB page, the folio inside its head pages: 1.5625 %. */
-static void folio_metadata(uint64_t capacity, unsigned folio_shift, struct pt_metadata *out)
-{
-    pt_folio_metadata(capacity, folio_shift, PT_PAGE_DESC_SHIFT, 0, out);
-}
-
+PT_FOLIO_TABLE_OPS(folio, PT_PAGE_DESC_SHIFT, 0)
 PT_FOLIO_OPS(folio, PT_PAGE_DESC_SHIFT, folio_ref)
 
 const struct pt_design_ops pt_design_folio = {
     .name = "folio",
     .flags = PT_DESIGN_REFCOUNTS | PT_DESIGN_FOLIOS,
     PT_TABLE_FIELDS(PT_PAGE_DESC_SHIFT, PT_PAGE_SHIFT, offsetof(struct pt_page, refcount)),
-    .attach = folio_attach,
-    .detach = pt_folio_tables_free,
-    .metadata_folio = folio_metadata,
+    PT_FOLIO_TABLE_FIELDS(folio),
     PT_FOLIO_OPS_FIELDS(folio),
 };

@@ -22,25 +22,14 @@ static void memdesc_link(struct pt_attachment *a, uint64_t page, uint64_t folio)
                   PT_MEMDESC_FOLIO;
 }
 
-static int memdesc_attach(struct pt_attachment *a, struct pt_error *err)
-{
-    return pt_folio_tables(a, MEMDESC_SHIFT, 1, memdesc_link, err);
-}
-
 /* 8 B per 4 KiB page, plus an 80-byte folio descriptor per folio. */
-static void memdesc_metadata(uint64_t capacity, unsigned folio_shift, struct pt_metadata *out)
-{
-    pt_folio_metadata(capacity, folio_shift, MEMDESC_SHIFT, 1, out);
-}
-
+PT_FOLIO_TABLE_OPS(memdesc, MEMDESC_SHIFT, 1)
 PT_FOLIO_OPS(memdesc, MEMDESC_SHIFT, memdesc_ref)
 
 const struct pt_design_ops pt_design_memdesc = {
     .name = "memdesc",
     .flags = PT_DESIGN_REFCOUNTS | PT_DESIGN_FOLIOS,
     PT_TABLE_FIELDS(MEMDESC_SHIFT, PT_PAGE_SHIFT, 0),
-    .attach = memdesc_attach,
-    .detach = pt_folio_tables_free,
-    .metadata_folio = memdesc_metadata,
+    PT_FOLIO_TABLE_FIELDS(memdesc),
     PT_FOLIO_OPS_FIELDS(memdesc),
 };

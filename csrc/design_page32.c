@@ -30,25 +30,14 @@ static void page32_link(struct pt_attachment *a, uint64_t page, uint64_t folio)
                           PT_MEMDESC_FOLIO;
 }
 
-static int page32_attach(struct pt_attachment *a, struct pt_error *err)
-{
-    return pt_folio_tables(a, PAGE32_SHIFT, 1, page32_link, err);
-}
-
 /* 32 B per 4 KiB page, plus an 80-byte folio descriptor per folio. */
-static void page32_metadata(uint64_t capacity, unsigned folio_shift, struct pt_metadata *out)
-{
-    pt_folio_metadata(capacity, folio_shift, PAGE32_SHIFT, 1, out);
-}
-
+PT_FOLIO_TABLE_OPS(page32, PAGE32_SHIFT, 1)
 PT_FOLIO_OPS(page32, PAGE32_SHIFT, page32_ref)
 
 const struct pt_design_ops pt_design_page32 = {
     .name = "page32",
     .flags = PT_DESIGN_REFCOUNTS | PT_DESIGN_FOLIOS,
     PT_TABLE_FIELDS(PAGE32_SHIFT, PT_PAGE_SHIFT, 0),
-    .attach = page32_attach,
-    .detach = pt_folio_tables_free,
-    .metadata_folio = page32_metadata,
+    PT_FOLIO_TABLE_FIELDS(page32),
     PT_FOLIO_OPS_FIELDS(page32),
 };

@@ -101,6 +101,24 @@ static inline const void *pt_folio_count_at(const struct pt_attachment *a, uint6
            offsetof(struct pt_page, refcount);
 }
 
+/* A folio design's tables: page descriptors of 2^DS bytes, and folio
+ * descriptors apart from them if SEPARATE; name##_link points a page at its
+ * folio.  metadata_folio() is the model, attach() allocates exactly that. */
+#define PT_FOLIO_TABLE_OPS(name, DS, SEPARATE)                                          \
+    static int name##_attach(struct pt_attachment *a, struct pt_error *err)            \
+    {                                                                                   \
+        return pt_folio_tables(a, DS, SEPARATE, name##_link, err);                      \
+    }                                                                                   \
+    static void name##_metadata(uint64_t capacity, unsigned folio_shift,                \
+                                struct pt_metadata *out)                                \
+    {                                                                                   \
+        pt_folio_metadata(capacity, folio_shift, DS, SEPARATE, out);                    \
+    }
+
+#define PT_FOLIO_TABLE_FIELDS(name)                                                     \
+    .attach = name##_attach, .detach = pt_folio_tables_free,                            \
+    .metadata_folio = name##_metadata
+
 /* Entries: one per part of an extent within one folio (the smallest folio,
  * a page, when there is no attachment to say). */
 static inline uint64_t pt_folio_entries(const struct pt_attachment *a,
