@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -792,3 +793,31 @@ def test_the_guest_leaves_the_hosts_tmp_visible():
     assert f"mount -t tmpfs -o mode=1777 tmpfs /host/run" in script
     assert f"TMPDIR={vm_guest.SCRATCH}/tmp" in script
     assert vm_guest.SHARE.startswith("/run/") and vm_guest.DAX_DIR.startswith("/run/")
+
+
+def test_vm_test_boots_a_fresh_guest_once_after_a_kernel_lockup(monkeypatch, capsys):
+    """A guest whose kernel locks up is retried once, loudly; any other
+    guest failure, or a second lockup, ends the command."""
+    from pagetax import cli
+    calls = []
+
+    def guest(args, accel, ns, argv):
+        calls.append(ns.label)
+        if len(calls) == 1:
+            raise vm.VmError(f"{ns.label}: the guest did not power off within 300 s (last "
+                             "console line: watchdog: BUG: soft lockup - CPU#1 stuck for 208s!)")
+        return types.SimpleNamespace(stdout="", stderr="", status=0)
+    monkeypatch.setattr(cli, "_vm_guest", guest)
+    monkeypatch.setattr(vm, "dax_tests", lambda: "tests/test_dax_guest.py")
+    args = types.SimpleNamespace(namespace=[vm.Namespace("fsdax", "dev", fs="xfs")],
+                                 pytest_args=[])
+    assert cli._vm_test(args, None, ("tcg", "")) == 0
+    assert calls == ["fsdax-xfs-dev", "fsdax-xfs-dev"]
+    assert "the guest kernel locked up, so a fresh guest runs the tests once more" in \
+        capsys.readouterr().err
+
+    def broken(args, accel, ns, argv):
+        raise vm.VmError("fsdax-xfs-dev: the guest agent reported nothing")
+    monkeypatch.setattr(cli, "_vm_guest", broken)
+    with pytest.raises(vm.VmError, match="reported nothing"):
+        cli._vm_test(args, None, ("tcg", ""))
