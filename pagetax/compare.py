@@ -10,14 +10,19 @@ from .schema import SCHEMA
 from .stats import significant_change
 
 
-def load(path):
+def read_json(path):
+    """A JSON file, or a one-line PagetaxError saying why not."""
     try:
         with open(path) as f:
-            doc = json.load(f)
+            return json.load(f)
     except OSError as e:
         raise PagetaxError(f"{path}: {e.strerror}") from None
     except ValueError as e:
         raise PagetaxError(f"{path}: not JSON ({e})") from None
+
+
+def load(path):
+    doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise PagetaxError(f"{path}: not a pagetax run result (schema {SCHEMA})")
     rows = doc.get("results")

@@ -56,13 +56,7 @@ def load(paths):
     from .schema import SCHEMA
     run, memmaps = None, []
     for path in paths:
-        try:
-            with open(path) as f:
-                doc = json.load(f)
-        except OSError as e:
-            raise PagetaxError(f"{path}: {e.strerror}") from None
-        except ValueError as e:
-            raise PagetaxError(f"{path}: not JSON ({e})") from None
+        doc = compare.read_json(path)
         schema = doc.get("schema") if isinstance(doc, dict) else None
         if schema == MEMMAP_SCHEMA:
             memmaps.append(_memmap_doc(path, doc))
