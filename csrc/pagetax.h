@@ -117,6 +117,28 @@ struct pt_rep_times {
     uint64_t release_ns;
 };
 
+/* Each I/O's latency (build + copy + release, as read: its four clock reads
+ * hold about three reads' cost) in the instrumented repetitions, in a
+ * log-linear histogram in the style of HdrHistogram: fixed memory whatever
+ * the number of I/Os.  Values below 2^PT_LAT_SUB_BITS ns have a bucket each;
+ * above, each power of two is split into 2^(PT_LAT_SUB_BITS - 1) buckets,
+ * so a bucket is never wider than 1/128 (0.78 %) of the values it holds.
+ * A run adds to it: zero it before the first call. */
+#define PT_LAT_SUB_BITS 8
+#define PT_LAT_BUCKETS 7424          /* (64 - PT_LAT_SUB_BITS) * 128 + 256: all of uint64 */
+struct pt_latency {
+    uint64_t count[PT_LAT_BUCKETS];
+    uint64_t ios;            /* I/Os recorded */
+    uint64_t min_ns, max_ns; /* exact, as read */
+    uint64_t sum_ns;         /* for the mean, as read */
+};
+/* The bucket ns falls in, and the smallest and largest value bucket i holds. */
+uint32_t pt_latency_bucket(uint64_t ns);
+uint64_t pt_latency_bucket_low(uint32_t i);
+uint64_t pt_latency_bucket_high(uint32_t i);
+/* Record one value, as a run does (for tests of the histogram). */
+void pt_latency_record(struct pt_latency *h, uint64_t ns);
+
 struct pt_run_stats {
     uint64_t bytes;          /* copied per repetition: the sum of lengths */
     uint64_t ios;            /* build/copy/release cycles per repetition */
@@ -265,6 +287,7 @@ struct pt_thread {
     int cpu;                     /* pin the thread to this CPU; -1: leave it to the scheduler */
     uint64_t *total_ns;          /* reps entries: two clock reads around each timed repetition */
     struct pt_rep_times *phases; /* phase_reps entries: the instrumented repetitions */
+    struct pt_latency *latency;  /* or NULL: each I/O of the instrumented repetitions */
     struct pt_run_stats stats;   /* filled by the call */
     struct pt_error err;         /* this thread's own error, if it failed */
 };

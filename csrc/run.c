@@ -12,6 +12,7 @@
 
 #include "pt_cold.h"
 #include "pt_guard.h"
+#include "pt_latency.h"
 
 /*
  * Every run, single-threaded or not, goes through the same loop.  Each pass:
@@ -19,7 +20,9 @@
  * barrier, runs one repetition (build, copy, release per I/O), and waits
  * again.  Timed repetitions read the clock twice, around the whole
  * repetition; instrumented ones (phase_reps, interleaved) read it around
- * each phase of each I/O, for the build/copy/release split only.  Repetition
+ * each phase of each I/O, for the build/copy/release split and each I/O's
+ * latency, which is recorded between one I/O's last read and the next
+ * one's first, outside every phase.  Repetition
  * r's wall time runs from the first thread's start to the last one's end.
  * A single unpinned thread runs in the caller, with a barrier of one.
  */
@@ -115,6 +118,7 @@ rep_loop(struct pt_worker *w, uint64_t t[3], const int phased, struct pt_error *
     const struct pt_run_config *cfg = w->sh->cfg;
     struct pt_attachment *a = w->a;
     const struct pt_extent *ext = w->t->ext;
+    struct pt_latency *lat = w->t->latency;
     const uint64_t n = w->t->n, per_io = w->per_io;
     uint64_t boff = 0, lines = 0, fences = 0;
     int rc;
@@ -135,7 +139,13 @@ rep_loop(struct pt_worker *w, uint64_t t[3], const int phased, struct pt_error *
             return pt_set_error(err, PT_EINTR, EINTR, i, "interrupted");
         if (__atomic_load_n(&w->sh->failed, __ATOMIC_RELAXED))
             return pt_set_error(err, PT_EINTR, 0, i, "stopped: another thread failed");
-        rc = one_io(ops, a, cfg->op, &io, t, phased, err);
+        if (phased && lat) {
+            uint64_t before = t[0] + t[1] + t[2];
+            rc = one_io(ops, a, cfg->op, &io, t, phased, err);
+            pt_lat_record(lat, t[0] + t[1] + t[2] - before);  /* t3 - t0 of this I/O */
+        } else {
+            rc = one_io(ops, a, cfg->op, &io, t, phased, err);
+        }
         if (rc != PT_OK)
             return rc;
         if (io.nvec > w->max_entries)  /* after the fact, but never silent */

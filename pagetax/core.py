@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from . import extents as _ext
+from . import latency as _latency
 from ._core import ffi, lib
 from .errors import ExtentError, PagetaxError, raise_for
 from . import machine
@@ -187,7 +188,7 @@ class Measurement:
 
     def __init__(self, *, wall_ns, thread_total_ns, thread_phases_raw, clock_ns, thread_ios,
                  entries, vector_bytes, call_ns, wall_call_ns, thread_segments, thread_bytes,
-                 lines_flushed=0, fences=0, cpus=None, cold=None, probe=None):
+                 lines_flushed=0, fences=0, cpus=None, cold=None, probe=None, latency=None):
         self.total_ns = wall_ns                        # (reps,) timed repetitions
         self.rep_wall_ns = wall_ns
         self.thread_total_ns = thread_total_ns         # (threads, reps)
@@ -211,6 +212,7 @@ class Measurement:
         self.cpus = cpus
         self.cold = cold                               # how a cold repetition was made cold
         self.probe = probe                             # {"start_ns", "warm_ns"} or None
+        self.latency = latency                         # latency.Histogram, or None
 
     def thread_gbps(self):
         """Each thread's own median throughput: its bytes / its repetition time."""
@@ -243,7 +245,7 @@ class PreparedRun:
     after the first call."""
 
     def __init__(self, att, op, exts, bufs, reps, warmup, cache, evict, segs_per_io, calls,
-                 persist=0, cpus=None, phase_reps=None, probe=False, cold=None):
+                 persist=0, cpus=None, phase_reps=None, probe=False, cold=None, latency=None):
         if op not in _OP_CODE:
             raise PagetaxError(f"unknown op {op!r} (choose from {', '.join(OPS)})")
         if cache not in _CACHE_CODE:
@@ -299,6 +301,10 @@ class PreparedRun:
         self._threads = ffi.new("struct pt_thread[]", n)
         self._c_totals, self._c_phases = [], []
         self._c_views = []  # a struct field does not keep its cdata alive; this list does
+        # per-I/O latency of the instrumented repetitions: by default when an
+        # I/O is a part of a repetition (segs_per_io), not the whole of it
+        latency = bool(segs_per_io) if latency is None else latency
+        self._latency = _latency.allocate(n) if latency else None
         for i, (ext, buf) in enumerate(zip(exts, bufs)):
             t = self._threads[i]
             views = (ffi.from_buffer("struct pt_extent[]", ext),
@@ -312,6 +318,7 @@ class PreparedRun:
                                                   require_writable=True))
             self._c_phases.append(ffi.from_buffer("struct pt_rep_times[]", self.phases[i],
                                                   require_writable=True))
+            t.latency = self._latency + i if self._latency is not None else ffi.NULL
         self._args = (att._ptr, self._cfg, self._threads, n)
         self._err = ffi.new("struct pt_error *")
         self.cpus = None if all(c < 0 for c in cpus) else cpus
@@ -392,7 +399,9 @@ class PreparedRun:
             thread_bytes=[s["bytes"] for s in stats],
             lines_flushed=sum(s["lines_flushed"] for s in stats),
             fences=sum(s["fences"] for s in stats), cpus=self.cpus,
-            cold=self.cold, probe=self.probed)
+            cold=self.cold, probe=self.probed,
+            latency=None if self._latency is None else
+            _latency.Histogram.merged(self._latency, n))
 
 
 def _check_table_fits(design, data_bytes, folio_size="4K"):
@@ -503,7 +512,7 @@ class Attachment(Closing):
 
     def prepare(self, op, ext, buf, *, reps=1, warmup=0, cache="warm", evict=None,
                 segs_per_io=0, calls=1, persist=0, cpus=None, phase_reps=None, probe=False,
-                cold=None):
+                cold=None, latency=None):
         """Check everything once and return a PreparedRun: `calls` C calls of
         `reps` repetitions each, with as little Python as possible between.
 
@@ -517,12 +526,14 @@ class Attachment(Closing):
         (`cold`: "clflushopt", "clflush", or "evict", which writes all of
         `evict`, a uint8 array a few times the LLC, see eviction_buffer).
         `phase_reps` instrumented repetitions (default: as many as timed)
-        give the build/copy/release split."""
+        give the build/copy/release split and, with `latency` (default: when
+        `segs_per_io` is set), each I/O's latency in a histogram
+        (Measurement.latency)."""
         exts, bufs = (ext, buf) if isinstance(ext, (list, tuple)) else ([ext], [buf])
         if not isinstance(bufs, (list, tuple)):
             raise PagetaxError("with one extent array per thread, give one buffer per thread")
         return PreparedRun(self, op, list(exts), list(bufs), reps, warmup, cache, evict,
-                           segs_per_io, calls, persist, cpus, phase_reps, probe, cold)
+                           segs_per_io, calls, persist, cpus, phase_reps, probe, cold, latency)
 
     def run(self, op, ext, buf, **kw):
         """Time reps repetitions of build, copy, release in one C call

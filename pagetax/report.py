@@ -57,6 +57,11 @@ def meta_cell(meta):
     return f"{meta['percent']:.3g}% {'dev' if meta['allocated_where'] == 'device' else 'dram'}"
 
 
+def per_io_text(cfg):
+    k = cfg["segs_per_io"]
+    return f"{k} segment{'s' if k > 1 else ''}"
+
+
 def threads_pinned(cfg):
     cpus = cfg.get("cpus")
     return f" pinned to CPUs {','.join(map(str, cpus))}" if cpus else " unpinned"
@@ -87,14 +92,20 @@ def table(doc):
                        + f"{per_thread}, spread = (worst - best) / median; ns/seg"
                        + ("" if threads == 1 else " (one thread's time per segment)")
                        + " split into build + copy + release; "
-                       "metadata = static descriptor bytes / capacity, and where they live"),
+                       + (f"p99/io = 99th percentile ns of one I/O of {per_io_text(cfg)} "
+                          "(build + copy + release, clock reads subtracted; all "
+                          "percentiles in the JSON); " if cfg.get("segs_per_io") else "")
+                       + "metadata = static descriptor bytes / capacity, and where they live"),
               header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     columns = [("op", "left"), ("pattern", "left"), ("seg", "right"), ("design", "left"),
                ("GB/s", "right"), ("best", "right"), ("spread", "right")]
     if threads > 1:
         columns.append(("per thread", "right"))
-    columns += [("ns/seg", "right"), ("build", "right"), ("copy", "right"), ("release", "right"),
-                ("x vec", "right"), ("x memcpy", "right"), ("metadata", "right")]
+    columns += [("ns/seg", "right"), ("build", "right"), ("copy", "right"), ("release", "right")]
+    per_io = cfg.get("segs_per_io") or 0
+    if per_io:
+        columns.append(("p99/io", "right"))
+    columns += [("x vec", "right"), ("x memcpy", "right"), ("metadata", "right")]
     for name, justify in columns:
         t.add_column(name, justify=justify, no_wrap=True)
     last = None
@@ -113,6 +124,9 @@ def table(doc):
         if threads > 1:
             g = r.get("thread_gbps") or []
             extra = [f"{min(g):.2f}-{max(g):.2f}" if g else "-"]
+        if per_io:
+            lat = r.get("latency")
+            phases.append(f"{lat['p99_ns']:.0f}" if lat else "-")
         t.add_row(r["op"] if first else "", r["pattern"] if first else "",
                   format_size(r["seg_bytes"]) if first else "", r["design"],
                   f"{r['gbps']:.2f}", f"{r['gbps_best']:.2f}", f"{r['spread_pct']:.1f}%",
@@ -137,7 +151,9 @@ def print_table(doc, console=None):
     print_wide(console or Console(), table(doc), 156 if threads else 140)
 
 
-DEFAULT_DIR = "results"
+# Not results/: asv reads every .json below its results_dir as a machine's
+# results and warns about any folder there without a machine.json.
+DEFAULT_DIR = "runs"
 
 
 def default_path(directory=DEFAULT_DIR):
@@ -147,7 +163,7 @@ def default_path(directory=DEFAULT_DIR):
 
 def check_json_path(path, force=False):
     """Refuse a result path that cannot or must not be written.  Only the
-    default folder (results/, beside where pagetax runs) is created; a
+    default folder (runs/, beside where pagetax runs) is created; a
     folder in a path the user gave must exist, as --backing's must."""
     path = os.path.abspath(path)
     if os.path.isdir(path):

@@ -68,7 +68,8 @@ def summarize(m, design, op, pattern, seg, cfg, working_set, meta, **more):
             "no instrumented repetitions" if not len(m.phases) else
             f"build+copy+release ({phase_sum:.0f} ns) differs from the timed median "
             f"({med:.0f} ns) by more than the spread ({worst - best:.0f} ns)"),
-        clock_ns=m.clock_ns, **more)
+        clock_ns=m.clock_ns,
+        latency=m.latency.summary(m.clock_ns) if m.latency is not None else None, **more)
 
 
 ROOFLINE_KEY = object()
