@@ -7,26 +7,38 @@ import base64
 import html
 import json
 import os
+import re
 import tempfile
 
-from . import metadata as _meta
 from . import plot as _plot
+from . import summary as _summary
+from .report import meta_cell, per_io_text
 from .errors import PagetaxError
 from .sizes import format_size
 
 CSS = """
-body { font-family: sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f3f3f3; } td.l, th.l { text-align: left; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
-.note { color: #666; font-size: 0.9em; }
+body { font-family: sans-serif; margin: 2em; color: #222; max-width: 90em; }
+table { border-collapse: collapse; margin: 0; font-size: 0.9em; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; white-space: nowrap; }
+th { background: #f3f3f3; position: sticky; top: 0; } td.l, th.l { text-align: left; }
+tbody.cell { border-top: 2px solid #999; } td[rowspan] { vertical-align: top; }
+.scroll { overflow-x: auto; max-width: 100%; margin: 1em 0; }
+pre { overflow-x: auto; }
+figure { margin: 1em 0; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption, .note { color: #666; font-size: 0.9em; max-width: 60em; }
+ul.summary { font-size: 1.05em; max-width: 60em; padding-left: 1.2em; }
+ul.summary li { margin: 0.4em 0; }
 .guest { border: 3px solid #c25400; background: #fff3e0; padding: 0.6em 1.2em; margin: 1em 0;
          font-size: 1.05em; }
 .guest .warn { color: #a00; font-weight: bold; }
 .guest dt { font-weight: bold; float: left; clear: left; width: 9em; }
 .guest dd { margin-left: 9em; }
 ul.explain li { margin: 0.5em 0; max-width: 60em; }
+@media (max-width: 40em) {
+  body { margin: 0.6em; }
+  .guest dt { float: none; width: auto; } .guest dd { margin-left: 1em; }
+}
 """
 MEMMAP_SCHEMA = "pagetax-vm-memmap/1"      # `pagetax vm memmap --json`
 MEMMAP_ROW_KEYS = ("namespace", "ndctl", "region_bytes", "namespace_bytes", "dram_bytes",
@@ -34,14 +46,32 @@ MEMMAP_ROW_KEYS = ("namespace", "ndctl", "region_bytes", "namespace_bytes", "dra
 MIB = 1 << 20
 
 
+def _cells(row, left, tag="td"):
+    return "".join(f'<{tag} class="{"l" if i < left else ""}">{html.escape(str(c))}</{tag}>'
+                   for i, c in enumerate(row))
+
+
 def _table(headers, rows, left=1):
-    out = ["<table><tr>"]
-    out += [f'<th class="{"l" if i < left else ""}">{html.escape(h)}</th>' for i, h in enumerate(headers)]
-    out.append("</tr>")
-    for r in rows:
-        out.append("<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{html.escape(str(c))}</td>'
-                                    for i, c in enumerate(r)) + "</tr>")
-    out.append("</table>")
+    """A table in its own horizontal scroll box: wide tables scroll on a
+    phone instead of widening the page."""
+    body = "".join(f"<tr>{_cells(r, left)}</tr>" for r in rows)
+    return (f'<div class="scroll"><table><thead><tr>{_cells(headers, left, "th")}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def _grouped_table(headers, groups, shared):
+    """One tbody per group, its first `shared` cells spanning its rows, as
+    the terminal table prints them once per op, pattern and size."""
+    out = [f'<div class="scroll"><table><thead><tr>{_cells(headers, shared + 1, "th")}</tr>'
+           "</thead>"]
+    for key, rows in groups:
+        out.append('<tbody class="cell">')
+        for i, r in enumerate(rows):
+            span = "".join(f'<td class="l" rowspan="{len(rows)}">{html.escape(str(k))}</td>'
+                           for k in key) if i == 0 else ""
+            out.append(f"<tr>{span}{_cells(r, 1)}</tr>")
+        out.append("</tbody>")
+    out.append("</table></div>")
     return "".join(out)
 
 
@@ -160,73 +190,159 @@ def render(doc=None, memmaps=()):
     if doc is None and not memmaps:
         raise PagetaxError("nothing to report: give a run result or a vm memmap file")
     guest = (doc or {}).get("guest")
-    body = (_guest_banner(guest) + _run_body(doc)) if doc else ""
+    body = (_guest_banner(guest) + _run_body(doc, memmaps)) if doc else ""
     body += "".join(_memmap_section(m) for m in memmaps)
     title = "pagetax report" + (f" (in a {str(guest.get('accelerator', '?')).upper()} guest)"
                                 if guest else "")
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>
 <style>{CSS}</style></head><body>
 <h1>pagetax report</h1>
 {body}</body></html>
 """
 
 
-def _run_body(doc):
-    rows = sorted(doc["results"], key=lambda r: (r["op"], r["pattern"], r["seg_bytes"]))
+def _summary_html(doc):
+    """The summary's sentences, design names (in backquotes) as code."""
+    items = "".join("<li>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(line))
+                    + "</li>" for line in _summary.lines(doc))
+    return f'<ul class="summary" id="summary">{items}</ul>'
+
+
+def _figure(images, name, alt, text):
+    if name not in images:
+        return ""
+    return (f'<figure id="fig-{name}"><img alt="{html.escape(alt)}" '
+            f'src="data:image/png;base64,{images[name]}">'
+            f"<figcaption>{text}</figcaption></figure>")
+
+
+def _per_segment(x):
+    return "-" if x is None else f"{x:.1f}"
+
+
+def _run_table(doc):
+    """The rows grouped by op, pattern and segment size, as the terminal
+    table (report.table) groups them, with the phases, the metadata and,
+    when the run recorded latencies, the 99th percentile per I/O."""
     threads = doc["config"].get("threads", 1)
-    run_rows = [[r["op"], r["pattern"], format_size(r["seg_bytes"]), r["design"], _fmt(r["gbps"]),
-                 _fmt(r["gbps_best"]), f"{r['spread_pct']:.1f}%"]
-                + ([" / ".join(_fmt(g) for g in r.get("thread_gbps", []))] if threads > 1 else [])
-                + [_fmt(r["ns_per_seg"], 1), _fmt(r.get("ratio_vec")), _fmt(r.get("ratio_memcpy"))]
-                for r in rows]
-    run_headers = (["op", "pattern", "seg", "design", "GB/s", "best", "spread"]
-                   + (["GB/s per thread"] if threads > 1 else [])
-                   + ["ns/seg", "x vec", "x memcpy"])
+    latency = any(r.get("latency") for r in doc["results"])
+    cells = _summary.cells(doc["results"])
+    headers = (["op", "pattern", "seg", "design", "GB/s", "best", "worst", "spread"]
+               + (["GB/s per thread"] if threads > 1 else [])
+               + ["ns/seg", "build", "copy", "release"] + (["p99/io"] if latency else [])
+               + ["x vec", "x vec range", "x memcpy", "metadata"])
+    groups = []
+    for key in sorted(cells, key=lambda k: k[:3]):
+        rows = []
+        vec = cells[key].get("vec")
+        for r in cells[key].values():
+            split = _summary.phase_per_segment(r) or {}
+            p99 = (r.get("latency") or {}).get("p99_ns")
+            lo_hi = _summary.ratio_range(r, vec) if vec else None
+            rows.append([r["design"], _fmt(r["gbps"]), _fmt(r["gbps_best"]), _fmt(r["gbps_worst"]),
+                         f"{r['spread_pct']:.1f}%"]
+                        + ([" / ".join(_fmt(g) for g in r.get("thread_gbps", []))]
+                           if threads > 1 else [])
+                        + [_fmt(r["ns_per_seg"], 1)]
+                        + [_per_segment(split.get(k)) for k in _summary.PHASES]
+                        + ([_summary.duration_label(p99) if p99 is not None else "-"]
+                           if latency else [])
+                        + [_fmt(r.get("ratio_vec")),
+                           f"{lo_hi[0]:.2f}–{lo_hi[1]:.2f}" if lo_hi else "-",
+                           _fmt(r.get("ratio_memcpy")), meta_cell(r.get("metadata"))])
+        groups.append(((key[0], key[1], _summary.seg_label(key[2])), rows))
+    return _grouped_table(headers, groups, 3)
+
+
+def _metadata_table(doc):
+    """One row per design, one figure each: the run's where it measured
+    the design, the model on the same basis where it did not."""
+    rows = []
+    for m in _summary.metadata_rows(doc):
+        got = m["measured"]
+        rows.append([m["name"] + ("" if m["data_path"] else " *"), f"{m['capacity_bytes']:,}",
+                     f"{m['dram_bytes']:,}", f"{m['device_bytes']:,}", f"{m['percent']:.4g} %",
+                     f"{got['allocated_bytes']:,}" if got else "-",
+                     f"{got['rss_delta_bytes']:,}" if got else "-",
+                     ("yes" if got["rss_agrees"] else f"no: {got['rss_note']}") if got else "-",
+                     f"{m['per_io_bytes']['4096']:,}", f"{m['per_io_bytes']['64']:,}"])
+    return _table(["design", "capacity", "DRAM", "device", "% capacity", "allocated",
+                   "RSS growth", "RSS agrees", "per 1 MiB I/O, 4 KiB segs",
+                   "per 1 MiB I/O, 64 B segs"], rows)
+
+
+def _run_body(doc, memmaps=()):
+    threads = doc["config"].get("threads", 1)
     threads_note = ("" if threads == 1 else
                     f" With {threads} threads GB/s is aggregate (all threads' bytes over each "
                     "repetition's wall time) and ns/seg is one thread's time per segment.")
     with tempfile.TemporaryDirectory(prefix="pagetax-report-") as tmp:
         images = {}
-        for name, path in _plot.plot(doc, tmp).items():
+        for name, path in _plot.plot(doc, tmp, memmaps=memmaps).items():
             with open(path, "rb") as f:
                 images[name] = base64.b64encode(f.read()).decode()
-    meta = doc.get("metadata", {})
-    meta_rows = [[d, f"{m['model_dram_bytes']:,}", f"{m['model_device_bytes']:,}",
-                  f"{m['percent']:.4g} %", f"{m['allocated_bytes']:,}", f"{m['rss_delta_bytes']:,}",
-                  "yes" if m["rss_agrees"] else f"no: {m['rss_note']}"] for d, m in meta.items()]
-    cap = doc["config"]["size"]
-    model_rows = [[r["design"] + ("" if r["data_path"] else " *"), f"{r['dram_bytes']:,}",
-                   f"{r['device_bytes']:,}", f"{r['percent']:.6g} %",
-                   f"{r['per_io_bytes']['4096']:,}", f"{r['per_io_bytes']['64']:,}"]
-                  for r in _meta.table(cap)]
+    _, basis = _summary.capacity_basis(doc)
+    k = doc["config"].get("segs_per_io")
+    latency = ""
+    if "latency" in images:
+        latency = f"""<h2 id="latency">Latency per I/O</h2>
+{_figure(images, "latency", "latency CDF per design",
+         f"One I/O = the build, copy and release of {per_io_text(doc['config'])}. "
+         "The table's p99/io is the 99th "
+         "percentile of the same I/Os.")}"""
+    p99_note = (f"; p99/io = 99th percentile of one I/O of {per_io_text(doc['config'])}"
+                if latency and k else "")
     machine = json.dumps(doc["machine"], indent=1)
     config = json.dumps(doc["config"], indent=1)
     partial = "<p><b>PARTIAL: this run was interrupted.</b></p>" if doc.get("partial") else ""
+    no_vec = ("" if "ratio_vec" in images else
+              '<p class="note">No picture against <code>vec</code>: the run has no vec rows.</p>')
     return f"""<p class="note">{html.escape(_plot.caption(doc))}. Started {html.escape(doc.get("started", "?"))}.
-GB/s counts bytes copied once (bcopy convention), GB = 10<sup>9</sup>; median, best and
-spread = (worst &minus; best) / median over the repetitions.{html.escape(threads_note)}</p>
+GB/s counts bytes copied once (bcopy convention), GB = 10<sup>9</sup>.{html.escape(threads_note)}</p>
 {partial}
+<h2 id="summary-head">Summary</h2>
+{_summary_html(doc)}
+<h2 id="vs-vec">Each design against <code>vec</code></h2>
+{no_vec}{_figure(images, "ratio_vec", "x vec against segment size",
+                 "Median GB/s over vec's in the same op, pattern and size; bars from the "
+                 "design's slowest repetition over vec's fastest to its fastest over vec's "
+                 "slowest, the widest the ratio can be, as repetitions are not paired; the grey "
+                 "band is vec against itself.")}
+<h2 id="phases">Where the time goes</h2>
+{_figure(images, "phases", "build, copy and release per segment",
+         "Median ns per segment of each phase (instrumented repetitions, one clock read "
+         "subtracted per phase per I/O); the tick is the timed median, which the phases need "
+         "not add up to.")}
 <h2>Throughput and cost per segment</h2>
-{_table(run_headers, run_rows, left=4)}
-<h2>Plots</h2>
-<img alt="throughput against segment size" src="data:image/png;base64,{images['throughput']}">
-<img alt="ns per segment against segment size" src="data:image/png;base64,{images['ns_per_seg']}">
-<h2>Metadata</h2>
-<p class="note">Measured in this run: the model beside the engine's allocation and the
-growth of resident memory at attach.</p>
-{_table(["design", "model DRAM", "model device", "% capacity", "allocated", "RSS delta", "RSS agrees"],
-        meta_rows)}
-<p class="note">The model for the backing's capacity ({cap:,} bytes), with the bytes of
-vector a 1 MiB I/O needs in 4 KiB and 64 B segments; * = modelled only.</p>
-{_table(["design", "DRAM", "device", "% capacity", "per MiB, 4K segs", "per MiB, 64 B segs"], model_rows)}
-<img alt="metadata bytes per capacity" src="data:image/png;base64,{images['metadata']}">
+<p class="note">Per op, pattern and segment size: GB/s median, best and worst repetition;
+spread = (worst &minus; best) / median; ns/seg and its build, copy and release (ns per
+segment; &ldquo;-&rdquo; for rows that time whole I/Os); x vec range as in the picture above;
+metadata = static descriptor bytes / capacity, and where they live{p99_note}.</p>
+{_run_table(doc)}
+{latency}
+<h2 id="metadata">Metadata</h2>
+<p class="note">This run's metadata figures are all shares of one capacity: {html.escape(basis)}.
+altmap's reserve is sized, as ndctl's is, by the whole backing, so its row says so.
+Designs this run measured show its figures: the model, the engine's allocation and the growth
+of resident memory at attach; * = modelled only. The last two columns are the vector bytes a
+1 MiB I/O needs.</p>
+{_metadata_table(doc)}
+{_figure(images, "metadata", "metadata bytes per capacity",
+         "Log scale, so the smallest tables show." + (
+             " Hatched: the kernel's own struct pages, measured in a guest (below)."
+             if memmaps else ""))}
+<h2 id="raw">Raw throughput</h2>
+{_figure(images, "throughput", "throughput against segment size",
+         "Median GB/s; band: the 95 % bootstrap interval of the median.")}
+{_figure(images, "ns_per_seg", "ns per segment against segment size",
+         "Median repetition time over its segments.")}
 <h2>Machine</h2>
 <pre>{html.escape(machine)}</pre>
 <h2>Configuration</h2>
 <pre>{html.escape(config)}</pre>
 """
-
 
 def write(doc, outdir, memmaps=()):
     page = render(doc, memmaps)
