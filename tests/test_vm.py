@@ -351,7 +351,7 @@ def test_vm_run_refuses_backing_and_json(tmp_path, run_args, option):
     assert p.returncode == 1
     assert _one_error_line(p) == f"pagetax: error: vm run sets {option} itself: leave it out"
     assert "booting a guest" not in p.stderr
-    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("label, message", [
