@@ -3,7 +3,8 @@
     pytest bench/ --benchmark-only                      # measure
     pytest bench/ --benchmark-only --benchmark-json=out.json
     pytest bench/ --benchmark-only --benchmark-autosave # then, later:
-    pytest bench/ --benchmark-only --benchmark-compare --benchmark-compare-fail=median:10%
+    pytest bench/ --benchmark-only --benchmark-compare --benchmark-compare-fail=median:T%
+    # T: see README, or bench/tools/same_commit_spread.py on two runs of one commit
 
 Groups are op, pattern and segment size, so each group compares the
 designs.  Each round is one repetition; it is made cold before it,
