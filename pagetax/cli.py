@@ -129,11 +129,16 @@ def build_parser(command="run"):
     if command == "run":
         _run_options(r)
 
-    pl = sub.add_parser("plot", help="draw a run's throughput, ns/segment and metadata",
-                        description="Throughput and ns per segment against segment size, one "
-                        "line per design, per op and pattern (log axes); metadata bytes per "
-                        "capacity as bars.  Needs matplotlib: pip install 'pagetax[plot]'.")
-    pl.add_argument("results", metavar="RESULTS.json")
+    pl = sub.add_parser("plot", help="draw a run's pictures: x vec, phases, metadata, latency",
+                        description="Each design's GB/s over vec's against segment size; "
+                        "build/copy/release per design; metadata per capacity (log scale, "
+                        "with the kernel's measured struct pages from `pagetax vm memmap "
+                        "--json` files); raw GB/s and ns per segment; with --segs-per-io, "
+                        "the per-I/O latency CDF.  Needs matplotlib: pip install '.[plot]' "
+                        "from the source tree.")
+    pl.add_argument("results", nargs="+", metavar="RESULTS.json",
+                    help="a run's result file and any `pagetax vm memmap --json` files, in "
+                    "any order (one run)")
     pl.add_argument("-o", "--output", required=True, metavar="DIR")
     pl.add_argument("--format", choices=("png", "svg"), default="png")
 
@@ -160,6 +165,18 @@ def build_parser(command="run"):
     c.add_argument("--min-change", type=float, default=5.0, metavar="PCT",
                    help="smallest change called significant, in percent: the drift between "
                    "runs that the repetitions within a run do not show (default: 5)")
+
+    pub = sub.add_parser("publish", help="asv's web pages of all machines' results, no CDN",
+                         description="Run `asv publish` over the asv results (every machine "
+                         "under results/), then point the pages at copies of jQuery, flot and "
+                         "bootstrap written into the site, so that it works with no network "
+                         "from any static web server.  Needs asv: pip install asv.")
+    pub.add_argument("--config", default="asv.conf.json", metavar="PATH",
+                     help="asv's config (default: asv.conf.json here); its results_dir is "
+                     "published")
+    pub.add_argument("--html-dir", "-o", metavar="DIR",
+                     help="where the site goes (default: the config's html_dir); replaced "
+                     "whole, so it must be new, empty or an earlier published site")
 
     m = sub.add_parser("metadata", help="what each design keeps per capacity and per I/O",
                        description="The metadata model of every design, and of the vmemmap "
@@ -205,7 +222,7 @@ def _vm_commands(v):
     r.add_argument("--align", choices=vm.ALIGNS, help="devdax's page alignment (default: 2M)")
     _vm_guest_options(r, timeout=600)
     r.add_argument("--json", metavar="PATH",
-                   help="result file (default: results/pagetax-run-TIME.json)")
+                   help="result file (default: runs/pagetax-run-TIME.json)")
     r.add_argument("--force", action="store_true", help="replace an existing --json file")
     r.add_argument("run_args", nargs="*", metavar="-- RUN_ARGS", help="pagetax run's options")
 
@@ -315,7 +332,7 @@ def _run_options(r):
                    help="libpmem: write rows through PMDK's pmem_memcpy_persist and "
                    "pmem_memcpy_nodrain + pmem_drain (loaded at run time); fio: rows from "
                    "fio's mmap engine on the same backing (if fio is installed)")
-    r.add_argument("--json", metavar="PATH", help="result file (default: results/pagetax-run-TIME.json)")
+    r.add_argument("--json", metavar="PATH", help="result file (default: runs/pagetax-run-TIME.json)")
     r.add_argument("--force", action="store_true", help="replace an existing --json file")
     r.add_argument("--seed", type=_count("--seed", 0), default=d.seed, help="extent seed (default: 1)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -542,8 +559,11 @@ def _glue_negative_values(argv):
 
 
 def cmd_plot(args, out, err):
-    from . import compare, plot
-    for name, path in plot.plot(compare.load(args.results), args.output, args.format).items():
+    from . import plot, report_page
+    run, memmaps = report_page.load(args.results)
+    if run is None:
+        raise PagetaxError("plot needs a run's result file; memmap files only add to it")
+    for name, path in plot.plot(run, args.output, args.format, memmaps).items():
         _say(f"{name}: {path}")
     return 0
 
@@ -552,6 +572,12 @@ def cmd_report(args, out, err):
     from . import report_page
     run, memmaps = report_page.load(args.results)
     _say(f"report: {report_page.write(run, args.output, memmaps)}")
+    return 0
+
+
+def cmd_publish(args, out, err):
+    from . import publish
+    _say(f"published: {publish.publish(args.config, args.html_dir, say=_say)}")
     return 0
 
 
@@ -632,7 +658,8 @@ def main(argv=None):
     err = Console(stderr=True)
     try:
         return {"run": cmd_run, "metadata": cmd_metadata, "compare": cmd_compare,
-                "plot": cmd_plot, "report": cmd_report, "vm": cmd_vm}[args.command](args, out, err)
+                "plot": cmd_plot, "report": cmd_report, "publish": cmd_publish,
+                "vm": cmd_vm}[args.command](args, out, err)
     except PagetaxError as e:
         _say(f"pagetax: error: {e}")
         return 1

@@ -25,7 +25,7 @@ tbody.cell { border-top: 2px solid #999; } td[rowspan] { vertical-align: top; }
 .scroll { overflow-x: auto; max-width: 100%; margin: 1em 0; }
 pre { overflow-x: auto; }
 figure { margin: 1em 0; }
-img { max-width: 100%; height: auto; border: 1px solid #eee; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; box-sizing: border-box; }
 figcaption, .note { color: #666; font-size: 0.9em; max-width: 60em; }
 ul.summary { font-size: 1.05em; max-width: 60em; padding-left: 1.2em; }
 ul.summary li { margin: 0.4em 0; }

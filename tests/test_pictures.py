@@ -1,13 +1,11 @@
 """Plots, the summary and the report page, the page checked in a real
-headless browser at a laptop's and a phone's width."""
+headless browser emulating a laptop and a phone."""
 import copy
 import html
 import json
-import os
 import re
 import shutil
 import struct
-import subprocess
 import tempfile
 
 import pytest
@@ -95,6 +93,17 @@ def test_plot_command(run_file, tmp_path, fmt, magic):
     assert not (tmp_path / "p" / f"latency.{fmt}").exists()  # the run has no latencies
     if fmt == "svg":
         assert "<svg" in (tmp_path / "p" / "ratio_vec.svg").read_text()
+
+
+def test_plot_command_takes_memmap_files_beside_the_run(run_file, tmp_path):
+    from test_vm import _memmap_doc
+    memmap = tmp_path / "memmap.json"
+    memmap.write_text(json.dumps(_memmap_doc()))
+    p = cli("plot", str(memmap), str(run_file), "-o", str(tmp_path / "p"), cwd=AWAY)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "p" / "metadata.png").read_bytes().startswith(b"\x89PNG")
+    alone = cli("plot", str(memmap), "-o", str(tmp_path / "q"), cwd=AWAY)
+    assert alone.returncode == 1 and "plot needs a run's result file" in alone.stderr
 
 
 def test_plot_errors(tmp_path):
@@ -347,68 +356,104 @@ def test_page_leads_with_the_summary(run_doc, pages):
         'id="fig-phases"') < page.index('id="fig-throughput"')
 
 
-# The page's layout, checked inside the browser.  The page goes in an
-# iframe of the width to check (a headless window is at least 500 px wide);
-# the probe reports what sticks out past that width outside a horizontal
-# scroll box, and whether every figure decoded.
-LAYOUT_PROBE = """<!DOCTYPE html><html><body style="margin:0">
-<iframe id="page" style="width:{width}px;height:900px;border:0" srcdoc="{page}"></iframe>
-<script>
-document.getElementById("page").addEventListener("load", e => {{
-  const doc = e.target.contentDocument, win = e.target.contentWindow;
-  const width = doc.documentElement.clientWidth;
-  const scrolls = el => {{ for (let p = el.parentElement; p; p = p.parentElement) {{
-      const o = win.getComputedStyle(p).overflowX; if (o === "auto" || o === "scroll") return true; }}
-    return false; }};
-  const out = {{width, page_width: doc.documentElement.scrollWidth, overflow: [], figures: []}};
-  for (const el of doc.body.querySelectorAll("*")) {{
+# The page's layout, checked in headless chromium (tests/cdp.py) emulating
+# each device: a laptop's window, and a phone, whose mobile emulation lays
+# the page out at 980 px unless its viewport meta tag asks for the device's
+# width.  The page loads from disk, as a reader opens it.
+DEVICES = {"laptop": dict(width=1366, height=768, deviceScaleFactor=1, mobile=False),
+           "phone": dict(width=390, height=844, deviceScaleFactor=3, mobile=True)}
+FIGURES = {"ratio_vec": "x vec against segment size",  # figure id fig-NAME: its image's alt,
+           "phases": "build, copy and release per segment",  # in the page's order
+           "latency": "latency CDF per design",
+           "metadata": "metadata bytes per capacity",
+           "throughput": "throughput against segment size",
+           "ns_per_seg": "ns per segment against segment size"}
+# What the laid out page looks like: anything past the viewport outside a
+# horizontal scroll box (html and body do not count as one), each figure's
+# image, and where the summary lies.
+LAYOUT_PROBE = """(async () => {
+  await Promise.all([...document.images].map(i => i.decode().catch(() => null)));
+  const root = document.documentElement, width = root.clientWidth;  // less a scroll bar
+  const scrolls = el => { for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      const o = getComputedStyle(p).overflowX; if (o === "auto" || o === "scroll") return true; }
+    return false; };
+  const name = el => el.tagName + (el.id ? "#" + el.id : "") + (el.className ? "." + el.className : "");
+  const overflow = [];
+  for (const el of document.body.querySelectorAll("*")) {
     const r = el.getBoundingClientRect();
-    if (r.width && r.right > width + 1 && !scrolls(el))
-      out.overflow.push(el.tagName + (el.id ? "#" + el.id : "") + " " + Math.round(r.right));
-  }}
-  for (const img of doc.images)
-    out.figures.push({{alt: img.alt, loaded: img.complete && img.naturalWidth > 0,
-                      right: img.getBoundingClientRect().right}});
-  const pre = document.createElement("pre"); pre.id = "layout-probe";
-  pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
-}});
-</script></body></html>"""
+    if (r.width && (r.width > width || r.right > width + 0.5 || r.left < -0.5) && !scrolls(el))
+      overflow.push(`${name(el)} ${Math.round(r.left)}..${Math.round(r.right)}`);
+  }
+  const top = el => el ? el.getBoundingClientRect().top + scrollY : null;
+  const px = (el, what) => parseFloat(getComputedStyle(el)[what]);
+  return {inner_width: innerWidth, height: innerHeight, width,
+          page_width: root.scrollWidth, scale: visualViewport.scale, overflow,
+          images: [...document.images].map(i => ({
+              figure: i.closest("figure") ? i.closest("figure").id : null, alt: i.alt,
+              natural_width: i.naturalWidth, width: i.getBoundingClientRect().width,  // with its border
+              right: i.getBoundingClientRect().right, container: px(i.parentElement, "width")})),
+          headings: [...document.querySelectorAll("h2")].map(h => h.id || h.textContent),
+          summary_items: document.querySelectorAll("#summary li").length,
+          scrolling: [...document.body.querySelectorAll("*")].filter(el => el.scrollWidth > el.clientWidth
+              && ["auto", "scroll"].includes(getComputedStyle(el).overflowX)).map(name),
+          summary_top: top(document.getElementById("summary")),
+          first_figure_top: Math.min(...[...document.querySelectorAll("figure, table")].map(top))};
+})()"""
 
 
-@pytest.mark.skipif(not shutil.which("chromium"), reason="no chromium (Debian: apt-get install chromium)")
-def test_report_page_in_chromium_at_laptop_and_phone_width(pages, tmp_path):
-    page = tmp_path / "index.html"
-    text = pages["plain"]
-    page.write_text(text)
-    assert "<script" not in text and "http" not in text.split("<pre>")[0]  # offline, no code
-    # what lays the page out at a phone's own width (headless Chrome does not emulate one)
-    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in text
-    expected = text.count('src="data:image/png;base64,')
-    assert expected == len(ALWAYS)
-    # The browser must not inherit the sanitizer runtime the CI pass preloads.
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
-    browser = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
-    for width in (1366, 390):
-        probe = tmp_path / f"probe-{width}.html"
-        probe.write_text(LAYOUT_PROBE.format(width=width, page=html.escape(text)))
-        dom = subprocess.run([*browser, "--window-size=1400,1000", "--virtual-time-budget=5000",
-                              "--dump-dom", probe.as_uri()], capture_output=True, text=True,
-                             timeout=120, env=env)
-        assert dom.returncode == 0, dom.stderr[-2000:]
-        found = re.search(r'<pre id="layout-probe">(.*?)</pre>', dom.stdout, re.S)
-        assert found, "the probe did not run"
-        layout = json.loads(html.unescape(found.group(1)))
-        assert width - 20 <= layout["width"] <= width  # less a scroll bar, if any
-        assert layout["page_width"] <= layout["width"], f"the page scrolls sideways at {width} px"
-        assert layout["overflow"] == [], f"at {width} px"
-        assert len(layout["figures"]) == expected
-        for fig in layout["figures"]:
-            assert fig["loaded"] and fig["right"] <= layout["width"], (width, fig)
-    # and as a window shows it, from disk
-    shot = tmp_path / "shot.png"
-    subprocess.run([*browser, "--window-size=1366,2400", f"--screenshot={shot}", page.as_uri()],
-                   capture_output=True, timeout=120, env=env)
-    data = shot.read_bytes()
-    assert struct.unpack(">II", data[16:24]) == (1366, 2400)  # PNG IHDR
-    assert len(data) > 50_000  # rendered, not a blank page
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not shutil.which("chromium"):
+        pytest.skip("no chromium (Debian: apt-get install chromium)")
+    from cdp import Chromium
+    b = Chromium(shutil.which("chromium"), tmp_path_factory.mktemp("profile"))
+    yield b
+    b.close()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_report_page_in_chromium_at_laptop_and_phone_width(browser, pages, tmp_path, device):
+    """The page as `pagetax report` writes it (report_page.render, which
+    write() puts in DIR/index.html), with and without latencies."""
+    metrics = DEVICES[device]
+    width = metrics["width"]
+    browser.call("Emulation.setDeviceMetricsOverride", session=True, **metrics)
+    for variant, text in pages.items():
+        assert "<script" not in text and "http" not in text.split("<pre>")[0]  # offline, no code
+        names = [n for n in FIGURES if n in ALWAYS or variant == n]
+        assert text.count('src="data:image/png;base64,') == len(names)
+        page = tmp_path / variant / "index.html"
+        page.parent.mkdir()
+        page.write_text(text)
+        browser.requests.clear()
+        browser.goto(page.as_uri())
+        browser.wait_for(f"location.href === {json.dumps(page.as_uri())} && "
+                         "document.readyState === 'complete'", f"{page} to load")
+        layout = browser.evaluate(LAYOUT_PROBE)
+        where = f"{variant} page, {device} ({width} px)"
+        assert layout["page_width"] <= layout["width"], \
+            (f"{where}: the page scrolls sideways", layout["page_width"], layout["overflow"])
+        assert layout["overflow"] == [], f"{where}: past the viewport, outside a scroll box"
+        # the phone lays the page out at its own width, unzoomed (no 980 px desktop layout)
+        assert layout["inner_width"] == width and layout["scale"] == 1, (where, layout)
+        assert layout["height"] == metrics["height"], (where, layout)
+        assert width - 20 <= layout["width"] <= width, (where, layout)  # less a scroll bar, if any
+        assert [(i["figure"], i["alt"]) for i in layout["images"]] == [
+            (f"fig-{n}", FIGURES[n]) for n in names], where
+        for img in layout["images"]:
+            assert img["natural_width"] > 0, (where, img)  # decoded
+            assert 0 < img["width"] <= img["container"] + 0.5, (where, img)  # layout rounding
+            assert img["right"] <= layout["width"], (where, img)
+        assert layout["headings"][0] == "summary-head", (where, layout["headings"])
+        assert layout["summary_items"] >= 3, where
+        assert layout["summary_top"] < min(layout["first_figure_top"], layout["height"]), where
+        if device == "phone":  # the wide tables scroll in their boxes
+            assert sum(b.startswith("DIV.scroll") for b in layout["scrolling"]) >= 2, (where, layout)
+        assert all(u.startswith(("file://", "data:")) for u in browser.requests), \
+            (where, browser.requests)
+        shot = tmp_path / f"{variant}-{device}.png"
+        browser.screenshot(shot)
+        data = shot.read_bytes()
+        scale = metrics["deviceScaleFactor"]
+        assert struct.unpack(">II", data[16:24]) == (width * scale, metrics["height"] * scale)
+        assert len(data) > 20_000 * scale, f"{where}: a blank screenshot?"
