@@ -129,7 +129,7 @@ def test_rows_table_and_json_carry_percentiles_only_with_segs_per_io(tmp_path):
     for per_io, expect in ((0, False), (2, True)):
         path = tmp_path / f"run{per_io}.json"
         r = cli("run", *SMALL, "--designs", "vec,page", "--segs-per-io", str(per_io),
-                "--json", str(path))
+                "--json", str(path), cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         assert ("p99/io" in r.stdout) == expect
         rows = json.loads(path.read_text())["results"]
