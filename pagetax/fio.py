@@ -90,9 +90,9 @@ def run(backing, engine, op, pattern, seg, io_bytes, loops=LOOPS, threads=1, cpu
         hot_bytes=None):
     """One fio run on the same backing (a scratch file through /proc/PID/fd,
     so an unlinked file works too; a device node by its path).  Returns
-    (bytes per second, I/Os per second), all jobs together.  fio maps the
-    file itself, so its first loop pays first-touch faults; `loops` spreads
-    them, as a longer fio job would."""
+    (bytes per second, I/Os per second, fio's clat_ns record or None), all
+    jobs together.  fio maps the file itself, so its first loop pays
+    first-touch faults; `loops` spreads them, as a longer fio job would."""
     filename = backing.path if backing.kind == "devdax" else f"/proc/{os.getpid()}/fd/{backing.fd}"
     cmd = command(engine, filename, backing.size, op, pattern, seg, io_bytes, loops, threads,
                   cpus, hot_bytes)
@@ -106,7 +106,28 @@ def run(backing, engine, op, pattern, seg, io_bytes, loops=LOOPS, threads=1, cpu
         why = (p.stderr or out).strip().splitlines()
         raise OSError(f"fio --ioengine={engine} failed: {why[0] if why else 'no output'}")
     side = job["read" if op == "read" else "write"]
-    return float(side["bw_bytes"]), float(side["iops"])
+    return float(side["bw_bytes"]), float(side["iops"]), side.get("clat_ns")
+
+
+# fio's completion-latency percentiles, as its JSON names them
+PERCENTILES = {"p50_ns": "50.000000", "p90_ns": "90.000000", "p99_ns": "99.000000",
+               "p999_ns": "99.900000"}
+
+
+def latency(clat, segs_per_io):
+    """fio's own per-I/O latency (clat_ns: a sync engine's whole I/O) as a
+    row's `latency`, when pagetax's I/O is one segment as fio's is one block
+    (--segs-per-io 1); None otherwise, or when fio gave no percentiles.  fio
+    reads its own clock and subtracts nothing; its histogram's buckets are
+    at most 1/64 of a value wide (FIO_IO_U_PLAT_BITS 6), so no CDF here."""
+    pct = (clat or {}).get("percentile") or {}
+    if segs_per_io != 1 or not all(v in pct for v in PERCENTILES.values()):
+        return None
+    return {**{k: float(pct[v]) for k, v in PERCENTILES.items()},
+            "max_ns": float(clat["max"]), "min_ns": float(clat["min"]),
+            "mean_ns": float(clat["mean"]), "ios": int(clat["N"]),
+            "clock_ns_subtracted": 0.0, "resolution_pct": 100.0 / 64,
+            "source": "fio's clat_ns, from its run with the median GB/s"}
 
 
 def row(backing, engine, design, op, pattern, seg, cfg, llc, page_size, cpus):
@@ -121,6 +142,7 @@ def row(backing, engine, design, op, pattern, seg, cfg, llc, page_size, cpus):
     bw = np.array([r[0] for r in runs]) / 1e9
     iops = np.array([r[1] for r in runs]) / cfg.threads  # per thread
     med = float(np.median(bw))
+    median_run = runs[int(np.argsort(bw)[len(bw) // 2])]
     total = cfg.io_size * cfg.threads
     segs = total // seg
     return _rows.row(
@@ -137,6 +159,7 @@ def row(backing, engine, design, op, pattern, seg, cfg, llc, page_size, cpus):
                   "allocated_where": "none", "rss_agrees": True, "rss_note": "",
                   "source": f"fio --ioengine={engine}, one buffer per I/O"},
         timing={}, persistence={"mode": "fio's own"},
+        latency=latency(median_run[2], cfg.segs_per_io),
         fio_command=command(engine, "FILE", backing.size, op, pattern, seg, cfg.io_size,
                             LOOPS, cfg.threads, cpus, hot),
         note="fio draws its own offsets over the whole file (jobs share it), maps the "

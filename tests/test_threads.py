@@ -239,6 +239,35 @@ def test_fio_rows_from_a_fake_fio(tmp_path):
     assert "no fio-libpmem rows" in p.stderr
 
 
+FIO_CLAT = {"min": 180, "max": 90000, "mean": 410.5, "N": 32768,
+            "percentile": {"50.000000": 382, "90.000000": 700, "99.000000": 1208,
+                           "99.900000": 5100}}
+
+
+@pytest.mark.parametrize("segs_per_io", [1, 0, 4])
+def test_fio_rows_carry_fios_latency_when_an_io_is_one_segment(tmp_path, segs_per_io):
+    """fio's I/O is one block: its clat percentiles join the row (and the
+    table's p99/io) only when pagetax's I/O is one segment too."""
+    job = {"jobs": [{"error": 0, "read": {"bw_bytes": 2000000000, "iops": 500000,
+                                          "clat_ns": FIO_CLAT}}]}
+    env = _fake_fio(tmp_path, f"echo '{json.dumps(job)}'\n")
+    p = cli("run", *SMALL, "--designs", "vec", "--ops", "read", "--patterns", "rand",
+            "--seg-sizes", "4K", "--peers", "fio", "--segs-per-io", str(segs_per_io),
+            "--json", "r.json", cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr
+    [row] = [r for r in json.loads((tmp_path / "r.json").read_text())["results"]
+             if r["design"] == "fio-mmap"]
+    if segs_per_io != 1:
+        assert row["latency"] is None
+        return
+    lat = row["latency"]
+    assert (lat["p50_ns"], lat["p90_ns"], lat["p99_ns"], lat["p999_ns"]) == (382, 700, 1208, 5100)
+    assert (lat["min_ns"], lat["max_ns"], lat["ios"]) == (180, 90000, 32768)
+    assert lat["clock_ns_subtracted"] == 0 and "cdf" not in lat
+    [line] = [ln.split() for ln in p.stdout.splitlines() if "fio-mmap" in ln]
+    assert "1208" in line  # the table's p99/io
+
+
 def test_sigbus_in_one_thread_ends_the_run_not_the_process(tmp_path):
     mib = 1 << 20
     b = pagetax.Backing.from_path(tmp_path / "t.dat", 8 * mib)
