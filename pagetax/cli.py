@@ -136,10 +136,7 @@ def build_parser(command="run"):
                         "--json` files); raw GB/s and ns per segment; with --segs-per-io, "
                         "the per-I/O latency CDF.  Needs matplotlib: pip install '.[plot]' "
                         "from the source tree.")
-    pl.add_argument("results", nargs="+", metavar="RESULTS.json",
-                    help="a run's result file and any `pagetax vm memmap --json` files, in "
-                    "any order (one run)")
-    pl.add_argument("-o", "--output", required=True, metavar="DIR")
+    _run_and_memmap_files(pl)
     pl.add_argument("--format", choices=("png", "svg"), default="png")
 
     rp = sub.add_parser("report", help="write one static HTML page for a run",
@@ -147,10 +144,7 @@ def build_parser(command="run"):
                         "opened from disk.  A run made in a `pagetax vm` guest is marked as "
                         "such; `pagetax vm memmap --json` files add the kernel's own struct "
                         "pages, measured in a guest.")
-    rp.add_argument("results", nargs="+", metavar="RESULTS.json",
-                    help="a run's result file and any `pagetax vm memmap --json` files, in "
-                    "any order (at most one run)")
-    rp.add_argument("-o", "--output", required=True, metavar="DIR")
+    _run_and_memmap_files(rp)
 
     c = sub.add_parser("compare", help="compare two run results row by row",
                        description="B against A: the GB/s ratio per matching row, with a 95% "
@@ -200,6 +194,14 @@ def build_parser(command="run"):
     if command == "vm":
         _vm_commands(v)
     return p
+
+
+def _run_and_memmap_files(p):
+    """plot's and report's inputs (report_page.load reads them) and output."""
+    p.add_argument("results", nargs="+", metavar="RESULTS.json",
+                   help="a run's result file and any `pagetax vm memmap --json` files, in "
+                   "any order (one run)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
 
 
 def _vm_commands(v):
