@@ -173,12 +173,12 @@ def ratio_figure(plt, doc):
     names = [d for d in designs(doc) if d != "vec"]
     segs = sorted({r["seg_bytes"] for r in rows})
     fig, axes = _panels(plt, len(panels), min(2, len(panels)), 6.4, 4.4)
-    by_cell = summary.cells(rows)
+    # {(op, pattern, seg): {design: row}}: a run has one thread count
+    by_cell = {k[:3]: c for k, c in summary.cells(rows).items()}
     for ax, (op, pattern) in zip(axes, panels):
         band = []
         for seg in segs:
-            vec = next((c["vec"] for k, c in by_cell.items()
-                        if k[:3] == (op, pattern, seg) and "vec" in c), None)
+            vec = by_cell.get((op, pattern, seg), {}).get("vec")
             if vec:
                 band.append((seg, *summary.ratio_range(vec, vec)))
         if band:
@@ -188,7 +188,7 @@ def ratio_figure(plt, doc):
         for i, d in enumerate(names):
             pts = []
             for seg in segs:
-                cell = next((c for k, c in by_cell.items() if k[:3] == (op, pattern, seg)), {})
+                cell = by_cell.get((op, pattern, seg), {})
                 if d in cell and "vec" in cell:
                     lo, hi = summary.ratio_range(cell[d], cell["vec"])
                     pts.append((seg, cell[d]["gbps"] / cell["vec"]["gbps"], lo, hi))
@@ -368,6 +368,7 @@ def latency_figure(plt, doc):
     panels = sorted({(r["op"], r["pattern"], r["seg_bytes"]) for r in rows})
     segs = sorted({p[2] for p in panels})
     names = [d for d in designs(doc) if any(r["design"] == d for r in rows)]
+    clock = max((r.get("clock_ns") or 0) for r in rows)
     fig, axes = _panels(plt, len(panels), min(len(segs), 3), 4.4, 3.3)
     for ax, (op, pattern, seg) in zip(axes, panels):
         for r in rows:
@@ -379,7 +380,6 @@ def latency_figure(plt, doc):
                         color=st[r["design"]]["color"], linewidth=1.3)
         ax.axhline(0.99, color="#888", linewidth=0.8, linestyle=":")
         ax.set_xscale("log")
-        clock = max((r.get("clock_ns") or 0) for r in rows)
         left, right = ax.get_xlim()
         if 0 < left < clock:  # below one clock read the subtraction, not the I/O, sets the value
             ax.axvspan(left, clock, color="#000", alpha=0.06, linewidth=0)
@@ -392,7 +392,8 @@ def latency_figure(plt, doc):
         ax.grid(True, alpha=0.3)
     k = doc["config"].get("segs_per_io")
     lat = rows[0]["latency"]
-    return _finish(fig, f"latency per I/O{f' of {k} segment' + ('s' if k > 1 else '') if k else ''}, as a CDF", [
+    per_io = f" of {summary.per_io_text(doc['config'])}" if k else ""
+    return _finish(fig, f"latency per I/O{per_io}, as a CDF", [
         "Each step: the share of the instrumented repetitions' I/Os (build + copy + release) "
         f"that took at most x, clock reads subtracted; buckets are at most "
         f"{lat.get('resolution_pct', 0):.2g} % wide. Dotted: the 99th percentile. Shaded: "

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from .errors import PagetaxError
 from .sizes import format_size
+from .summary import per_io_text
 
 
 def human_bytes(n):
@@ -57,11 +58,6 @@ def meta_cell(meta):
     return f"{meta['percent']:.3g}% {'dev' if meta['allocated_where'] == 'device' else 'dram'}"
 
 
-def per_io_text(cfg):
-    k = cfg["segs_per_io"]
-    return f"{k} segment{'s' if k > 1 else ''}"
-
-
 def threads_pinned(cfg):
     cpus = cfg.get("cpus")
     return f" pinned to CPUs {','.join(map(str, cpus))}" if cpus else " unpinned"
@@ -78,6 +74,7 @@ def table(doc):
                    f"{', fence per entry' if cfg.get('persist_each') else ''}"
                    f"{'' if backing.get('map_sync') or backing.get('kind') == 'devdax' else ', not persistent: flush cost on DRAM'})")
     threads = cfg.get("threads", 1)
+    per_io = cfg.get("segs_per_io") or 0
     per_thread = (f", median of {cfg['repeat']} reps of {format_size(cfg['io_size'])}"
                   if threads == 1 else
                   f", {threads} threads{threads_pinned(cfg)}: median of {cfg['repeat']} reps "
@@ -94,7 +91,7 @@ def table(doc):
                        + " split into build + copy + release; "
                        + (f"p99/io = 99th percentile ns of one I/O of {per_io_text(cfg)} "
                           "(build + copy + release, clock reads subtracted; all "
-                          "percentiles in the JSON); " if cfg.get("segs_per_io") else "")
+                          "percentiles in the JSON); " if per_io else "")
                        + "metadata = static descriptor bytes / capacity, and where they live"),
               header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     columns = [("op", "left"), ("pattern", "left"), ("seg", "right"), ("design", "left"),
@@ -102,7 +99,6 @@ def table(doc):
     if threads > 1:
         columns.append(("per thread", "right"))
     columns += [("ns/seg", "right"), ("build", "right"), ("copy", "right"), ("release", "right")]
-    per_io = cfg.get("segs_per_io") or 0
     if per_io:
         columns.append(("p99/io", "right"))
     columns += [("x vec", "right"), ("x memcpy", "right"), ("metadata", "right")]
@@ -124,13 +120,12 @@ def table(doc):
         if threads > 1:
             g = r.get("thread_gbps") or []
             extra = [f"{min(g):.2f}-{max(g):.2f}" if g else "-"]
-        if per_io:
-            lat = r.get("latency")
-            phases.append(f"{lat['p99_ns']:.0f}" if lat else "-")
+        lat = r.get("latency")
+        p99 = [f"{lat['p99_ns']:.0f}" if lat else "-"] if per_io else []
         t.add_row(r["op"] if first else "", r["pattern"] if first else "",
                   format_size(r["seg_bytes"]) if first else "", r["design"],
                   f"{r['gbps']:.2f}", f"{r['gbps_best']:.2f}", f"{r['spread_pct']:.1f}%",
-                  *extra, f"{r['ns_per_seg']:.1f}", *phases, _ratio(r.get("ratio_vec")),
+                  *extra, f"{r['ns_per_seg']:.1f}", *phases, *p99, _ratio(r.get("ratio_vec")),
                   _ratio(r.get("ratio_memcpy")), meta_cell(r.get("metadata")))
     return t
 

@@ -12,7 +12,7 @@ import tempfile
 
 from . import plot as _plot
 from . import summary as _summary
-from .report import meta_cell, per_io_text
+from .report import meta_cell
 from .errors import PagetaxError
 from .sizes import format_size
 
@@ -284,16 +284,15 @@ def _run_body(doc, memmaps=()):
             with open(path, "rb") as f:
                 images[name] = base64.b64encode(f.read()).decode()
     _, basis = _summary.capacity_basis(doc)
-    k = doc["config"].get("segs_per_io")
+    per_io = _summary.per_io_text(doc["config"]) if doc["config"].get("segs_per_io") else ""
     latency = ""
     if "latency" in images:
         latency = f"""<h2 id="latency">Latency per I/O</h2>
 {_figure(images, "latency", "latency CDF per design",
-         f"One I/O = the build, copy and release of {per_io_text(doc['config'])}. "
+         f"One I/O = the build, copy and release of {per_io or 'the whole repetition'}. "
          "The table's p99/io is the 99th "
          "percentile of the same I/Os.")}"""
-    p99_note = (f"; p99/io = 99th percentile of one I/O of {per_io_text(doc['config'])}"
-                if latency and k else "")
+    p99_note = f"; p99/io = 99th percentile of one I/O of {per_io}" if latency and per_io else ""
     machine = json.dumps(doc["machine"], indent=1)
     config = json.dumps(doc["config"], indent=1)
     partial = "<p><b>PARTIAL: this run was interrupted.</b></p>" if doc.get("partial") else ""
@@ -343,6 +342,7 @@ of resident memory at attach; * = modelled only. The last two columns are the ve
 <h2>Configuration</h2>
 <pre>{html.escape(config)}</pre>
 """
+
 
 def write(doc, outdir, memmaps=()):
     page = render(doc, memmaps)

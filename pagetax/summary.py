@@ -21,6 +21,12 @@ def seg_label(n):
     return f"{text[:-1]} {text[-1]}iB" if text[-1].isalpha() else f"{text} B"
 
 
+def per_io_text(cfg):
+    """'1 segment', '4 segments': what one I/O of a --segs-per-io run is."""
+    k = cfg["segs_per_io"]
+    return f"{k} segment{'s' if k > 1 else ''}"
+
+
 def duration_label(ns):
     """'850 ns', '12.3 µs', '1.2 ms': a latency as people read it."""
     for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
@@ -98,7 +104,7 @@ def split_sentence(gap):
     """Where a gap's time goes, phase by phase, against vec's phases; says
     so when the split (instrumented repetitions, medians per phase) does not
     add up to the timed difference."""
-    design, r, vec = gap["design"], gap["row"], gap["vec"]
+    r, vec = gap["row"], gap["vec"]
     mine, base = phase_per_segment(r), phase_per_segment(vec)
     if mine is None or base is None:
         return "No phase split: one of the two rows times whole I/Os."
@@ -205,7 +211,8 @@ def latency_sentence(doc):
     clock = r.get("clock_ns") or 0
     ratio = (f", {p99 / vec_p99:.2f}×" if vec_p99 > clock else
              f"; `vec`'s is within one clock read ({clock:.0f} ns) of zero, so no ratio")
-    return (f"Per I/O{f' of {k} segment' + ('s' if k > 1 else '') if k else ''}, the 99th "
+    per_io = f" of {per_io_text(doc['config'])}" if k else ""
+    return (f"Per I/O{per_io}, the 99th "
             f"percentile furthest above `vec`'s is `{r['design']}`'s at "
             f"{cell_words(r['op'], r['pattern'], r['seg_bytes'])}: {duration_label(p99)} against "
             f"{duration_label(vec_p99)} (+{duration_label(gap)}{ratio}).")

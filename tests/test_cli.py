@@ -163,7 +163,6 @@ def test_no_overwrite_hint_for_a_file_that_is_not_plainly_scratch(tmp_path):
     assert small.read_text() == "a user's file"
 
 
-
 def test_no_arguments_lists_the_commands(tmp_path):
     p = cli(cwd=tmp_path)
     assert p.returncode == 0 and p.stderr == ""

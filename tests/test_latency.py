@@ -8,7 +8,7 @@ import pytest
 
 import pagetax
 from pagetax import latency
-from pagetax._core import ffi, lib
+from pagetax._core import lib
 from helpers import SMALL, cli
 
 BUCKETS = lib.PT_LAT_BUCKETS
