@@ -790,7 +790,7 @@ def test_the_guest_leaves_the_hosts_tmp_visible():
     guest: its own tmpfs goes over /run, and TMPDIR points into it."""
     script = vm.init_script("/tmp/clone/.venv/bin/python")
     assert "/host/tmp" not in script
-    assert f"mount -t tmpfs -o mode=1777 tmpfs /host/run" in script
+    assert "mount -t tmpfs -o mode=1777 tmpfs /host/run" in script
     assert f"TMPDIR={vm_guest.SCRATCH}/tmp" in script
     assert vm_guest.SHARE.startswith("/run/") and vm_guest.DAX_DIR.startswith("/run/")
 
