@@ -496,17 +496,7 @@ def _vm_test(args, out, accel):
             *args.pytest_args]
     status = 0
     for ns in args.namespace or vm.TEST_NAMESPACES:
-        try:
-            result = _vm_guest(args, accel, ns, argv)
-        except vm.VmError as e:
-            # Debian's 6.1 guest under TCG has locked up (soft lockup, CPU
-            # stuck in the kernel) once in several xfs runs; a fresh guest is
-            # booted once, and the lockup is said, not hidden.
-            if "soft lockup" not in str(e):
-                raise
-            _say(f"pagetax: vm test: {ns.label}: the guest kernel locked up, so a fresh guest "
-                 f"runs the tests once more: {e}")
-            result = _vm_guest(args, accel, ns, argv)
+        result = _vm_guest(args, accel, ns, argv)
         _echo_guest(result)
         _say(f"pagetax: vm test: {ns.label}: pytest exited {result.status}")
         status = status or result.status

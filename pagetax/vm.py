@@ -57,6 +57,7 @@ MODULES = ("libnvdimm", "nfit", "nd_pmem", "dax_pmem", "device_dax",
            "virtio_pci", "9pnet_virtio", "9p")
 XZ_MAGIC = b"\xfd7zXZ\x00"
 SHARE_TAG = "pagetax_share"
+KERNEL_TROUBLE = re.compile(r"\bBUG:|\bOops:|Kernel panic")
 KVM_BOOT_DEADLINE = 30            # seconds for a KVM guest to reach init before it counts as hung
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PT_INTERP = 3
@@ -424,8 +425,13 @@ def _qemu_opt(path):
 
 
 def qemu_argv(host, accel, kernel, initrd, image, share, capacity, memory):
+    # TCG runs both vCPUs on one host thread (thread=single): under QEMU 7.2's
+    # multi-threaded TCG, a vCPU went on trapping on an int3 that text_poke_bp
+    # had already replaced (enabling a trace event patches the kernel), with
+    # interrupts off, so the patching vCPU waited for it forever (soft lockup).
+    # cpu max: numpy's CPU baseline.
     cpu = ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else \
-        ["-accel", "tcg,thread=multi", "-cpu", "max"]  # max: numpy's CPU baseline
+        ["-accel", "tcg,thread=single", "-cpu", "max"]
     ram, nv = memory // MIB, capacity // MIB
     return [host.qemu, "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
             "-no-reboot", "-machine", "pc,nvdimm=on", *cpu, "-smp", "2",
@@ -495,9 +501,14 @@ class _Guest:
         self.proc.stdout.close()
 
     def last_words(self):
-        """The last console line that is not one of the marks, for an error."""
+        """For an error: the kernel's first BUG, Oops or panic line if it said
+        one (the stack dumps that follow it end the console), else the last
+        console line that is not one of the marks; each with what it is."""
         said = [x.strip() for x in self.lines if x.strip() and not x.startswith(vm_guest.MARK)]
-        return said[-1] if said else "(nothing on the console)"
+        trouble = [x for x in said if KERNEL_TROUBLE.search(x)]
+        if trouble:
+            return f"the kernel said: {trouble[0]}"
+        return f"last console line: {said[-1] if said else '(nothing on the console)'}"
 
 
 @contextlib.contextmanager
@@ -645,8 +656,8 @@ def run(namespace, argv, *, output_dir=None, capacity=GIB, memory=2 * GIB, timeo
             guest = boot(accel)
             if accel == "kvm" and not guest.wait_for_boot(min(KVM_BOOT_DEADLINE, remaining())):
                 guest.stop()
-                accel, accel_reason = "tcg", (f"KVM ({accel_reason}) did not reach init (last "
-                                              f"console line: {guest.last_words()}), so TCG")
+                accel, accel_reason = "tcg", (f"KVM ({accel_reason}) did not reach init "
+                                              f"({guest.last_words()}), so TCG")
                 guest = boot(accel)
             if guest.wait_for_boot(remaining()):
                 # QEMU has mapped the image and loaded the kernel and initramfs:
@@ -659,7 +670,7 @@ def run(namespace, argv, *, output_dir=None, capacity=GIB, memory=2 * GIB, timeo
             except subprocess.TimeoutExpired:
                 where = list(guest.marks)[-1] if guest.marks else "before init"
                 raise VmError(f"{namespace.label}: the guest did not power off within "
-                              f"{timeout:g} s (last phase done: {where}; last console line: "
+                              f"{timeout:g} s (last phase done: {where}; "
                               f"{guest.last_words()})") from None
             guest.stop()
             return _collect(namespace, guest, share, output_dir, host, accel, accel_reason,
@@ -676,8 +687,8 @@ def _collect(namespace, guest, share, output_dir, host, accel, accel_reason, cap
         with open(_host_path(share, vm_guest.REPORT)) as f:
             report = json.load(f)
     except (FileNotFoundError, ValueError):
-        raise VmError(f"{namespace.label}: the guest agent reported nothing (last console "
-                      f"line: {guest.last_words()})") from None
+        raise VmError(f"{namespace.label}: the guest agent reported nothing "
+                      f"({guest.last_words()})") from None
     if "error" in report:
         raise VmError(f"{namespace.label}: {report['error']}")
     out = _host_path(share, vm_guest.OUT_DIR)

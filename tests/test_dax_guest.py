@@ -8,15 +8,18 @@ skip, and tests/test_dax.py checks the same code's decisions on tmpfs.
 import ctypes
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import pagetax
-from pagetax import backings, fio, peers, persist
+from pagetax import backings, daxfaults, fio, peers, persist
 from helpers import cli, expected_gather, expected_scatter, random_extents
 
 MIB = 1 << 20
+TRACE_TOGGLES = 40    # the lockup came within the first few under multi-threaded TCG
 DAX_DIR = os.environ.get("PAGETAX_VM_DAX_DIR")
 DEVDAX = os.environ.get("PAGETAX_VM_DEVDAX")
 NAMESPACE = json.loads(os.environ.get("PAGETAX_VM_NAMESPACE", "{}"))
@@ -57,6 +60,27 @@ def test_fsdax_file_maps_with_map_sync_statx_and_pmds(rng, page_size):
             assert m["page_size"] == "4K" and m["pte_mapped_bytes"] == 8 * MIB, m
         _moves_bytes(b, "page", rng)
     assert set(os.listdir(DAX_DIR)) <= {"lost+found"}     # created, unlinked, gone
+
+
+@fsdax
+def test_fault_tracing_on_and_off_while_the_other_cpu_schedules():
+    """Each DAX mapping turns fs_dax trace events on and off, and the kernel
+    patches its text to do it.  Under multi-threaded TCG the guest locked up
+    within seconds of this (a vCPU trapping forever on a replaced int3, see
+    vm.qemu_argv); the guest's one TCG thread must get through."""
+    assert os.cpu_count() == 2, "vm.qemu_argv gives the guest two vCPUs"
+    os.sched_setaffinity(0, {0})
+    waker = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.0005)"],
+                             preexec_fn=lambda: os.sched_setaffinity(0, {1}))
+    try:
+        for _ in range(TRACE_TOGGLES):
+            with daxfaults.DaxFaultTrace() as trace:
+                pass
+            assert trace.counts == {"pmd": 0, "pmd_fallback": 0, "pte": 0}, trace.why
+    finally:
+        waker.kill()
+        waker.wait()
+        os.sched_setaffinity(0, {0, 1})
 
 
 @fsdax
