@@ -54,7 +54,7 @@ def test_bytes_move_as_numpy_says(design, folio_size, op, rng):
         else:
             src = rng.integers(0, 256, total, dtype=np.uint8)
             want = expected_scatter(view, ext, src)
-            m = att.run("write", ext, src, segs_per_io=7)
+            att.run("write", ext, src, segs_per_io=7)
             np.testing.assert_array_equal(view, want)
         assert att.entries(ext) == parts(ext, SIZES[folio_size])
         assert (att.refcounts() == 1).all()

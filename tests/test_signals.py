@@ -1,12 +1,9 @@
 """The core's signal handlers chain to whatever was installed before them,
 in its own calling convention (issue 13, item 5).  Each case runs in a
 subprocess: a wrong chain ends the process, not the test run."""
-import os
 import subprocess
 import sys
 import textwrap
-
-import pytest
 
 RUN_IN_BACKGROUND = """
 import os, signal, threading, time, pagetax
