@@ -86,17 +86,23 @@ def thp_settings():
 
 def mounts():
     """[(mount point, fs type, options)] from /proc/self/mountinfo, in its
-    order; options are the mount's and then the super block's, comma-joined."""
-    out = []
+    order; options are the mount's and then the super block's, comma-joined,
+    each once (both sides say rw or ro)."""
     try:
         with open("/proc/self/mountinfo") as f:
-            for line in f:
-                left, _, right = line.partition(" - ")
-                fields, rfields = left.split(), right.split()
-                out.append((fields[4].replace("\\040", " "), rfields[0],
-                            fields[5] + "," + (rfields[2] if len(rfields) > 2 else "")))
+            return parse_mountinfo(f)
     except OSError:
-        pass
+        return []
+
+
+def parse_mountinfo(lines):
+    out = []
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        options = fields[5].split(",") + (rfields[2].split(",") if len(rfields) > 2 else [])
+        out.append((fields[4].replace("\\040", " "), rfields[0],
+                    ",".join(dict.fromkeys(o for o in options if o))))
     return out
 
 

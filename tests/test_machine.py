@@ -43,6 +43,15 @@ def test_bracketed_choice(tmp_path):
     assert machine._bracketed(str(tmp_path / "missing")) is None
 
 
+def test_mountinfo_options_are_the_mounts_then_the_super_blocks_each_once():
+    lines = ["36 25 259:2 / /mnt/pmem\\040dax rw,relatime shared:1 - ext4 /dev/pmem0 rw,dax=always\n",
+             "37 25 0:5 / /proc ro,nosuid - proc proc rw\n",
+             "38 25 0:6 / /x rw - tmpfs tmpfs\n"]
+    assert machine.parse_mountinfo(lines) == [("/mnt/pmem dax", "ext4", "rw,relatime,dax=always"),
+                                              ("/proc", "proc", "ro,nosuid,rw"),
+                                              ("/x", "tmpfs", "rw")]
+
+
 def test_mount_of_is_one_of_the_mounts():
     mounts = machine.mounts()
     assert any(m[0] == "/" for m in mounts)
