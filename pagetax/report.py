@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .errors import PagetaxError
 from .sizes import format_size
-from .summary import per_io_text
+from .summary import PHASES, per_io_text, phase_per_segment
 
 
 def human_bytes(n):
@@ -111,11 +111,8 @@ def table(doc):
             t.add_section()
         first = cell != last
         last = cell
-        ph = r["phase_ns"]
-        n = r["segments"] / r.get("threads", 1)  # phases are one (the mean) thread's
-        phases = [f"{ph[k] / n:.1f}" for k in ("build", "copy", "release")]
-        if not r.get("phases", True):  # a peer that times whole I/Os (fio)
-            phases = ["-", "-", "-"]
+        per_seg = phase_per_segment(r)  # None for a peer that times whole I/Os (fio)
+        phases = [f"{per_seg[k]:.1f}" for k in PHASES] if per_seg else ["-"] * len(PHASES)
         extra = []
         if threads > 1:
             g = r.get("thread_gbps") or []

@@ -8,6 +8,23 @@ import pagetax.config
 from helpers import SMALL, cli
 
 
+def test_table_splits_ns_per_segment_into_one_threads_phases(tmp_path):
+    """build, copy and release cells are the JSON's phase_ns (one thread's)
+    per segment of that thread, row by row in the table's order."""
+    p = cli("run", *SMALL, "--designs", "vec,page", "--ops", "read", "--threads", "2",
+            "--json", "r.json", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads((tmp_path / "r.json").read_text())["results"]
+    rows.sort(key=lambda r: (r["op"], r["pattern"], r["seg_bytes"]))  # the table's order
+    lines = [ln.split() for ln in p.stdout.splitlines() if {"vec", "page"} & set(ln.split()[:5])]
+    assert len(lines) == len(rows) == 2 * 2 * 2  # designs x patterns x sizes
+    for r, line in zip(rows, lines):
+        at = line.index(r["design"])
+        per_seg = r["segments"] / 2
+        want = [f"{r['phase_ns'][k] / per_seg:.1f}" for k in ("build", "copy", "release")]
+        assert line[at + 6:at + 9] == want, (r["design"], line)
+
+
 def test_run_prints_table_and_writes_results(tmp_path):
     p = cli("run", *SMALL, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
