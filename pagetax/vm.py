@@ -64,8 +64,9 @@ PT_INTERP = 3
 PR_SET_PDEATHSIG = 1
 SIGKILL = int(signal.SIGKILL)
 TCG_NOTE = ("TCG emulates every guest instruction in software (a memcpy runs 10-18x slower "
-            "than on the host, Python 20-45x): GB/s and ns figures say nothing about real "
-            "hardware; correctness and memory figures hold")
+            "than on the host, Python 20-45x), and the two vCPUs take turns on one host "
+            "thread: GB/s and ns figures say nothing about real hardware; correctness and "
+            "memory figures hold")
 KVM_NOTE = ("the CPU runs natively under KVM, but the NVDIMM is a host file in DRAM, not pmem "
             "media: compare designs within this run, not with real pmem")
 
@@ -427,8 +428,8 @@ def _qemu_opt(path):
 def qemu_argv(host, accel, kernel, initrd, image, share, capacity, memory):
     # TCG runs both vCPUs on one host thread (thread=single): under QEMU 7.2's
     # multi-threaded TCG, a vCPU went on trapping on an int3 that text_poke_bp
-    # had already replaced (enabling a trace event patches the kernel), with
-    # interrupts off, so the patching vCPU waited for it forever (soft lockup).
+    # had already replaced (turning a trace event on or off patches the
+    # kernel), with interrupts off, so the patching vCPU waited for it forever.
     # cpu max: numpy's CPU baseline.
     cpu = ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else \
         ["-accel", "tcg,thread=single", "-cpu", "max"]
