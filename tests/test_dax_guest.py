@@ -69,6 +69,7 @@ def test_fault_tracing_on_and_off_while_the_other_cpu_schedules():
     within seconds of this (a vCPU trapping forever on a replaced int3, see
     vm.qemu_argv); the guest's one TCG thread must get through."""
     assert os.cpu_count() == 2, "vm.qemu_argv gives the guest two vCPUs"
+    cpus = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {0})
     waker = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.0005)"],
                              preexec_fn=lambda: os.sched_setaffinity(0, {1}))
@@ -80,7 +81,7 @@ def test_fault_tracing_on_and_off_while_the_other_cpu_schedules():
     finally:
         waker.kill()
         waker.wait()
-        os.sched_setaffinity(0, {0, 1})
+        os.sched_setaffinity(0, cpus)
 
 
 @fsdax
