@@ -122,6 +122,7 @@ uint64_t pt_attachment_data_offset(const pt_attachment *a)
 }
 uint64_t pt_attachment_data_bytes(const pt_attachment *a) { return a->data_bytes; }
 void *pt_attachment_table(const pt_attachment *a) { return a->meta; }
+void *pt_attachment_vector(const pt_attachment *a) { return a->vec; }
 
 uint64_t pt_attachment_descriptors(const pt_attachment *a)
 {
@@ -168,11 +169,11 @@ int pt_validate(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
 
     if (n == 0)
         return pt_set_error(err, PT_EINVAL, 0, 0, "no extents");
-    if (!ext)
-        return pt_set_error(err, PT_EINVAL, 0, 0, "extents pointer is NULL");
     if (n > PT_MAX_EXTENTS)
         return pt_set_error(err, PT_EINVAL, 0, 0, "%llu extents are over the limit of %llu (2^32)",
                             (unsigned long long)n, (unsigned long long)PT_MAX_EXTENTS);
+    if (!ext)
+        return pt_set_error(err, PT_EINVAL, 0, 0, "extents pointer is NULL");
     for (uint64_t i = 0; i < n; i++) {
         uint64_t off = ext[i].off, len = ext[i].len;
         if (len == 0)
@@ -232,11 +233,13 @@ static int release_call(void *arg, struct pt_error *err)
 
 /* Build and release as a run would, under the same SIGBUS guard (altmap's
  * descriptors are on the backing); a fault leaves counts unknown, as in a
- * run, so the attachment is marked faulted. */
+ * run, so the attachment is marked faulted.  Like a plan, it builds from
+ * its own copy of the extents, checked after it is made. */
 int pt_hold(pt_attachment *a, const struct pt_extent *ext, uint64_t n, struct pt_error *err)
 {
     struct pt_io io;
     struct io_call c = { a, &io };
+    struct pt_extent *own = NULL;
     uint64_t total, entries;
     int rc;
 
@@ -249,19 +252,28 @@ int pt_hold(pt_attachment *a, const struct pt_extent *ext, uint64_t n, struct pt
         return pt_set_error(err, PT_EARG, 0, 0, "this attachment already holds references");
     if (__atomic_exchange_n(&a->busy, 1, __ATOMIC_ACQUIRE))
         return pt_set_error(err, PT_EARG, 0, 0, "this attachment is running in another thread");
-    rc = pt_validate(a, ext, n, UINT64_MAX, &total, err);
-    entries = rc == PT_OK ? pt_vector_entries(a, ext, n) : 0;
+    if (ext && n && n <= PT_MAX_EXTENTS) {
+        own = malloc(n * sizeof(*own));
+        if (own)
+            memcpy(own, ext, n * sizeof(*own));
+    }
+    rc = own || !ext || !n || n > PT_MAX_EXTENTS
+             ? pt_validate(a, own, n, UINT64_MAX, &total, err)
+             : pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "cannot copy %llu extents",
+                            (unsigned long long)n);
+    entries = rc == PT_OK ? pt_vector_entries(a, own, n) : 0;
     if (rc == PT_OK)
         rc = pt_ensure_vec(a, entries, err);
     if (rc == PT_OK) {
         memset(&io, 0, sizeof(io));
-        io.ext = ext;
+        io.ext = own;
         io.n = n;
         io.bytes = total;
         io.vec = a->vec;
         rc = pt_guarded(a->backing, build_call, &c, "building a held vector", err);
         a->faulted |= rc == PT_EFAULT;
     }
+    free(own);
     if (rc == PT_OK) {
         a->held = 1;
         a->held_nvec = io.nvec;

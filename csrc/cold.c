@@ -2,9 +2,11 @@
  * cold.c - how a cold repetition starts cold, and the probe that shows it.
  *
  * Flush exactly the lines the repetition will touch (data, buffer, vector,
- * descriptors) and fence, then empty the TLB, which the flushes' address
- * translations warmed.  The cost follows the working set, not the LLC.
- * Without CLFLUSH, evict with plain stores and loads over a buffer.
+ * descriptors, its extents) and fence, then empty the TLB, which the
+ * flushes' address translations warmed; after the repetition, write back
+ * what it wrote, so the next one of any design inherits none of it.  The
+ * cost follows the working set, not the LLC.  Without CLFLUSH, evict with
+ * plain stores and loads over a buffer.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -47,20 +49,21 @@ static void full_fence(void)
 #endif
 }
 
-static void flush_working_set(const struct pt_working_set *ws, int insn)
+uint64_t *pt_flush_log, pt_flush_log_cap, *pt_flush_log_count;
+
+void pt_test_set_flush_log(uint64_t *log, uint64_t cap, uint64_t *count)
+{
+    pt_flush_log_cap = log ? cap : 0;
+    pt_flush_log_count = count;
+    pt_flush_log = log;
+}
+
+/* The descriptor lines a build and release of these extents touch. */
+static void flush_meta(const struct pt_working_set *ws, const struct pt_flusher *f)
 {
     const struct pt_design_ops *ops = ws->a->ops;
-    uint8_t *const data = ws->a->data;
-
-    if (ops->flags & PT_DESIGN_CONTIGUOUS)
-        pt_flush_range(data + ws->data_base, ws->total, insn);
-    else
-        for (uint64_t i = 0; i < ws->n; i++)
-            pt_flush_range(data + ws->ext[i].off, ws->ext[i].len, insn);
-    pt_flush_range(ws->buf, ws->total, insn);
-    pt_flush_range(ws->a->vec, ws->vec_bytes, insn);
     if (ops->flush_meta) {
-        ops->flush_meta(ws->a, ws->ext, ws->n, insn);
+        ops->flush_meta(ws->a, ws->ext, ws->n, f);
     } else if (ops->flags & PT_DESIGN_REFCOUNTS) {
         const uint8_t *table = ws->a->meta;
         uintptr_t last = 0;
@@ -71,11 +74,33 @@ static void flush_working_set(const struct pt_working_set *ws, int insn)
                 uintptr_t line = (uintptr_t)(table + (p << ops->desc_shift) + ops->ref_off) &
                                  ~(uintptr_t)(PT_CACHELINE - 1);
                 if (line != last)
-                    pt_flush_line((const void *)line, insn);
+                    pt_cold_flush_line(f, (const void *)line);
                 last = line;
             }
         }
     }
+}
+
+/* The data lines the repetition copies from or to. */
+static void flush_data(const struct pt_working_set *ws, const struct pt_flusher *f)
+{
+    uint8_t *const data = ws->a->data;
+    if (ws->a->ops->flags & PT_DESIGN_CONTIGUOUS)
+        pt_cold_flush_range(f, data + ws->data_base, ws->total);
+    else
+        for (uint64_t i = 0; i < ws->n; i++)
+            pt_cold_flush_range(f, data + ws->ext[i].off, ws->ext[i].len);
+}
+
+static void flush_working_set(const struct pt_working_set *ws, int insn)
+{
+    const struct pt_flusher f = { insn };
+    flush_data(ws, &f);
+    pt_cold_flush_range(&f, ws->buf, ws->total);
+    pt_cold_flush_range(&f, ws->a->vec, ws->vec_bytes);
+    pt_cold_flush_range(&f, ws->ext, ws->n * sizeof(*ws->ext));
+    pt_cold_flush_range(&f, ws->io_bytes, ws->ios * sizeof(*ws->io_bytes));
+    flush_meta(ws, &f);
     full_fence();
 }
 
@@ -122,29 +147,68 @@ int pt_cold_check(const struct pt_run_config *cfg, struct pt_error *err)
     return PT_OK;
 }
 
+static int flush_insn(const struct pt_run_config *cfg)
+{
+    return cfg->cold_method == PT_COLD_CLFLUSHOPT ? PT_PERSIST_CLFLUSHOPT : PT_PERSIST_CLFLUSH;
+}
+
 void pt_cold_start(const struct pt_run_config *cfg, const struct pt_working_set *ws,
                    unsigned pass)
 {
-    switch (cfg->cold_method) {
-    case PT_COLD_CLFLUSHOPT:
-        flush_working_set(ws, PT_PERSIST_CLFLUSHOPT);
-        scrub_tlb();
-        break;
-    case PT_COLD_CLFLUSH:
-        flush_working_set(ws, PT_PERSIST_CLFLUSH);
-        scrub_tlb();
-        break;
-    default:
+    if (cfg->cold_method == PT_COLD_EVICT) {
         evict_slice(cfg, ws, pass);
-        break;
+        return;
     }
+    flush_working_set(ws, flush_insn(cfg));
+    scrub_tlb();
+}
+
+void pt_cold_finish(const struct pt_run_config *cfg, const struct pt_working_set *ws,
+                    int phased)
+{
+    struct pt_flusher f;
+    if (cfg->cold_method == PT_COLD_EVICT)
+        return;
+    f.insn = flush_insn(cfg);
+    if (ws->op == PT_WRITE)
+        flush_data(ws, &f);
+    else
+        pt_cold_flush_range(&f, ws->buf, ws->total);
+    pt_cold_flush_range(&f, ws->a->vec, ws->vec_bytes);
+    flush_meta(ws, &f);
+    if (phased && ws->latency)
+        pt_cold_flush_range(&f, ws->latency, sizeof(*ws->latency));
+    full_fence();
+}
+
+/* Zero, but the compiler cannot know it: adding (value & zero) to the next
+ * address makes each probe load wait for the one before. */
+static volatile uint64_t opaque_zero;
+
+static uint64_t chase(const uint8_t *const *line, uint64_t zero)
+{
+    uint64_t dep = 0;
+    for (unsigned k = 0; k < PT_PROBE_LINES; k++)
+        dep = *(const volatile uint64_t *)(line[k] + (dep & zero));
+    return dep;
+}
+
+/* The mean load of the chain: one pair of clock reads around all of it, as
+ * lmbench's lat_mem_rd, so the clock's cost and jitter are spread over
+ * PT_PROBE_LINES loads. */
+static double chain_ns(const uint8_t *const *line, uint64_t zero, double clock_ns)
+{
+    uint64_t t0 = pt_now_ns(), sink = chase(line, zero), t1 = pt_now_ns();
+    __asm__ __volatile__("" : : "r"(sink) : "memory");
+    return ((double)(t1 - t0) - clock_ns) / PT_PROBE_LINES;
 }
 
 void pt_cold_probe(const struct pt_run_config *cfg, const struct pt_working_set *ws,
                    unsigned pass, double *start_ns, double *warm_ns)
 {
     const uint8_t *line[PT_PROBE_LINES];
-    uint64_t start[PT_PROBE_LINES], warm[PT_PROBE_LINES];
+    const uint64_t zero = opaque_zero;
+    const double clock_ns = pt_clock_cost_ns();
 
     for (unsigned k = 0; k < PT_PROBE_LINES; k++) {
         const uint8_t *p;
@@ -169,17 +233,6 @@ void pt_cold_probe(const struct pt_run_config *cfg, const struct pt_working_set 
     }
     if (cfg->cache == PT_CACHE_COLD)
         pt_cold_start(cfg, ws, pass);
-    for (int round = 0; round < 2; round++) {
-        uint64_t *d = round ? warm : start;
-        for (unsigned k = 0; k < PT_PROBE_LINES; k++) {
-            uint64_t t0 = pt_now_ns();
-            (void)*(const volatile uint64_t *)line[k];
-#if defined(__x86_64__) || defined(__i386__)
-            __asm__ __volatile__("lfence" ::: "memory");  /* the load completes first */
-#endif
-            d[k] = pt_now_ns() - t0;
-        }
-    }
-    *start_ns = pt_median_u64(start, PT_PROBE_LINES);
-    *warm_ns = pt_median_u64(warm, PT_PROBE_LINES);
+    *start_ns = chain_ns(line, zero, clock_ns);
+    *warm_ns = chain_ns(line, zero, clock_ns);
 }

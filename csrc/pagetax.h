@@ -91,22 +91,30 @@ struct pt_metadata {
     uint64_t device_bytes;
 };
 
-struct pt_run_config {
+struct pt_run_config {        /* what a plan runs: fixed when it is made */
     int op;                  /* enum pt_op */
     int cache;               /* enum pt_cache */
-    uint32_t reps;           /* timed repetitions, >= 1 */
-    uint32_t warmup;         /* untimed repetitions before them */
-    uint32_t phase_reps;     /* instrumented repetitions, interleaved with the timed ones */
     uint64_t segs_per_io;    /* extents per build/copy/release cycle; 0 = all */
     int cold_method;         /* enum pt_cold, with cache == PT_CACHE_COLD */
     uint8_t *evict_buf;      /* PT_COLD_EVICT: written before each repetition; */
     uint64_t evict_bytes;    /* make it a few times the LLC */
     int persist;             /* enum pt_persist, maybe | PT_PERSIST_EACH; scatters only */
+};
+
+/* What one call of a plan does. */
+enum pt_cold_only {
+    PT_COLD_ONLY_START = 1,  /* flush as a cold repetition starts: its working set */
+    PT_COLD_ONLY_FINISH = 2  /* flush as a cold repetition ends: what it wrote */
+};
+struct pt_call {
+    uint32_t reps;           /* timed repetitions, >= 1 */
+    uint32_t warmup;         /* untimed repetitions before them */
+    uint32_t phase_reps;     /* instrumented repetitions, interleaved with the timed ones */
     int probe;               /* after the repetitions, time PT_PROBE_LINES data loads
                                 as a repetition starts, then again warm */
-    int cold_only;           /* no repetitions: make the working set cold as a cold
-                                repetition starts, for harnesses that time the next
-                                call themselves (asv, pytest-benchmark) */
+    int cold_only;           /* no repetitions, only enum pt_cold_only's flushes (or-ed),
+                                for harnesses that time the next call themselves (asv,
+                                pytest-benchmark), and for the run before it */
 };
 
 /* Phase times of one instrumented repetition, CLOCK_MONOTONIC nanoseconds,
@@ -146,14 +154,17 @@ struct pt_run_stats {
     uint64_t vector_bytes;   /* entries * entry size */
     uint64_t lines_flushed;  /* cache lines flushed per repetition */
     uint64_t fences;         /* SFENCEs per repetition */
-    uint64_t call_ns;        /* the whole pt_run call, as C saw it */
-    double clock_ns;         /* cost of one clock read, measured in this call */
-    double probe_start_ns;   /* cfg->probe: median load as a repetition starts */
-    double probe_warm_ns;    /* and the same lines loaded again at once (clock read included) */
+    uint64_t call_ns;        /* the whole pt_plan_run call, as C saw it */
+    double clock_ns;         /* cost of one phase mark (a fence and a clock read),
+                                measured when the plan was made */
+    double probe_start_ns;   /* call->probe: mean load of the probe's dependent chain as a
+                                repetition starts, one clock read subtracted */
+    double probe_warm_ns;    /* and the same chain again at once */
 };
 
 typedef struct pt_backing pt_backing;
 typedef struct pt_attachment pt_attachment;
+typedef struct pt_plan pt_plan;
 
 enum pt_map_flags {
     PT_MAP_RESERVE = 1,      /* posix_fallocate the size first (the file grows;
@@ -209,6 +220,9 @@ void pt_design_table(int design, uint64_t *desc_bytes, uint64_t *granule_bytes);
 uint64_t pt_design_entries(int design, const struct pt_extent *ext, uint64_t n);
 /* The cost of one CLOCK_MONOTONIC read here: the median of back-to-back reads. */
 double pt_clock_cost_ns(void);
+/* The same for a phase mark: a full fence (mfence), then a clock read, as
+ * instrumented repetitions take at every phase boundary. */
+double pt_mark_cost_ns(void);
 /* The libpmem peers call these, from a libpmem loaded at run time. */
 void pt_set_libpmem(void *memcpy_persist, void *memcpy_nodrain, void *pmem_drain);
 /* The largest capacity or backing any call takes: 2^57 bytes, the 57-bit
@@ -246,6 +260,8 @@ uint64_t pt_attachment_data_offset(const pt_attachment *a);
 uint64_t pt_attachment_data_bytes(const pt_attachment *a);
 /* The descriptor table: where it is and how many descriptors it holds. */
 void *pt_attachment_table(const pt_attachment *a);
+/* The vector runs on this attachment build (thread 0's), or NULL (for tests). */
+void *pt_attachment_vector(const pt_attachment *a);
 uint64_t pt_attachment_descriptors(const pt_attachment *a);
 /* Read every descriptor's reference count into out[n] (n: the count above). */
 int pt_attachment_refcounts(const pt_attachment *a, int32_t *out, uint64_t n,
@@ -258,7 +274,7 @@ int pt_unhold(pt_attachment *a, struct pt_error *err);
 
 /* Check extents against the attachment's data area and a buffer of
  * buf_bytes; *total gets the sum of lengths (total may be NULL).
- * pt_run does this itself; it is exported for tests. */
+ * pt_plan_create does this itself; it is exported for tests. */
 int pt_validate(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
                 uint64_t buf_bytes, uint64_t *total, struct pt_error *err);
 
@@ -267,20 +283,9 @@ int pt_validate(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
 uint64_t pt_vector_entries(const pt_attachment *a, const struct pt_extent *ext,
                            uint64_t n);
 
-/* Validate, then run warmup + reps timed repetitions of build, copy,
- * release over all extents (total_ns[] gets reps entries), interleaved with
- * phase_reps instrumented ones (phases[] gets phase_reps entries).  One
- * call, no Python in between: pt_run_threads below with one unpinned
- * thread, the caller's. */
-int pt_run(pt_attachment *a, const struct pt_run_config *cfg,
-           const struct pt_extent *ext, uint64_t n,
-           uint8_t *buf, uint64_t buf_bytes,
-           uint64_t *total_ns, struct pt_rep_times *phases, struct pt_run_stats *stats,
-           struct pt_error *err);
-
-/* One thread of a pt_run_threads call: its own extents, buffer and times. */
+/* One thread of a run: its own extents, buffer and times. */
 struct pt_thread {
-    const struct pt_extent *ext;
+    const struct pt_extent *ext; /* read once, when the plan is made */
     uint64_t n;
     uint8_t *buf;
     uint64_t buf_bytes;
@@ -293,19 +298,49 @@ struct pt_thread {
 };
 #define PT_MAX_THREADS 1024
 
-/* pt_run with nthreads POSIX threads through one attachment.  The threads
- * share the design's descriptor table, so reference counts contend as they
- * do between CPUs; each has its own vector.  Every repetition starts at a
- * barrier; wall_ns (reps entries, or NULL) gets the time from the first
- * thread's start to the last thread's end of each timed repetition.  With a
- * cold cache each thread makes its own working set cold before each one.  The
+/* A plan: a run checked once and ready to call.  It copies each thread's
+ * extents into memory the core owns and checks the copy (so a buffer that
+ * overlaps the caller's extents, or a thread writing them, cannot change
+ * what a run reads), and works out each I/O's bytes and vector entries and
+ * the cost of a phase mark, all outside any call's timing.  The buffers
+ * stay the caller's and must outlive the plan; so must the attachment,
+ * whose descriptor table the threads share, so that reference counts
+ * contend as they do between CPUs (each thread has its own vector).  The
  * memcpy roofline reads thread i's bytes after those of threads 0..i-1, so
- * all threads' extents together must fit in the data area.  On failure,
- * err names the first thread that failed; the others stop at their next I/O.
- * A single thread with cpu -1 runs in the calling thread. */
-int pt_run_threads(pt_attachment *a, const struct pt_run_config *cfg,
+ * all threads' extents together must fit in the data area. */
+int pt_plan_create(pt_attachment *a, const struct pt_run_config *cfg,
+                   const struct pt_thread *threads, uint32_t nthreads, pt_plan **out,
+                   struct pt_error *err);
+/* Run warmup + reps timed repetitions of build, copy, release over each
+ * thread's extents, interleaved with phase_reps instrumented ones.  threads
+ * (nthreads, as planned) receive the times, stats and errors; their ext,
+ * buf and cpu are the plan's.  Every repetition starts at a barrier;
+ * wall_ns (reps entries, or NULL) gets the time from the first thread's
+ * start to the last thread's end of each timed repetition.  With a cold
+ * cache each thread makes its own working set cold before each repetition
+ * and writes back what it wrote after it, so that the next repetition, of
+ * any design, inherits none of its dirty lines.  On failure, err names the
+ * first thread that failed; the others stop at their next I/O.  A single
+ * thread with cpu -1 runs in the calling thread. */
+int pt_plan_run(pt_plan *p, const struct pt_call *call, struct pt_thread *threads,
+                uint32_t nthreads, uint64_t *wall_ns, struct pt_error *err);
+void pt_plan_free(pt_plan *p);
+/* The plan's own copy of thread i's extents (for tests), or NULL. */
+const struct pt_extent *pt_plan_extents(const pt_plan *p, uint32_t thread);
+
+/* Plan, run once, free. */
+int pt_run_threads(pt_attachment *a, const struct pt_run_config *cfg, const struct pt_call *call,
                    struct pt_thread *threads, uint32_t nthreads, uint64_t *wall_ns,
                    struct pt_error *err);
+
+/* What the machine really caches: the mean latency of `loads` dependent
+ * loads chasing a random cycle through every cache line of a fresh
+ * `bytes`-byte mapping (2 MiB pages where THP allows; *huge_bytes says how
+ * many were), after as many loads to warm it; the median of `rounds` (1 to
+ * 15) such chases.  A size the caches hold reads near their latency, one
+ * past them near DRAM's. */
+int pt_cache_walk(uint64_t bytes, uint64_t loads, uint32_t rounds, uint64_t seed,
+                  double *ns_per_load, uint64_t *huge_bytes, struct pt_error *err);
 
 /* For tests only: plan `entries` fewer vector entries per I/O than each
  * design asks for, so a run must catch the overrun (0: off). */
@@ -318,6 +353,17 @@ enum pt_test_map_hooks {
     PT_TEST_POPULATE_BY_TOUCH = 2,   /* skip MADV_POPULATE_*, touch each page */
 };
 void pt_test_set_map_hooks(unsigned hooks);
+
+/* For tests only: what a build of the core with PT_COUNT_ATOMICS counted
+ * since the last call (which zeroes them): the calls that change a
+ * reference count, of each kind, and the amounts they add or subtract.
+ * -1 from a core that does not count (every measuring build). */
+enum pt_count_kind { PT_COUNT_REF_ADD = 0, PT_COUNT_REF_SUB = 1, PT_COUNT_KINDS = 2 };
+int pt_test_take_counts(uint64_t *ops, uint64_t *amount);
+
+/* For tests only: record the address of every line a cold start or finish
+ * flushes into log[0..cap), counting all of them in *count (NULL: off). */
+void pt_test_set_flush_log(uint64_t *log, uint64_t cap, uint64_t *count);
 
 /* cdef-end */
 

@@ -37,6 +37,7 @@
 #define PT_FOLIO_H
 
 #include "pt_bvec.h"
+#include "pt_cold.h"
 
 #define PT_PMD_SHIFT 21
 
@@ -168,8 +169,7 @@ static inline uint32_t pt_bvec_pages(const struct pt_bvec *bv)
                 v[nv].len = (uint32_t)chunk;                                            \
                 v[nv].offset = (uint32_t)(off & (PT_PAGE_SIZE - 1));                    \
                 if (pmd_mapped) {                                                       \
-                    __atomic_fetch_add(FREF(desc), (int32_t)pt_bvec_pages(&v[nv]),      \
-                                       __ATOMIC_RELAXED);                               \
+                    pt_ref_add(FREF(desc), (int32_t)pt_bvec_pages(&v[nv]));             \
                 } else {                                                                \
                     for (uint32_t k = 0, np = pt_bvec_pages(&v[nv]); k < np; k++)       \
                         pt_get(FREF(desc + ((uint64_t)k << (DS))));                     \
@@ -192,8 +192,7 @@ static inline uint32_t pt_bvec_pages(const struct pt_bvec *bv)
             if (i + PT_PREFETCH_AHEAD < nvec)                                           \
                 pt_prefetch_write(FREF((uint8_t *)v[i + PT_PREFETCH_AHEAD].desc));       \
             int32_t np = (int32_t)pt_bvec_pages(&v[i]);                                 \
-            bad += __atomic_sub_fetch(FREF((uint8_t *)v[i].desc), np,                   \
-                                      __ATOMIC_ACQ_REL) <= 0;                           \
+            bad += pt_ref_sub(FREF((uint8_t *)v[i].desc), np);                          \
         }                                                                               \
         a->ref_errors += bad;                                                           \
     }                                                                                   \
@@ -201,7 +200,8 @@ static inline uint32_t pt_bvec_pages(const struct pt_bvec *bv)
      * by arithmetic (pt_folio_count_at), not through the descriptors,    \
      * whose loads would miss: flushing costs no more than for `page`. */  \
     static void name##_flush_meta(const struct pt_attachment *a,                        \
-                                  const struct pt_extent *ext, uint64_t n, int insn)    \
+                                  const struct pt_extent *ext, uint64_t n,              \
+                                  const struct pt_flusher *f)                           \
     {                                                                                   \
         const uint8_t *const table = a->meta;                                           \
         uintptr_t last_desc = 0, last_count = 0;                                        \
@@ -212,9 +212,9 @@ static inline uint32_t pt_bvec_pages(const struct pt_bvec *bv)
                 uintptr_t d = (uintptr_t)(table + (p << (DS))) & ~(uintptr_t)63;        \
                 uintptr_t c = (uintptr_t)pt_folio_count_at(a, p, DS) & ~(uintptr_t)63;  \
                 if (d != last_desc)                                                     \
-                    pt_flush_line((const void *)d, insn);                               \
+                    pt_cold_flush_line(f, (const void *)d);                             \
                 if (c != last_count && c != d)                                          \
-                    pt_flush_line((const void *)c, insn);                               \
+                    pt_cold_flush_line(f, (const void *)c);                             \
                 last_desc = d;                                                          \
                 last_count = c;                                                         \
             }                                                                           \

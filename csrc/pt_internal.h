@@ -43,6 +43,7 @@ struct pt_backing {
 };
 
 struct pt_design_ops;
+struct pt_flusher;  /* pt_cold.h */
 
 struct pt_attachment {
     const struct pt_design_ops *ops;
@@ -102,10 +103,10 @@ struct pt_design_ops {
      * PT_DESIGN_FOLIOS designs give metadata_folio instead. */
     void (*metadata)(uint64_t capacity, struct pt_metadata *out);
     void (*metadata_folio)(uint64_t capacity, unsigned folio_shift, struct pt_metadata *out);
-    /* Cold start: flush the metadata lines a build and release of these
-     * extents touch; NULL: one descriptor per page_shift, at ref_off. */
+    /* Cold start and finish: flush the metadata lines a build and release
+     * of these extents touch; NULL: one descriptor per page_shift, at ref_off. */
     void (*flush_meta)(const struct pt_attachment *a, const struct pt_extent *ext, uint64_t n,
-                       int insn);
+                       const struct pt_flusher *f);
     /* Where the data area of a backing of `size` bytes lies; NULL: all of
      * it.  Returns -1 when the backing is too small. */
     int (*layout)(uint64_t size, uint64_t *data_off, uint64_t *data_bytes);
@@ -146,6 +147,26 @@ static inline uint64_t pt_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The clock read at each phase boundary of an instrumented repetition,
+ * after a full fence.  The clock read orders loads only (lfence; rdtsc), so
+ * without the fence a store that misses (a gather's store into a cold
+ * buffer line, a scatter's into a cold data line) waits in the store buffer
+ * past the end of its phase, and the next locked instruction, a put in
+ * release, waits for it: release was charged the copy's miss.  With it,
+ * each phase pays for its own stores.  Its cost is part of the one
+ * subtracted per phase (pt_mark_cost_ns).
+ */
+static inline uint64_t pt_mark_ns(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ __volatile__("mfence" ::: "memory");
+#else
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+    return pt_now_ns();
 }
 
 /*

@@ -21,17 +21,44 @@
 
 #include "pt_persist.h"
 
-/* get_page / put_page: the atomics every reference count goes through. */
-static inline void pt_get(int32_t *ref)
+/*
+ * Every reference count changes through pt_ref_add and pt_ref_sub.  A build
+ * of the core with PT_COUNT_ATOMICS (the tests' counting core) counts each
+ * call and its amount, so a test can tell one add of N from N adds of 1;
+ * the core that measures has no counter.
+ */
+#ifdef PT_COUNT_ATOMICS
+extern uint64_t pt_count_ops[PT_COUNT_KINDS], pt_count_amount[PT_COUNT_KINDS];
+#define PT_COUNT(kind, n)                                                               \
+    (__atomic_fetch_add(&pt_count_ops[kind], 1, __ATOMIC_RELAXED),                     \
+     __atomic_fetch_add(&pt_count_amount[kind], (uint64_t)(n), __ATOMIC_RELAXED))
+#else
+#define PT_COUNT(kind, n) ((void)0)
+#endif
+
+static inline void pt_ref_add(int32_t *ref, int32_t n)
 {
-    __atomic_fetch_add(ref, 1, __ATOMIC_RELAXED);
+    PT_COUNT(PT_COUNT_REF_ADD, n);
+    __atomic_fetch_add(ref, n, __ATOMIC_RELAXED);
 }
 
 /* Returns 1 when the count went to zero or below: the last put would free
  * the page; here it is a bug. */
+static inline int pt_ref_sub(int32_t *ref, int32_t n)
+{
+    PT_COUNT(PT_COUNT_REF_SUB, n);
+    return __atomic_sub_fetch(ref, n, __ATOMIC_ACQ_REL) <= 0;
+}
+
+/* get_page / put_page. */
+static inline void pt_get(int32_t *ref)
+{
+    pt_ref_add(ref, 1);
+}
+
 static inline int pt_put(int32_t *ref)
 {
-    return __atomic_sub_fetch(ref, 1, __ATOMIC_ACQ_REL) <= 0;
+    return pt_ref_sub(ref, 1);
 }
 
 /* backing -> buffer, packed. */

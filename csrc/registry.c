@@ -148,3 +148,23 @@ void pt_release_nothing(struct pt_attachment *a, struct pt_io *io)
     (void)a;
     (void)io;
 }
+
+#ifdef PT_COUNT_ATOMICS
+uint64_t pt_count_ops[PT_COUNT_KINDS], pt_count_amount[PT_COUNT_KINDS];
+
+int pt_test_take_counts(uint64_t *ops, uint64_t *amount)
+{
+    for (int k = 0; k < PT_COUNT_KINDS; k++) {
+        ops[k] = __atomic_exchange_n(&pt_count_ops[k], 0, __ATOMIC_RELAXED);
+        amount[k] = __atomic_exchange_n(&pt_count_amount[k], 0, __ATOMIC_RELAXED);
+    }
+    return 0;
+}
+#else
+int pt_test_take_counts(uint64_t *ops, uint64_t *amount)
+{
+    (void)ops;
+    (void)amount;
+    return -1;
+}
+#endif

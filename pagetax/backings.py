@@ -33,13 +33,18 @@ SCRATCH_PREFIX = "pagetax-"
 
 class _Mapping:
     """The core's mapping of a backing.  Unmapped once its Backing is closed
-    and no numpy view of it is left, so that no order of close(), views and
-    garbage collection can leave a view pointing at unmapped memory."""
+    and no numpy view of it and no attachment to it is left, so that no
+    order of close(), views and garbage collection can leave a view pointing
+    at unmapped memory, or an attachment detaching from a freed backing.
+    (Garbage collection clears the weak references to a cycle's objects
+    before it finalizes them in any order, so a Backing closed by the
+    collector may not see an attachment that is about to be closed too.)"""
 
     def __init__(self, ptr):
         self.ptr = ptr
         self.closed = False
         self.views = 0
+        self.attachments = 0
 
     def track(self, arr):
         self.views += 1
@@ -50,12 +55,19 @@ class _Mapping:
         self.views -= 1
         self._unmap_if_unused()
 
+    def attached(self):
+        self.attachments += 1
+
+    def detached(self):
+        self.attachments -= 1
+        self._unmap_if_unused()
+
     def close(self):
         self.closed = True
         self._unmap_if_unused()
 
     def _unmap_if_unused(self):
-        if self.closed and not self.views and self.ptr != ffi.NULL:
+        if self.closed and not self.views and not self.attachments and self.ptr != ffi.NULL:
             lib.pt_backing_unmap(self.ptr)
             self.ptr = ffi.NULL
 

@@ -4,6 +4,7 @@ runs.  C error codes become exceptions through errors.raise_for.
 """
 import mmap
 import time
+import weakref
 
 import numpy as np
 
@@ -71,6 +72,12 @@ def design_flags(name):
 def clock_cost_ns():
     """One CLOCK_MONOTONIC read on this machine, as the core measures it."""
     return float(lib.pt_clock_cost_ns())
+
+
+def mark_cost_ns():
+    """One phase mark (a full fence, then a clock read), what an
+    instrumented repetition subtracts per phase of each I/O."""
+    return float(lib.pt_mark_cost_ns())
 
 
 COLD_METHODS = ("clflushopt", "clflush", "evict")
@@ -233,11 +240,23 @@ def _need_evict_buffer(cold, evict):
 
 _STAT_FIELDS = ("bytes", "ios", "entries", "vector_bytes", "lines_flushed", "fences")
 
+# The I/O shape a run takes unless told otherwise: a bio holds at most
+# BIO_MAX_VECS (256) bio_vecs (include/linux/bio.h).  0 means one I/O for the
+# whole repetition, a vector no kernel path builds.
+DEFAULT_SEGS_PER_IO = 256
+
+# The PreparedRun called last, whichever design: the next one's make_cold()
+# writes back what its call wrote (pytest-benchmark runs designs one after
+# another in one process, and times calls made warm).
+_last_run = None
+
 
 class PreparedRun:
     """One design, op and workload, checked once and ready to call.
 
-    Each call is one pt_run_threads call, one thread per extent array; the
+    The C core makes a plan of it (pt_plan_create): its own copy of the
+    extents, checked, each I/O's bytes and entries, the cost of a phase
+    mark.  Each call is one pt_plan_run, one thread per extent array; the
     times land in preallocated arrays, so the Python between two timed
     repetitions is a few statements (after a 64 MiB copy every cache line
     Python touches is a miss).  ``phase_reps`` instrumented repetitions are
@@ -252,6 +271,8 @@ class PreparedRun:
             raise PagetaxError(f"unknown cache mode {cache!r} (choose from {', '.join(CACHE_MODES)})")
         if reps < 1:
             raise PagetaxError(f"repetitions must be at least 1 (got {reps})")
+        if segs_per_io < 0:
+            raise PagetaxError(f"segments per I/O must not be negative (got {segs_per_io})")
         phase_reps = reps * calls if phase_reps is None else phase_reps
         if phase_reps < 0:
             raise PagetaxError(f"phase repetitions must not be negative (got {phase_reps})")
@@ -280,14 +301,15 @@ class PreparedRun:
         else:
             evict = None
         self.cold_asked = cold
-        self._keep = (att, exts, bufs, evict)  # the C side points into these
-        self._cfg = ffi.new("struct pt_run_config *", {
-            "op": _OP_CODE[op], "cache": _CACHE_CODE[cache], "reps": reps,
-            "warmup": warmup, "segs_per_io": segs_per_io, "cold_method": _COLD_CODE[cold],
+        self._keep = (att, bufs, evict)  # the plan points into these; it copied the extents
+        cfg = ffi.new("struct pt_run_config *", {
+            "op": _OP_CODE[op], "cache": _CACHE_CODE[cache], "segs_per_io": segs_per_io,
+            "cold_method": _COLD_CODE[cold],
             "evict_buf": ffi.from_buffer("uint8_t[]", evict, require_writable=True)
             if evict is not None else ffi.NULL,
             "evict_bytes": evict.nbytes if evict is not None else 0,
             "persist": persist})
+        self._call = ffi.new("struct pt_call *", {"reps": reps, "warmup": warmup})
         self.cache = cache
         self.cold = cold if cache == "cold" else None
         self.reps = reps
@@ -300,17 +322,17 @@ class PreparedRun:
         self._c_wall = ffi.from_buffer("uint64_t[]", self.wall, require_writable=True)
         self._threads = ffi.new("struct pt_thread[]", n)
         self._c_totals, self._c_phases = [], []
-        self._c_views = []  # a struct field does not keep its cdata alive; this list does
         # per-I/O latency of the instrumented repetitions: by default when an
         # I/O is a part of a repetition (segs_per_io), not the whole of it
         latency = bool(segs_per_io) if latency is None else latency
         self._latency = _latency.allocate(n) if latency else None
+        views = []  # a struct field does not keep its cdata alive; this list does
         for i, (ext, buf) in enumerate(zip(exts, bufs)):
             t = self._threads[i]
-            views = (ffi.from_buffer("struct pt_extent[]", ext),
-                     ffi.from_buffer("uint8_t[]", buf, require_writable=(op == "read")))
-            self._c_views.append(views)
-            t.ext, t.buf = views
+            view = (ffi.from_buffer("struct pt_extent[]", ext),
+                    ffi.from_buffer("uint8_t[]", buf, require_writable=(op == "read")))
+            views.append(view)
+            t.ext, t.buf = view
             t.n = ext.shape[0]
             t.buf_bytes = buf.nbytes
             t.cpu = cpus[i]
@@ -319,8 +341,15 @@ class PreparedRun:
             self._c_phases.append(ffi.from_buffer("struct pt_rep_times[]", self.phases[i],
                                                   require_writable=True))
             t.latency = self._latency + i if self._latency is not None else ffi.NULL
-        self._args = (att._ptr, self._cfg, self._threads, n)
         self._err = ffi.new("struct pt_error *")
+        out = ffi.new("pt_plan **")
+        raise_for(lib.pt_plan_create(att._ptr, cfg, self._threads, n, out, self._err), self._err)
+        self._plan = ffi.gc(out[0], lib.pt_plan_free)
+        self._cfg = cfg  # the evict buffer's view lives as long as the plan
+        self._buf_views = [v[1] for v in views]
+        for i in range(n):  # read once, by the plan; the core reads its own copy
+            self._threads[i].ext = ffi.NULL
+        self._nthreads = n
         self.cpus = None if all(c < 0 for c in cpus) else cpus
         self.calls = 0
         self.phases_done = 0
@@ -335,57 +364,82 @@ class PreparedRun:
         c = self.calls_planned
         return self.phase_reps * (call + 1) // c - self.phase_reps * call // c
 
-    def _check_open(self):
+    def _open(self):
         att = self._keep[0]
-        if att._ptr == ffi.NULL or att.backing._ptr == ffi.NULL:
-            raise PagetaxError(f"{att.design}: the attachment or its backing is closed")
+        return att._ptr != ffi.NULL and att.backing._ptr != ffi.NULL
+
+    def _check_open(self):
+        if not self._open():
+            raise PagetaxError(f"{self._keep[0].design}: the attachment or its backing is closed")
 
     def __call__(self):
+        global _last_run
         self._check_open()
         if self.calls >= self.calls_planned:
             raise PagetaxError("this PreparedRun has made all its calls")
         at = self.calls * self.reps
-        self._cfg.phase_reps = self._phase_reps_of(self.calls)
-        self._cfg.probe = int(self.probe and self.calls == 0)
-        for i in range(self._args[3]):
+        call = self._call
+        call.phase_reps = self._phase_reps_of(self.calls)
+        call.probe = int(self.probe and self.calls == 0)
+        call.cold_only = 0
+        for i in range(self._nthreads):
             self._threads[i].total_ns = self._c_totals[i] + at
             self._threads[i].phases = self._c_phases[i] + self.phases_done
         t0 = time.perf_counter_ns()
-        rc = lib.pt_run_threads(*self._args, self._c_wall + at, self._err)
+        rc = lib.pt_plan_run(self._plan, call, self._threads, self._nthreads, self._c_wall + at,
+                             self._err)
         self.wall_ns += time.perf_counter_ns() - t0
+        _last_run = weakref.ref(self)
         raise_for(rc, self._err)
         self.calls += 1
-        self.phases_done += self._cfg.phase_reps
+        self.phases_done += call.phase_reps
         s = self._threads[0].stats
         self._stats = [{k: int(getattr(self._threads[i].stats, k)) for k in _STAT_FIELDS}
-                       for i in range(self._args[3])]
+                       for i in range(self._nthreads)]
         self.call_ns += s.call_ns
         self.clock_ns.append(float(s.clock_ns))
-        if self._cfg.probe:
-            self.probed = {"start_ns": float(s.probe_start_ns) - float(s.clock_ns),
-                           "warm_ns": float(s.probe_warm_ns) - float(s.clock_ns),
-                           "lines": int(lib.PT_PROBE_LINES), "clock_ns": float(s.clock_ns)}
+        if call.probe:
+            self.probed = {"start_ns": float(s.probe_start_ns), "warm_ns": float(s.probe_warm_ns),
+                           "lines": int(lib.PT_PROBE_LINES), "chained": True}
+
+    def _cold_only(self, flags):
+        call = self._call
+        saved = (call.phase_reps, call.probe)
+        call.cold_only, call.phase_reps, call.probe = flags, 0, 0
+        try:
+            _need_evict_buffer(self.cold_asked, self._keep[2])
+            raise_for(lib.pt_plan_run(self._plan, call, self._threads, self._nthreads, ffi.NULL,
+                                      self._err), self._err)
+        finally:
+            call.cold_only = 0
+            call.phase_reps, call.probe = saved
 
     def make_cold(self):
         """Start the next call cold, now: what a cold repetition does before
         it starts (flush its lines, scrub the TLB, on every thread's CPU),
-        for a harness that times the call itself (asv, pytest-benchmark).
-        Prepare with cache="warm" so the call adds no cold start of its own."""
+        after writing back what the last PreparedRun's call wrote, whichever
+        design it was, as a cold repetition does when it ends.  For a
+        harness that times the call itself (asv, pytest-benchmark): prepare
+        with cache="warm" so the call adds no cold start of its own."""
         self._check_open()
-        cfg = self._cfg
-        saved = (cfg.cache, cfg.cold_only, cfg.phase_reps, cfg.probe)
-        cfg.cache, cfg.cold_only, cfg.phase_reps, cfg.probe = _CACHE_CODE["cold"], 1, 0, 0
-        try:
-            _need_evict_buffer(self.cold_asked, self._keep[3])
-            for i in range(self._args[3]):
-                self._threads[i].total_ns = self._c_totals[i]
-            raise_for(lib.pt_run_threads(*self._args, ffi.NULL, self._err), self._err)
-        finally:
-            cfg.cache, cfg.cold_only, cfg.phase_reps, cfg.probe = saved
+        last = _last_run() if _last_run is not None else None
+        if last is not None and last._open():
+            last._cold_only(lib.PT_COLD_ONLY_FINISH)
+        self._cold_only(lib.PT_COLD_ONLY_START)
+
+    def extents_copy(self, thread=0):
+        """What the core reads as a thread's extents: a copy of the plan's
+        own copy (for tests)."""
+        if not 0 <= thread < self._nthreads:
+            raise PagetaxError(f"no thread {thread} (the plan has {self._nthreads})")
+        n = int(self._threads[thread].n)
+        ptr = lib.pt_plan_extents(self._plan, thread)
+        return np.frombuffer(ffi.buffer(ptr, n * _ext.EXTENT_DTYPE.itemsize),
+                             _ext.EXTENT_DTYPE).copy()
 
     def measurement(self):
         done = self.calls * self.reps
-        n = self._args[3]
+        n = self._nthreads
         stats = self._stats or [{k: 0 for k in _STAT_FIELDS}] * n
         return Measurement(
             wall_ns=self.wall[:done], thread_total_ns=self.totals[:, :done],
@@ -441,6 +495,8 @@ class Attachment(Closing):
         raise_for(lib.pt_attach(backing._ptr, design_id(design), data_off, data_bytes, flags,
                                 out, err), err, prefix=f"{design}: ")
         self._ptr = out[0]
+        self._mapping = backing._mapping  # unmapped only once this is detached
+        self._mapping.attached()
         self.meta_bytes = int(lib.pt_attachment_meta_bytes(self._ptr))  # allocated for descriptors
         self.rss_delta = int(lib.pt_attachment_rss_delta(self._ptr))    # resident growth at attach
         self.data_offset = int(lib.pt_attachment_data_offset(self._ptr))
@@ -511,8 +567,8 @@ class Attachment(Closing):
         return int(total[0])
 
     def prepare(self, op, ext, buf, *, reps=1, warmup=0, cache="warm", evict=None,
-                segs_per_io=0, calls=1, persist=0, cpus=None, phase_reps=None, probe=False,
-                cold=None, latency=None):
+                segs_per_io=DEFAULT_SEGS_PER_IO, calls=1, persist=0, cpus=None, phase_reps=None,
+                probe=False, cold=None, latency=None):
         """Check everything once and return a PreparedRun: `calls` C calls of
         `reps` repetitions each, with as little Python as possible between.
 
@@ -546,6 +602,7 @@ class Attachment(Closing):
         if self._ptr != ffi.NULL:
             lib.pt_detach(self._ptr)
             self._ptr = ffi.NULL
+            self._mapping.detached()
 
 
 class _Held:
@@ -559,12 +616,12 @@ class _Held:
         self._att.unhold()
 
 
-def eviction_buffer(llc_bytes=None):
+def eviction_buffer(effective_bytes=None):
     """What cold="evict" writes before each repetition (only on CPUs without
-    CLFLUSH): 4x the LLC, so that data, descriptors and vector all start out
-    of every cache level."""
-    from .machine import llc_bytes as _llc
-    return aligned_buffer(4 * (llc_bytes or _llc()))
+    CLFLUSH): 4x the larger of the LLC sysfs reports and the cache measured
+    (machine.cache_walk), so that data, descriptors and vector all start out
+    of every cache level whichever figure is wrong."""
+    return aligned_buffer(machine.eviction_bytes(effective_bytes))
 
 
 def _copy(op, backing, design, ext, buf, **kw):

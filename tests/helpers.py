@@ -1,5 +1,7 @@
 """Shared test helpers (imported as `helpers`: pyproject.toml puts tests/ on
 pytest's pythonpath)."""
+import os
+import shutil
 import subprocess
 import sys
 
@@ -68,3 +70,25 @@ def assert_moves_right_bytes(backing, design, ext, op, rng):
         want = expected_scatter(view, ext, src)
         assert pagetax.scatter(backing, design, ext, src) == src.size
         np.testing.assert_array_equal(view, want)
+
+
+def disassembly():
+    """{function: [lines]} of the built extension's x86-64 disassembly
+    (objdump); skips elsewhere or without binutils."""
+    import pytest
+    import pagetax._core
+    if os.uname().machine not in ("x86_64", "i686"):
+        pytest.skip("the check reads x86 disassembly")
+    objdump = shutil.which("objdump")
+    if not objdump:
+        pytest.skip("objdump (binutils) is not installed")
+    out = subprocess.run([objdump, "-d", "--no-show-raw-insn", pagetax._core.__file__],
+                         capture_output=True, text=True, check=True).stdout
+    funcs, name = {}, None
+    for line in out.splitlines():
+        if line.endswith(">:"):
+            name = line.split("<", 1)[1][:-2]
+            funcs[name] = []
+        elif name:
+            funcs[name].append(line)
+    return funcs

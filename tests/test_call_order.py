@@ -69,6 +69,27 @@ CASES = {
         att.close()
         refused(p, "the attachment or its backing is closed")
     """,
+    "a backing and its attachment collected in one garbage cycle": """
+        # The collector clears weak references into a cycle before it
+        # finalizes the cycle's objects in any order: the Backing's close()
+        # then sees no attachment, and must still not unmap under one.
+        calls = []
+        class Spy:
+            def __init__(self, lib):
+                self.lib = lib
+            def __getattr__(self, name):
+                fn = getattr(self.lib, name)
+                if name not in ("pt_detach", "pt_backing_unmap"):
+                    return fn
+                return lambda *args: (calls.append(name), fn(*args))[1]
+        pagetax.core.lib = pagetax.backings.lib = Spy(pagetax.core.lib)
+        cycle = [b, att]
+        cycle.append(cycle)
+        b.cycle = att.cycle = cycle
+        del b, att, cycle
+        gc.collect()
+        assert calls == ["pt_detach", "pt_backing_unmap"], calls
+    """,
 }
 
 

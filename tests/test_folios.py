@@ -3,6 +3,7 @@ per folio (batched for PMD-mapped folios), and the memmap each allocates."""
 import numpy as np
 import pytest
 
+import counting_core
 import pagetax
 from pagetax import extents
 from pagetax import metadata as md
@@ -87,6 +88,40 @@ def test_a_2m_extent_in_a_pmd_mapped_folio_is_one_entry_and_one_add_of_512(desig
         assert att.entries(across) == 2
         with att.hold(across):
             np.testing.assert_array_equal(att.refcounts(), [1, 257, 257, 1])
+
+
+@pytest.fixture(scope="module")
+def counting(tmp_path_factory):
+    """The core built to count its reference-count atomics (counting_core)."""
+    ffi, lib = counting_core.build(str(tmp_path_factory.mktemp("counting")))
+    core = counting_core.CountingCore(ffi, lib, 32 * MIB)
+    yield core
+    core.close()
+
+
+@pytest.mark.parametrize("folio_size", list(SIZES))
+@pytest.mark.parametrize("design", FOLIO_DESIGNS)
+def test_a_build_adds_n_at_once_to_a_pmd_folio_and_1_per_page_otherwise(counting, design,
+                                                                        folio_size, rng):
+    """gup_fast_pmd_leaf grabs a PMD-mapped folio's pages with one add of N;
+    gup_fast_pte_range grabs page by page; __bio_release_pages drops each
+    entry's pages in one subtract.  The counting core counts the calls."""
+    folio = SIZES[folio_size]
+    att = counting.attach(design, folio_size)
+    try:
+        ext = random_extents(rng, 24 * MIB, 120, max_len=3 * 65536)
+        pages = int(held_counts(ext, folio, 32 * MIB // folio).sum())
+        entries = parts(ext, folio)
+        assert pages > entries or folio == 4096  # else the two ways could not be told apart
+        built = counting.hold(att, ext)
+        if folio_size == "2M":
+            assert built["add"] == (entries, pages), "not one add of N per PMD-mapped entry"
+        else:
+            assert built["add"] == (pages, pages), "not one add of 1 per PTE-mapped page"
+        assert built["sub"] == (0, 0)
+        assert counting.unhold(att) == {"add": (0, 0), "sub": (entries, pages)}
+    finally:
+        counting.lib.pt_detach(att)
 
 
 def test_pte_mapped_folios_count_every_page_the_same_way():

@@ -119,7 +119,7 @@ def test_timed_repetitions_and_whole_repetition_ios_record_no_latency(backing):
     untimed()
     assert untimed.measurement().latency.ios == 0
     assert untimed.measurement().latency.summary(30.0) is None
-    whole = att.prepare("read", ext, buf, reps=3)
+    whole = att.prepare("read", ext, buf, reps=3, segs_per_io=0)
     whole()
     assert whole.measurement().latency is None
 

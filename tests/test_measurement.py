@@ -1,12 +1,14 @@
 """What the numbers mean: totals from two clock reads around a repetition,
-phases from instrumented repetitions less their clock reads, the cold
-probe, the like-for-like roofline and the descriptor table's page size."""
+phases from instrumented repetitions less their marks, the cold start and
+finish and the probe, the like-for-like roofline and the descriptor
+table's page size."""
 import numpy as np
 import pytest
 
 import pagetax
 from pagetax import config, extents, machine, rows
 from pagetax.core import Measurement
+from helpers import disassembly
 
 
 def _measurement(raw, ios, clock, wall, threads=1):
@@ -41,29 +43,130 @@ def test_a_row_says_when_its_phases_do_not_add_up():
         off["phases_note"]
 
 
-def test_one_thread_total_is_its_own_wall_time(backing):
-    ext = extents.generate("rand", 64, 1 << 20, 4 << 20, seed=2)
-    buf = pagetax.aligned_buffer(1 << 20)
+def test_the_wall_time_spans_every_thread(backing):
+    """A repetition's total runs from the first thread's start to the last
+    one's end: with thread 1 given 64 times thread 0's segments, the total
+    is thread 1's time, not thread 0's."""
+    small = extents.generate("rand", 64, 16 << 10, 4 << 20, seed=2)
+    large = extents.generate("rand", 64, 1 << 20, 4 << 20, seed=3)
+    bufs = [pagetax.aligned_buffer(16 << 10), pagetax.aligned_buffer(1 << 20)]
     with backing.attach("page") as att:
-        m = att.run("read", ext, buf, reps=3, phase_reps=2, segs_per_io=16)
-    assert m.total_ns.shape == (3,) and m.thread_phases_raw.shape == (1, 2, 3)
-    np.testing.assert_array_equal(m.total_ns, m.thread_total_ns[0])
-    assert m.ios == len(ext) // 16 and m.clock_ns > 0
+        m = att.run("read", [small, large], bufs, reps=3, phase_reps=2, segs_per_io=16)
+    assert m.total_ns.shape == (3,) and m.thread_phases_raw.shape == (2, 2, 3)
+    assert (m.total_ns >= m.thread_total_ns.max(axis=0)).all()
+    assert (m.thread_total_ns[1] > m.thread_total_ns[0]).all()
+    assert (m.total_ns > m.thread_total_ns[0]).all()
+    assert m.ios == len(small) // 16 + len(large) // 16 and m.clock_ns > 0
 
 
-@pytest.mark.parametrize("cache", ["cold", "warm"])
-def test_the_probe_reports_cold_and_warm_loads(backing, cache):
+def test_a_probe_reports_a_chain_through_64_lines(backing):
     ext = extents.generate("rand", 64, 1 << 20, 4 << 20, seed=2)
     buf = pagetax.aligned_buffer(1 << 20)
     with backing.attach("vec") as att:
-        p = att.prepare("read", ext, buf, cache=cache, calls=2, probe=True)
+        p = att.prepare("read", ext, buf, cache="cold", calls=2, probe=True)
         p()
         p()
         m = p.measurement()
-        assert set(m.probe) == {"start_ns", "warm_ns", "lines", "clock_ns"}
-        assert m.probe["lines"] == 64
-        assert m.cold == (pagetax.core.cold_method() if cache == "cold" else None)
+        assert m.probe["lines"] == 64 and m.probe["chained"]
+        assert m.cold == pagetax.core.cold_method()
         assert att.run("read", ext, buf).probe is None
+
+
+def _lines(addr, nbytes):
+    return set(range(addr & ~63, addr + nbytes, 64))
+
+
+def _address(cdata):
+    return int(pagetax.core.ffi.cast("uintptr_t", cdata))
+
+
+class FlushLog:
+    """Every line the core's cold starts and finishes flush."""
+
+    def __init__(self, cap=1 << 22):
+        ffi = pagetax.core.ffi
+        self.log = np.zeros(cap, np.uint64)
+        self.count = np.zeros(1, np.uint64)
+        self._c = (ffi.from_buffer("uint64_t[]", self.log),
+                   ffi.from_buffer("uint64_t[]", self.count))
+
+    def __enter__(self):
+        pagetax.core.lib.pt_test_set_flush_log(self._c[0], self.log.size, self._c[1])
+        return self
+
+    def __exit__(self, *exc):
+        pagetax.core.lib.pt_test_set_flush_log(pagetax.core.ffi.NULL, 0, pagetax.core.ffi.NULL)
+
+    def counts(self):
+        """{line: times flushed}."""
+        n = int(self.count[0])
+        assert n <= self.log.size, "the log overflowed"
+        lines, times = np.unique(self.log[:n], return_counts=True)
+        return dict(zip(lines.tolist(), times.tolist()))
+
+
+def _count_lines(att, ext):
+    """The lines holding the reference counts a build of ext takes (struct
+    page's _refcount, at byte 52 of each 64-byte descriptor)."""
+    table = _address(pagetax.core.lib.pt_attachment_table(att._ptr))
+    pages = {p for o, n in zip(ext["off"].tolist(), ext["len"].tolist())
+             for p in range(o >> 12, ((o + n - 1) >> 12) + 1)}
+    return {(table + p * 64 + 52) & ~63 for p in pages}
+
+
+@pytest.mark.skipif(pagetax.core.cold_method() == "evict", reason="needs CLFLUSH")
+@pytest.mark.parametrize("op", ["read", "write"])
+def test_a_cold_repetition_starts_from_nothing_and_leaves_nothing_dirty(backing, op):
+    """Before it: every line it will read or write is flushed (data, buffer,
+    vector, counts, and the core's own copy of the extents); after it:
+    every line it wrote is flushed again (the buffer of a gather or the
+    data of a scatter, the vector, the counts), so the next repetition, of
+    whichever design, inherits none of its dirty lines."""
+    ext = extents.generate("rand", 256, 256 << 10, backing.size, seed=4)
+    buf = pagetax.aligned_buffer(256 << 10)
+    data = _address(pagetax.core.ffi.from_buffer(backing.view()))
+    with backing.attach("page") as att:
+        p = att.prepare(op, ext, buf, cache="cold", reps=1, phase_reps=0, segs_per_io=64)
+        with FlushLog() as log:
+            p()
+        flushed = log.counts()
+        copy = _address(pagetax.core.lib.pt_plan_extents(p._plan, 0))
+        vec = _address(pagetax.core.lib.pt_attachment_vector(att._ptr))
+        data_lines = set().union(*(_lines(data + o, n) for o, n in
+                                   zip(ext["off"].tolist(), ext["len"].tolist())))
+        buf_lines = _lines(_address(pagetax.core.ffi.from_buffer(buf)), buf.nbytes)
+        written = (buf_lines if op == "read" else data_lines) | _lines(vec, 64 * 16) | \
+            _count_lines(att, ext)
+        read_only = (data_lines if op == "read" else buf_lines) | _lines(copy, len(ext) * 16)
+        assert all(flushed.get(line, 0) >= 2 for line in written), "a written line left dirty"
+        assert all(flushed.get(line, 0) >= 1 for line in read_only), "a line left warm"
+        assert (att.refcounts() == 1).all()
+
+
+def test_a_harnesss_cold_start_writes_back_the_last_runs_lines(backing):
+    """pytest-benchmark times one design after another in one process:
+    make_cold() first writes back what the last PreparedRun's call wrote,
+    whichever design it was."""
+    ext = extents.generate("rand", 256, 256 << 10, backing.size, seed=4)
+    buf = pagetax.aligned_buffer(256 << 10)
+    with backing.attach("page") as page, backing.attach("vec") as vec:
+        first = page.prepare("read", ext, buf, calls=2, phase_reps=0)
+        second = vec.prepare("read", ext, buf, calls=2, phase_reps=0)
+        first()
+        with FlushLog() as log:
+            second.make_cold()
+        assert _count_lines(page, ext) <= set(log.counts()), "page's counts were left dirty"
+
+
+def test_phase_marks_fence_and_timed_repetitions_read_no_clock_inside():
+    """The instrumented loop marks each phase with a fence before its clock
+    read (a store that misses is then charged to the phase that made it,
+    not to the next locked instruction); the timed loop has neither."""
+    body = disassembly()
+    phased, timed = body["run_rep_phased"], body["run_rep_timed"]
+    assert sum("mfence" in x for x in phased) >= 4
+    assert sum("clock_gettime" in x for x in phased) >= 4
+    assert not any("mfence" in x or "clock_gettime" in x for x in timed)
 
 
 @pytest.mark.parametrize("method", ["clflushopt", "clflush", "evict"])

@@ -3,15 +3,13 @@ must take exactly one reference per page an entry covers, and drop them all,
 under one thread and under contention.  And the compiled loops must still
 use locked instructions for them."""
 import os
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
 import pagetax
 from pagetax import extents, metadata
-from helpers import SIZE, random_extents
+from helpers import SIZE, disassembly, random_extents
 
 COUNTING = [d for d in pagetax.DESIGNS if "refcounts" in pagetax.core.design_flags(d)]
 
@@ -122,35 +120,37 @@ def test_hold_validates_extents(backing):
         assert (att.refcounts() == 1).all()
 
 
-def _disassembly():
-    import pagetax._core
-    so = pagetax._core.__file__
-    objdump = shutil.which("objdump")
-    if not objdump:
-        pytest.skip("objdump (binutils) is not installed")
-    out = subprocess.run([objdump, "-d", "--no-show-raw-insn", so], capture_output=True,
-                         text=True, check=True).stdout
-    funcs, name = {}, None
-    for line in out.splitlines():
-        if line.endswith(">:"):
-            name = line.split("<", 1)[1][:-2]
-            funcs[name] = []
-        elif name:
-            funcs[name].append(line)
-    return funcs
+def _lock_kind(line):
+    """What a locked instruction does to a count: add 1 (a get), add a
+    register (one add of N pages), or subtract (a put, sub_fetch's xadd)."""
+    insn = line.split("lock", 1)[1].split()
+    op, src = insn[0], insn[1] if len(insn) > 1 else ""
+    if op.startswith("inc") or (op.startswith("add") and src.startswith("$0x1,")):
+        return "add 1"
+    if op.startswith("add"):
+        return "add n"
+    if op.startswith(("xadd", "sub", "dec")):
+        return "sub"
+    return op
+
+
+FOLIO_DESIGNS = {d for d in COUNTING if "folios" in pagetax.core.design_flags(d)}
 
 
 @pytest.mark.parametrize("design", COUNTING)
-def test_compiled_build_and_release_use_locked_instructions(design):
-    """The atomics the counts rely on are really in the built extension: a
-    build loop without `lock` takes no reference another CPU can see."""
-    if os.uname().machine not in ("x86_64", "i686"):
-        pytest.skip("the check reads x86 disassembly")
-    funcs = _disassembly()
-    for op in ("build", "release"):
+def test_compiled_build_and_release_keep_every_locked_instruction(design):
+    """Each atomic path the counts rely on is a locked instruction in the
+    built extension: a get of 1 in every build, and for the folio designs
+    also the add of N their PMD path takes; a subtract in every release.
+    One path that loses its `lock` takes references no other CPU sees."""
+    funcs = disassembly()
+    want = {"build": {"add 1", "add n"} if design in FOLIO_DESIGNS else {"add 1"},
+            "release": {"sub"}}
+    for op, kinds in want.items():
         name = f"{design.replace('-', '_')}_{op}"
         assert name in funcs, f"{name} not found in the extension's symbols"
-        assert any("lock " in line for line in funcs[name]), f"{name} has no locked instruction"
+        found = {_lock_kind(line) for line in funcs[name] if "lock " in line}
+        assert found == kinds, f"{name}: locked {sorted(found)}, not {sorted(kinds)}"
 
 
 def test_an_sgl_entry_near_4_gib_takes_a_reference_on_every_page():

@@ -1,5 +1,7 @@
 """Bad extents and buffers are refused, in Python and again in C, before any copy."""
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -220,3 +222,55 @@ def test_more_extents_than_the_limit_are_refused_before_any_is_read(backing):
                              lib.PT_MAX_EXTENTS + 1, 2**63, ffi.NULL, err)
     assert rc == lib.PT_EINVAL
     assert ffi.string(err.msg).decode() == "4294967297 extents are over the limit of 4294967296 (2^32)"
+
+
+OWN_EXTENTS = """
+import numpy as np, pagetax
+from pagetax import extents
+b = pagetax.Backing.scratch(8 << 20)
+view = b.view()
+view[:] = np.random.default_rng(1).integers(0, 256, view.size, dtype=np.uint8)
+ext0 = extents.generate("rand", 256, 256 << 10, 8 << 20, seed=1)
+covering = -(-ext0.size * 16 // 256)             # the segments that land on the extents
+for o in ext0["off"][:covering].tolist():
+    view[o:o + 256] = 0xFF                        # ... and overwrite them with 0xFF
+want = np.concatenate([view[o:o + n] for o, n in zip(ext0["off"].tolist(), ext0["len"].tolist())])
+buf = pagetax.aligned_buffer(256 << 10)
+ext = np.frombuffer(buf.data, extents.EXTENT_DTYPE, count=ext0.size)  # the buffer's first bytes
+ext[:] = ext0
+with b.attach("{design}") as att:
+    p = att.prepare("read", ext, buf, reps=2, calls=2, phase_reps=1, segs_per_io=16,
+                    cache="{cache}")
+    p()
+    assert (ext["off"] == np.uint64(2**64 - 1)).all()  # the gather overwrote them ...
+    p()                                                # ... and the plan still reads its own
+    np.testing.assert_array_equal(buf, want)
+    assert (p.extents_copy() == ext0).all()
+    try:
+        att.prepare("read", ext, buf)                  # what the buffer holds now is refused
+    except pagetax.ExtentError as e:
+        print("refused:", e)
+    try:
+        att.validate_in_c(ext, buf.nbytes)
+    except pagetax.PagetaxError as e:
+        print("refused in C:", e)
+    assert (att.refcounts() == 1).all() if "refcounts" in att.flags else True
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("design,cache", [("vec", "warm"), ("page", "cold"), ("folio", "warm"),
+                                          ("sgl", "cold")])
+def test_a_gather_into_a_buffer_that_holds_its_own_extents(design, cache, tmp_path):
+    """The core reads its own copy of the extents, checked when the run was
+    prepared: a gather that overwrites the caller's extents (the buffer is
+    the same memory) moves the right bytes and touches nothing else; the
+    overwritten extents are then refused, in Python and in C."""
+    # away from the source tree, whose pagetax/ may have no compiled core
+    p = subprocess.run([sys.executable, "-c", OWN_EXTENTS.format(design=design, cache=cache)],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "ok" in p.stdout
+    for who in ("refused", "refused in C"):  # prepare's plan and the validator alike
+        assert f"{who}: extent 0 is 18446744073709551615 bytes, over the 32-bit segment " \
+               "limit" in p.stdout
