@@ -11,7 +11,9 @@ class Threads(common.Benchmark):
               common.THREADS]
     param_names = ["design", "seg_bytes", "pattern", "threads"]
     timeout = 900
-    version = 2  # 2: clock-free totals, flush-based cold, segment-wise memcpy
+    # 2: clock-free totals, flush-based cold, segment-wise memcpy
+    # 3: I/Os of 256 segments; every cold repetition writes back what it wrote
+    version = 3
 
     def setup_cache(self):
         if "threads" not in common.run_config().RunConfig.__dataclass_fields__:

@@ -19,6 +19,7 @@ PATTERNS = ["seq", "rand"]
 OPS = ["read", "write"]
 DESIGNS = ["vec", "pfn", "page", "folio", "huge", "altmap", "memdesc", "sgl", "memcpy", "kernel"]
 REPS = 5                    # timed repetitions behind each track_ figure
+SEGS_PER_IO = 256           # segments per I/O: a bio's BIO_MAX_VECS, as pagetax run's default
 META_BACKING_BYTES = 1 << 30
 META_SEG_SIZES = [4096, 64]
 MIB, GIB = 1 << 20, 1 << 30
@@ -74,7 +75,7 @@ def prepared(design, op, seg, pattern, calls=1):
     setup), so the harness times the repetition alone."""
     skip_unless_available(design)
     return attachment(design).prepare(op, extents(pattern, seg), buffer(), calls=calls,
-                                      phase_reps=0, **_cold_kw())
+                                      phase_reps=0, segs_per_io=SEGS_PER_IO, **_cold_kw())
 
 
 def run_matrix():
@@ -83,7 +84,8 @@ def run_matrix():
     from pagetax import runner
     cfg = run_config().RunConfig(designs=[d for d in DESIGNS if d in pagetax.DESIGNS], ops=OPS,
                                  patterns=PATTERNS, seg_sizes=SEG_SIZES, size=BACKING_BYTES,
-                                 io_size=IO_BYTES, repeat=REPS, cache="cold", seed=SEED)
+                                 io_size=IO_BYTES, repeat=REPS, cache="cold", seed=SEED,
+                                 segs_per_io=SEGS_PER_IO)
     rows = []
     runner.run(cfg, rows)
     return {(r["design"], r["op"], r["seg_bytes"], r["pattern"]): r for r in rows}
@@ -105,7 +107,8 @@ def run_threads(threads):
                                  ops=["read"], patterns=THREAD_PATTERNS,
                                  seg_sizes=THREAD_SEG_SIZES, size=BACKING_BYTES,
                                  io_size=IO_BYTES, repeat=REPS, cache="cold", seed=SEED,
-                                 threads=threads, pin=[], hot_pages=HOT_PAGES)
+                                 threads=threads, pin=[], hot_pages=HOT_PAGES,
+                                 segs_per_io=SEGS_PER_IO)
     rows = []
     runner.run(cfg, rows)
     return {(r["design"], r["seg_bytes"], r["pattern"]): r for r in rows}
@@ -130,7 +133,7 @@ def prepared_threads(design, seg, pattern, threads, calls=1):
     cpus = config.thread_cpus(config.RunConfig(threads=threads, pin=[]))  # as --pin
     return attachment(design).prepare("read", thread_extents(pattern, seg, threads),
                                       thread_buffers(threads), calls=calls, cpus=cpus,
-                                      phase_reps=0, **_cold_kw())
+                                      phase_reps=0, segs_per_io=SEGS_PER_IO, **_cold_kw())
 
 
 def run_config():

@@ -79,6 +79,11 @@ def _count(what, minimum):
     return parse
 
 
+def _segs_per_io(text):
+    """A count of segments per I/O, or 'all' (0): the whole repetition."""
+    return 0 if text.strip().lower() == "all" else _count("--segs-per-io", 0)(text)
+
+
 def _cpus(text):
     """A CPU list as taskset and /sys write them: 0,2,4-7."""
     cpus = []
@@ -310,9 +315,11 @@ def _run_options(r):
                    "A new file is removed at once; an existing one is only read without --overwrite")
     r.add_argument("--overwrite", action="store_true",
                    help="allow writes to an existing --backing file or device (destroys its contents)")
-    r.add_argument("--segs-per-io", type=_count("--segs-per-io", 0), default=d.segs_per_io,
+    r.add_argument("--segs-per-io", type=_segs_per_io, default=d.segs_per_io,
                    metavar="K", help="cut each repetition into I/Os of K segments, each its own "
-                   "build -> copy -> release cycle (default: 0, one I/O per repetition)")
+                   f"build -> copy -> release cycle (default: {d.segs_per_io}, a bio's "
+                   "BIO_MAX_VECS); 'all' (or 0): one I/O of every segment of a repetition, "
+                   "a vector no kernel path builds")
     r.add_argument("--threads", type=_count("--threads", 1), default=d.threads, metavar="N",
                    help="POSIX threads in the core, each on its own extents and buffer, all "
                    "through one descriptor table; GB/s is then aggregate (default: 1)")

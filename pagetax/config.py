@@ -6,7 +6,8 @@ from typing import List, Optional
 
 from . import extents as _ext
 from .backings import PAGE_SIZES
-from .core import CACHE_MODES, COLD_METHODS, DESIGNS, FOLIO_SIZES, MAX_THREADS, OPS, TABLE_PAGES
+from .core import (CACHE_MODES, COLD_METHODS, DEFAULT_SEGS_PER_IO, DESIGNS, FOLIO_SIZES,
+                   MAX_THREADS, OPS, TABLE_PAGES)
 from .errors import PagetaxError
 from .persist import PERSIST_MODES
 
@@ -40,7 +41,7 @@ class RunConfig:
     persist_each: bool = False     # SFENCE per entry instead of per I/O
     peers: List[str] = dataclasses.field(default_factory=list)  # libpmem
     seed: int = 1
-    segs_per_io: int = 0           # 0: one vector per repetition
+    segs_per_io: int = DEFAULT_SEGS_PER_IO  # a bio's 256 bio_vecs; 0: one I/O per repetition
     threads: int = 1               # POSIX threads in the core, each with its own extents
     pin: Optional[List[int]] = None  # None: no pinning; []: the allowed CPUs in order
     hot_pages: int = _ext.HOT_PAGES  # the hot pattern's shared set

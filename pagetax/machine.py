@@ -63,8 +63,94 @@ def caches():
 
 
 def llc_bytes():
+    """The last-level cache sysfs reports: what the CPU says, not what this
+    process can use (see cache_walk); 32 MiB when sysfs says nothing."""
     c = caches()
     return c[max(c)] if c else 32 << 20
+
+
+WALK_FIRST = 256 << 10     # below any last-level cache
+WALK_LAST = 128 << 20      # no plateau by then: give up, and say so (a second at most)
+WALK_PLATEAU_FROM = 32 << 20  # a plateau below this may be a cache level's, not memory's
+WALK_LOADS = 1 << 16
+WALK_ROUNDS = 3
+PLATEAU = 1.15             # three sizes in a row whose latencies are within this factor
+DRAM_FACTOR = 6            # ... and this far above the smallest size's: memory
+
+
+def _walk_sizes():
+    size = WALK_FIRST
+    while size <= WALK_LAST:
+        yield size
+        if size * 3 // 2 <= WALK_LAST:
+            yield size * 3 // 2
+        size *= 2
+
+
+def _plateau(points):
+    """Memory: the last three sizes agree within PLATEAU, at DRAM_FACTOR
+    times the smallest size's latency or more, and reach WALK_PLATEAU_FROM
+    (a cache level can have a plateau of its own, 46 ns on one host whose
+    memory took 150)."""
+    lat = [ns for _, ns, _ in points]
+    last = lat[-3:]
+    return (len(lat) >= 3 and points[-1][0] >= WALK_PLATEAU_FROM and
+            last[-1] >= DRAM_FACTOR * min(lat) and max(last) <= PLATEAU * min(last))
+
+
+def cache_walk(walk=None):
+    """What this process can really cache, measured: dependent loads over a
+    random cycle through every line of growing regions (the C core's
+    pt_cache_walk, lmbench's lat_mem_rd), each the median of 3 chases, up
+    to the first three sizes in a row whose latencies agree within 15 %,
+    at 6x the smallest's or more and 32 MiB or more: memory (by 128 MiB,
+    or it says it found none).  The effective cache is the largest size
+    below the first one whose loads take more than halfway from the
+    smallest latency to memory's.  Nothing here reads sysfs: a guest, or a
+    partitioned or shared cache, gets less than the CPU reports.
+
+    `walk(bytes) -> (ns per load, bytes on 2 MiB pages)` is the
+    measurement (tests give their own)."""
+    import time
+    if walk is None:
+        walk = _core_walk
+    t0 = time.monotonic()
+    points = []
+    for size in _walk_sizes():
+        ns, huge = walk(size)
+        points.append((size, ns, huge))
+        if _plateau(points):
+            break
+    lat = [p[1] for p in points]
+    low, high = min(lat), lat[-1]
+    plateau = _plateau(points)
+    threshold = (low + high) / 2
+    effective = None
+    for size, ns, _ in points:
+        if ns > threshold:
+            break
+        effective = size
+    return {"effective_bytes": effective if plateau else None,
+            "threshold_ns": threshold, "memory_ns": high if plateau else None,
+            "walk": [{"bytes": size, "ns": ns, "huge_bytes": huge} for size, ns, huge in points],
+            "plateau": plateau, "seconds": time.monotonic() - t0,
+            "method": f"median of {WALK_ROUNDS} chases of {WALK_LOADS} dependent loads through a "
+                      "random cycle over every line of each size, 2 MiB pages where THP allows"}
+
+
+def _core_walk(size):
+    from ._core import ffi, lib   # only `run` and its callers load the core
+    from .errors import raise_for
+    ns, huge, err = ffi.new("double *"), ffi.new("uint64_t *"), ffi.new("struct pt_error *")
+    raise_for(lib.pt_cache_walk(size, WALK_LOADS, WALK_ROUNDS, 1, ns, huge, err), err)
+    return float(ns[0]), int(huge[0])
+
+
+def eviction_bytes(effective=None):
+    """What an eviction must overwrite to empty the caches: 4x the larger of
+    the cache sysfs reports and the one measured, so that neither has to be
+    right (a sysfs figure too large costs time, never correctness)."""
+    return 4 * max(llc_bytes(), effective or 0)
 
 
 def _bracketed(path):

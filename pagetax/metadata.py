@@ -106,6 +106,15 @@ class Model:
     def per_io_bytes(self, ext):
         return self.entries(ext) * self.entry_bytes
 
+    def vector_bytes(self, ext, segs_per_io=0):
+        """(vector bytes, I/Os) of a request cut into I/Os of segs_per_io
+        extents (0: one I/O).  An entry never spans two extents, so the
+        entries of the I/Os add up to the request's."""
+        ios = -(-len(ext) // segs_per_io) if segs_per_io else 1
+        if self.one_entry:
+            return ios * self.entry_bytes, ios
+        return self.per_io_bytes(ext), ios
+
     def descriptors_touched(self, ext):
         """Distinct descriptor bytes a request's build and release touch."""
         if not self.desc_bytes:

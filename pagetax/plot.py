@@ -36,9 +36,11 @@ def caption(doc):
     m = doc["machine"]
     b = m.get("backing", {})
     cfg = doc["config"]
-    return (f"{m['cpu_model']}, {m['cores']} cores, {m['kernel']}; backing {b.get('kind')} "
+    return (f"{m['cpu_model']}, {m['cores']} cores, {m['kernel']}; "
+            f"{summary.cache_text(m)}; backing {b.get('kind')} "
             f"({b.get('fs_type')}, {b.get('mapping', {}).get('page_size')} pages); "
-            f"cache {cfg['cache']}; median of {cfg['repeat']} x {format_size(cfg['io_size'])}"
+            f"cache {cfg['cache']}; {summary.io_shape_text(cfg)}; "
+            f"median of {cfg['repeat']} x {format_size(cfg['io_size'])}"
             + (f" per thread, {cfg['threads']} threads (GB/s aggregate)"
                if cfg.get("threads", 1) > 1 else "")
             + ("; PARTIAL" if doc.get("partial") else ""))

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .errors import PagetaxError
 from .sizes import format_size
-from .summary import PHASES, per_io_text, phase_per_segment
+from .summary import PHASES, cache_text, io_shape_text, per_io_text, phase_per_segment
 
 
 def human_bytes(n):
@@ -82,7 +82,8 @@ def table(doc):
     t = Table(title=(f"pagetax run: {doc['machine']['cpu_model']}, backing {backing.get('kind')} "
                      f"({backing.get('fs_type')}, {mapping.get('page_size')} pages), "
                      f"{format_size(cfg['size'])}, cache {cfg['cache']}"
-                     f"{', ' + str(threads) + ' threads' if threads > 1 else ''}{persist}"),
+                     f"{', ' + str(threads) + ' threads' if threads > 1 else ''}\n"
+                     f"{io_shape_text(cfg)}; {cache_text(doc['machine'])}{persist}"),
               caption=("GB/s = bytes copied once / median time per repetition, GB = 1e9"
                        + ("" if threads == 1 else " (all threads' bytes / wall time; per thread: "
                           "each thread's own)")

@@ -311,9 +311,9 @@ GB/s counts bytes copied once (bcopy convention), GB = 10<sup>9</sup>.{html.esca
                  "band is vec against itself.")}
 <h2 id="phases">Where the time goes</h2>
 {_figure(images, "phases", "build, copy and release per segment",
-         "Median ns per segment of each phase (instrumented repetitions, one clock read "
-         "subtracted per phase per I/O); the tick is the timed median, which the phases need "
-         "not add up to.")}
+         "Median ns per segment of each phase (instrumented repetitions, each phase between "
+         "two marks, a fence and a clock read, one mark subtracted per phase per I/O); the "
+         "tick is the timed median, which the phases need not add up to.")}
 <h2>Throughput and cost per segment</h2>
 <p class="note">Per op, pattern and segment size: GB/s median, best and worst repetition;
 spread = (worst &minus; best) / median; ns/seg and its build, copy and release (ns per

@@ -13,7 +13,7 @@ from . import metadata as _meta
 from . import rows as _rows
 from .config import thread_cpus
 from .core import (PEERS, aligned_buffer, clock_cost_ns, cold_description, cold_method,
-                   common_layout, design_flags, eviction_buffer)
+                   common_layout, design_flags, eviction_buffer, mark_cost_ns)
 from .errors import PagetaxError
 from .persist import cpu_features, persist_code, resolve_persist
 from .schema import SCHEMA
@@ -100,8 +100,10 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
     cfg.check()
     cpus = thread_cpus(cfg)
     llc = machine.llc_bytes()
+    cache = machine.cache_walk()  # what this process can really cache, before any backing
     cold = cold_method() if cfg.cold_method == "auto" else cfg.cold_method
-    evict = eviction_buffer(llc) if cfg.cache == "cold" and cold == "evict" else None
+    evict = eviction_buffer(cache["effective_bytes"]) \
+        if cfg.cache == "cold" and cold == "evict" else None
     started = time.time()
     with open_backing(cfg) as backing:
         data_off, space = common_layout(cfg.designs, backing.size)
@@ -135,8 +137,8 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                 "schema": SCHEMA,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
                 "machine": dict(machine.describe(), backing=backings.describe(backing),
-                                cpu_features=cpu_features(),
-                                clock_ns=clock_cost_ns()),
+                                cpu_features=cpu_features(), cache=cache,
+                                clock_ns=clock_cost_ns(), mark_ns=mark_cost_ns()),
                 "config": dict(dataclasses.asdict(cfg),
                                cold_method_resolved=cold if cfg.cache == "cold" else None,
                                cold_description=cold_description(cold)
@@ -153,7 +155,8 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                                "wall time over one thread's segments",
                                timing_convention="totals: two clock reads around each timed "
                                "repetition; phases: from phase_reps instrumented repetitions, "
-                               "one clock read (clock_ns) subtracted per phase per I/O",
+                               "each phase between two marks (a full fence, then a clock read), "
+                               "one mark (mark_ns) subtracted per phase per I/O",
                                repetition_order="round-robin across designs, rotating start"),
                 "metadata": metas,
                 "results": rows,
@@ -201,10 +204,12 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                     model = _meta.model(design, cfg.folio_size)
                     ws = {"data_bytes": m.bytes, "data_lines_bytes": lines,
                           "descriptor_bytes": touched(model, every),
-                          "llc_bytes": llc, "page_size": page_size}
-                    model_per_io = sum(model.per_io_bytes(e) for e in exts) // len(exts)
+                          "llc_bytes": llc, "cache_effective_bytes": cache["effective_bytes"],
+                          "page_size": page_size}
+                    vector = [model.vector_bytes(e, cfg.segs_per_io) for e in exts]
+                    model_per_io = sum(b for b, _ in vector) // sum(n for _, n in vector)
                     meta = dict(metas[design], per_io_bytes=m.vector_bytes // max(m.ios, 1),
-                                model_per_io_bytes=model_per_io if not cfg.segs_per_io else None)
+                                model_per_io_bytes=model_per_io)
                     roofline = {"roofline": True} if "roofline" in design_flags(design) else {}
                     rows.append(_rows.summarize(
                         m, design, op, pattern, seg, cfg, ws, meta, **roofline,

@@ -27,6 +27,24 @@ def per_io_text(cfg):
     return f"{k} segment{'s' if k > 1 else ''}"
 
 
+def cache_text(machine):
+    """'LLC 32 MiB per sysfs, 16 MiB usable (measured)': what the CPU reports
+    beside what a dependent-load walk found this process can use."""
+    text = f"LLC {seg_label(machine.get('llc_bytes', 0))} per sysfs"
+    walk = machine.get("cache") or {}
+    if walk.get("effective_bytes"):
+        text += f", {seg_label(walk['effective_bytes'])} usable (measured)"
+    elif walk:
+        text += ", usable size not found (no memory plateau in the walk)"
+    return text
+
+
+def io_shape_text(cfg):
+    """'I/Os of 256 segments' or 'one I/O per repetition'."""
+    k = cfg.get("segs_per_io") or 0
+    return f"I/Os of {per_io_text(cfg)}" if k else "one I/O per repetition (a whole-repetition vector)"
+
+
 def duration_label(ns):
     """'850 ns', '12.3 µs', '1.2 ms': a latency as people read it."""
     for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):

@@ -5,6 +5,7 @@ import os
 import pytest
 
 import pagetax.config
+from pagetax import machine
 from helpers import SMALL, cli
 
 
@@ -37,8 +38,11 @@ def test_run_prints_table_and_writes_results(tmp_path):
     doc = json.loads(files[0].read_text())
     assert doc["schema"] == "pagetax-run/1"
     m = doc["machine"]
-    for key in ("cpu_model", "cores", "llc_bytes", "kernel", "thp", "backing"):
+    for key in ("cpu_model", "cores", "llc_bytes", "kernel", "thp", "backing", "cache",
+                "clock_ns", "mark_ns"):
         assert key in m
+    assert m["cache"]["walk"][0]["bytes"] == machine.WALK_FIRST
+    assert doc["config"]["segs_per_io"] == 256
     assert m["backing"]["fs_type"] == "tmpfs" and m["backing"]["mapping"]["page_size"]
     assert doc["config"]["size"] == 16 << 20 and doc["config"]["io_size"] == 1 << 20
     rows = doc["results"]
@@ -74,7 +78,8 @@ def test_run_prints_table_and_writes_results(tmp_path):
                     "rss_delta_bytes", "per_io_bytes"):
             assert key in meta
         assert meta["allocated_bytes"] == meta["model_dram_bytes"] + meta["model_device_bytes"]
-        assert meta["per_io_bytes"] == r["entries"] * r["entry_bytes"] == meta["model_per_io_bytes"]
+        assert meta["per_io_bytes"] == r["entries"] * r["entry_bytes"] // r["ios"] == \
+            meta["model_per_io_bytes"]
     assert not [n for n in os.listdir("/dev/shm") if n.startswith("pagetax")]
 
 
@@ -152,17 +157,29 @@ def test_existing_backing_with_data_is_not_written(tmp_path):
     assert doc["machine"]["backing"]["writable"] is False
 
 
-def test_segs_per_io_cuts_repetitions_into_ios(tmp_path):
+@pytest.mark.parametrize("asked,per_io", [((), 256), (("--segs-per-io", "64"), 64),
+                                           (("--segs-per-io", "all"), 0),
+                                           (("--segs-per-io", "0"), 0)])
+def test_ios_are_a_bios_256_segments_unless_asked(tmp_path, asked, per_io):
+    """By default a repetition is cut into I/Os of at most 256 segments, a
+    bio's BIO_MAX_VECS; `all` (or 0) keeps one I/O of the whole repetition."""
     p = cli("run", "--size", "16M", "--io-size", "1M", "--seg-sizes", "64",
-            "--patterns", "rand", "--ops", "read", "--designs", "vec,page",
-            "--segs-per-io", "256", "--repeat", "1", "--no-progress", "--json", "r.json",
-            cwd=tmp_path)
+            "--patterns", "rand", "--ops", "read", "--designs", "vec,page,memcpy-glibc",
+            *asked, "--repeat", "1", "--no-progress", "--json", "r.json", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     doc = json.loads((tmp_path / "r.json").read_text())
-    assert doc["config"]["segs_per_io"] == 256
+    assert doc["config"]["segs_per_io"] == per_io
+    ios = 16384 // per_io if per_io else 1
     for r in doc["results"]:
-        assert r["ios"] == 16384 // 256 and r["entries"] == 16384
-        assert r["metadata"]["per_io_bytes"] == 256 * 16
+        assert r["ios"] == ios
+        one_entry = r["design"] == "memcpy-glibc"
+        assert r["entries"] == (ios if one_entry else 16384)
+        assert r["metadata"]["per_io_bytes"] == r["metadata"]["model_per_io_bytes"] == \
+            (16 if one_entry else 16384 // ios * 16)
+        assert (r["latency"] is not None) == bool(per_io)
+    title = " ".join(p.stdout.split())
+    assert (f"I/Os of {per_io} segments" if per_io else "one I/O per repetition") in title
+    assert "per sysfs" in title
 
 
 def test_a_missing_json_folder_is_refused_not_created(tmp_path):

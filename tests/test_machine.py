@@ -56,3 +56,47 @@ def test_mount_of_is_one_of_the_mounts():
     mounts = machine.mounts()
     assert any(m[0] == "/" for m in mounts)
     assert machine.mount_of("/dev/shm") in mounts and machine.mount_of("/dev/shm")[1] == "tmpfs"
+
+
+def _synthetic(latency):
+    """A walk that reads `latency(bytes)` ns and no huge pages."""
+    return lambda size: (latency(size), 0)
+
+
+def test_the_usable_cache_is_where_loads_leave_the_cache_not_what_sysfs_says(monkeypatch):
+    """A host whose sysfs says 300 MiB but whose loads go to memory from 8
+    MiB on (the Intel host of issue 21), after a plateau of its own at 46 ns:
+    the walk finds 4 MiB, goes past that plateau, stops once memory's shows,
+    and no figure comes from sysfs."""
+    monkeypatch.setattr(machine, "caches", lambda: {1: 48 << 10, 2: 2 << 20, 3: 300 << 20})
+    walk = machine.cache_walk(_synthetic(lambda s: 2.0 if s <= 1 << 20 else
+                                         46.0 if s <= 4 << 20 else 150.0))
+    assert walk["effective_bytes"] == 4 << 20 and walk["plateau"]
+    assert walk["memory_ns"] == 150.0 and walk["threshold_ns"] == (2.0 + 150.0) / 2
+    sizes = [p["bytes"] for p in walk["walk"]]
+    assert sizes[0] == 256 << 10 and sizes[-1] == 32 << 20  # 16, 24 and 32 MiB agree: stop
+    assert machine.llc_bytes() == 300 << 20                  # sysfs, reported beside it
+    assert machine.eviction_bytes(walk["effective_bytes"]) == 4 * (300 << 20)
+
+
+def test_a_cache_larger_than_sysfs_says_still_sizes_the_eviction(monkeypatch):
+    monkeypatch.setattr(machine, "caches", lambda: {})       # sysfs says nothing: 32 MiB
+    walk = machine.cache_walk(_synthetic(lambda s: 10.0 if s <= 48 << 20 else 120.0))
+    assert walk["effective_bytes"] == 48 << 20
+    assert machine.eviction_bytes(walk["effective_bytes"]) == 4 * (48 << 20)
+
+
+def test_a_walk_that_never_reaches_memory_says_so():
+    walk = machine.cache_walk(_synthetic(lambda s: 5.0 + s / (1 << 24)))
+    assert walk["effective_bytes"] is None and not walk["plateau"]
+    assert walk["walk"][-1]["bytes"] == machine.WALK_LAST
+
+
+def test_the_real_walk_finds_a_cache_below_memory():
+    """On this machine: the smallest region is cached, the walk reaches a
+    plateau (memory), and the usable cache lies between them."""
+    walk = machine.cache_walk()
+    assert walk["plateau"], walk
+    first = walk["walk"][0]["ns"]
+    assert walk["memory_ns"] >= machine.DRAM_FACTOR * first
+    assert machine.WALK_FIRST <= walk["effective_bytes"] < walk["walk"][-1]["bytes"]

@@ -288,8 +288,8 @@ def test_interrupt_stops_every_thread(tmp_path):
     import time
     p = subprocess.Popen([*CLI, "run", "--no-progress",
                           "--designs", "vec,kernel", "--ops", "read", "--patterns", "rand",
-                          "--seg-sizes", "4K,64", "--size", "256M", "--repeat", "5",
-                          "--threads", "2", "--json", "r.json"],
+                          "--seg-sizes", "4K,64", "--size", "256M", "--repeat", "200",
+                          "--threads", "2", "--json", "r.json"],  # minutes: it is stopped
                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(6)
     assert p.poll() is None, p.communicate()

@@ -56,10 +56,11 @@ def test_copy(benchmark, design, op, pattern, seg):
         # the split from instrumented repetitions of their own, after the timed rounds
         phase_ns=dict(zip(("build", "copy", "release"), np.median(
             att.run(op, common.extents(pattern, seg), common.buffer(), reps=1, phase_reps=3,
-                    cache="cold", **common._cold_kw()).phases, axis=0).tolist())),
+                    cache="cold", segs_per_io=common.SEGS_PER_IO,
+                    **common._cold_kw()).phases, axis=0).tolist())),
         metadata_allocated_bytes=att.meta_bytes,
         metadata_percent=rows.metadata_record(att, common.backing())["percent"],
-        per_io_bytes=m.vector_bytes,
+        per_io_bytes=m.vector_bytes // max(m.ios, 1),
     )
     if op == "read":
         _check_bytes(design, common.extents(pattern, seg), common.buffer())
