@@ -11,14 +11,16 @@
 static void memcpy_build(struct pt_attachment *a, struct pt_io *io)
 {
     struct pt_span *v = io->vec;
+    const struct pt_extent *const ext = io->ext;  /* locals, as vec's build */
+    const uint64_t n = io->n;
     /* Consecutive I/Os continue where the previous one stopped. */
     uint8_t *p = a->data + io->data_base + io->buf_off;
-    for (uint64_t i = 0; i < io->n; i++) {
+    for (uint64_t i = 0; i < n; i++) {
         v[i].addr = p;
-        v[i].len = io->ext[i].len;
-        p += io->ext[i].len;
+        v[i].len = ext[i].len;
+        p += ext[i].len;
     }
-    io->nvec = io->n;
+    io->nvec = n;
 }
 
 PT_COPY_OPS(memcpy, struct pt_span, pt_span_addr, pt_span_len)

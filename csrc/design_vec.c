@@ -9,11 +9,14 @@ _Static_assert(sizeof(struct pt_span) == 16, "iovec-sized entry");
 void pt_build_spans(struct pt_attachment *a, struct pt_io *io)
 {
     struct pt_span *v = io->vec;
-    for (uint64_t i = 0; i < io->n; i++) {
-        v[i].addr = a->data + io->ext[i].off;
-        v[i].len = io->ext[i].len;
+    uint8_t *const data = a->data;          /* locals: the stores below may alias */
+    const struct pt_extent *const ext = io->ext;
+    const uint64_t n = io->n;
+    for (uint64_t i = 0; i < n; i++) {
+        v[i].addr = data + ext[i].off;
+        v[i].len = ext[i].len;
     }
-    io->nvec = io->n;
+    io->nvec = n;
 }
 
 PT_COPY_OPS(vec, struct pt_span, pt_span_addr, pt_span_len)
