@@ -1,36 +1,27 @@
-"""Threads: aggregate throughput and one thread's cost per segment, with
+"""Threads: gathers by 1 and 2 pinned threads through one descriptor table,
 every thread on its own pages (seq) or all on the same 64 (hot), where
 designs that count references bounce those counts between cores."""
 from . import common
 
 
-class Threads(common.Benchmark):
-    """`pagetax run --threads N --pin --ops read`, cold cache, median of
-    common.REPS; measured once per commit in setup_cache."""
+class Threads(common.CoreTimed):
+    """One cold repetition per sample: the core's own wall time for it, from
+    the first thread's start to the last one's end (thread start-up and
+    barriers outside it), threads pinned to the CPUs this process may use."""
     params = [common.THREAD_DESIGNS, common.THREAD_SEG_SIZES, common.THREAD_PATTERNS,
               common.THREADS]
     param_names = ["design", "seg_bytes", "pattern", "threads"]
-    timeout = 900
     # 2: clock-free totals, flush-based cold, segment-wise memcpy
     # 3: I/Os of 256 segments; every cold repetition writes back what it wrote
-    version = 3
+    # 4: time_ samples of the core's own wall time, not one track_ figure
+    version = 4
 
-    def setup_cache(self):
+    def setup(self, design, seg, pattern, threads):
         if "threads" not in common.run_config().RunConfig.__dataclass_fields__:
-            return None  # a commit from before threads: every combination is n/a
-        return {n: common.run_threads(n) for n in common.THREADS}
-
-    def setup(self, rows, design, seg, pattern, threads):
-        if rows is None:
             raise NotImplementedError("this build has no threads")
-        common.skip_unless_available(design)
+        run = common.sampled_threads(design, seg, pattern, threads)
+        run.make_cold()
+        self.call = common.timed(run)
 
-    def track_gbps(self, rows, design, seg, pattern, threads):
-        return rows[threads][(design, seg, pattern)]["gbps"]
-
-    track_gbps.unit = "GB/s"
-
-    def track_ns_per_seg(self, rows, design, seg, pattern, threads):
-        return rows[threads][(design, seg, pattern)]["ns_per_seg"]
-
-    track_ns_per_seg.unit = "ns"
+    def time_threads(self, design, seg, pattern, threads):
+        self.call()

@@ -18,7 +18,6 @@ SEG_SIZES = [64, 4096, 65536]
 PATTERNS = ["seq", "rand"]
 OPS = ["read", "write"]
 DESIGNS = ["vec", "pfn", "page", "folio", "huge", "altmap", "memdesc", "sgl", "memcpy", "kernel"]
-REPS = 5                    # timed repetitions behind each track_ figure
 SEGS_PER_IO = 256           # segments per I/O: a bio's BIO_MAX_VECS, as pagetax run's default
 META_BACKING_BYTES = 1 << 30
 META_SEG_SIZES = [4096, 64]
@@ -78,40 +77,12 @@ def prepared(design, op, seg, pattern, calls=1):
                                       phase_reps=0, segs_per_io=SEGS_PER_IO, **_cold_kw())
 
 
-def run_matrix():
-    """The whole matrix through pagetax's own runner, as `pagetax run` does it;
-    {(design, op, seg, pattern): result row}."""
-    from pagetax import runner
-    cfg = run_config().RunConfig(designs=[d for d in DESIGNS if d in pagetax.DESIGNS], ops=OPS,
-                                 patterns=PATTERNS, seg_sizes=SEG_SIZES, size=BACKING_BYTES,
-                                 io_size=IO_BYTES, repeat=REPS, cache="cold", seed=SEED,
-                                 segs_per_io=SEGS_PER_IO)
-    rows = []
-    runner.run(cfg, rows)
-    return {(r["design"], r["op"], r["seg_bytes"], r["pattern"]): r for r in rows}
-
-
 # Threads (bench_threads.py): the contention a shared reference count causes.
 THREADS = [1, 2]
 THREAD_DESIGNS = ["vec", "pfn", "page", "huge", "memcpy"]
 THREAD_PATTERNS = ["seq", "hot"]
 THREAD_SEG_SIZES = [64, 4096]
 HOT_PAGES = 64
-
-
-def run_threads(threads):
-    """The thread matrix through pagetax's runner, threads pinned to the CPUs
-    this process may use; {(design, seg, pattern): result row}."""
-    from pagetax import runner
-    cfg = run_config().RunConfig(designs=[d for d in THREAD_DESIGNS if d in pagetax.DESIGNS],
-                                 ops=["read"], patterns=THREAD_PATTERNS,
-                                 seg_sizes=THREAD_SEG_SIZES, size=BACKING_BYTES,
-                                 io_size=IO_BYTES, repeat=REPS, cache="cold", seed=SEED,
-                                 threads=threads, pin=[], hot_pages=HOT_PAGES,
-                                 segs_per_io=SEGS_PER_IO)
-    rows = []
-    runner.run(cfg, rows)
-    return {(r["design"], r["seg_bytes"], r["pattern"]): r for r in rows}
 
 
 @functools.lru_cache(maxsize=None)
@@ -136,6 +107,25 @@ def prepared_threads(design, seg, pattern, threads, calls=1):
                                       phase_reps=0, segs_per_io=SEGS_PER_IO, **_cold_kw())
 
 
+@functools.lru_cache(maxsize=None)
+def reference(op, seg, pattern):
+    """The drift reference (pagetax/reference.py) over a workload, cold as
+    the designs are: a callable whose repetition advances core_seconds()."""
+    try:
+        from pagetax import reference as ref
+    except ImportError:
+        raise NotImplementedError("this build has no drift reference") from None
+    cold = pagetax.core.cold_method()
+    r = ref.Reference(backing(), *data_area(), op, extents(pattern, seg), buffer(),
+                      cache="cold", cold=cold, evict=eviction() if cold == "evict" else None)
+
+    def call():
+        global _core_seconds
+        r()
+        _core_seconds += r.total_ns[-1] / 1e9
+    return call
+
+
 def run_config():
     """The module holding RunConfig and thread_cpus: pagetax.config, or, in a
     commit from before it that asv may run this suite against, the runner."""
@@ -146,9 +136,63 @@ def run_config():
     return config
 
 
+# The clock asv's and pytest-benchmark's time_ samples read: the seconds the
+# C core itself timed, as `pagetax run` times a repetition (two clock reads
+# around it; with threads, first start to last end), advanced by each call
+# made through timed().  What lies around that in the call (Python, cffi,
+# the thread start-up and barriers, the guard) is not in a sample.
+_core_seconds = 0.0
+
+
+def core_seconds():
+    """The timer for time_ benchmarks (asv's `timer`, pytest-benchmark's
+    `timer`): only ever moves by what the core timed."""
+    return _core_seconds
+
+
+def timed(prepared):
+    """A call of `prepared` whose repetition's own time advances
+    core_seconds(): the statement asv and pytest-benchmark time."""
+    def call():
+        global _core_seconds
+        done = prepared.calls * prepared.reps
+        prepared()
+        _core_seconds += float(prepared.wall[done:done + prepared.reps].sum()) / 1e9
+    return call
+
+
 class Benchmark:
     """The base of every asv benchmark class: how many seconds asv gives one
     before it stops it, and the version of what it measures (a class whose
     meaning changed overrides it, so that asv starts a new history)."""
     timeout = 120
     version = 1
+
+
+@functools.lru_cache(maxsize=None)
+def sampled(design, op, seg, pattern):
+    """One PreparedRun per workload for a process's samples (asv calls setup
+    before each): planned once, called up to 4096 times."""
+    return prepared(design, op, seg, pattern, calls=1 << 12)
+
+
+@functools.lru_cache(maxsize=None)
+def sampled_threads(design, seg, pattern, threads):
+    return prepared_threads(design, seg, pattern, threads, calls=1 << 12)
+
+
+class CoreTimed(Benchmark):
+    """The base of the time_ benchmarks: one cold repetition per sample, its
+    time the one the C core took (core_seconds, through timed()); setup
+    makes it cold before every sample (number = 1), untimed.  asv compares
+    two commits' samples with a Mann-Whitney test and a factor; each round
+    is a process of its own (its own backing and tables in physical memory),
+    which `asv continuous --interleave-rounds` alternates between commits.
+    Per process: start and first setup (about half a second), warmup_time,
+    then 10 samples, or as many as 20 s allow but at least 3."""
+    number = 1
+    rounds = 2
+    repeat = (3, 10, 20.0)
+    warmup_time = 0.1
+    timeout = 180
+    timer = staticmethod(core_seconds)

@@ -151,19 +151,29 @@ def build_parser(command="run"):
                         "pages, measured in a guest.")
     _run_and_memmap_files(rp)
 
-    c = sub.add_parser("compare", help="compare two run results row by row",
-                       description="B against A: the GB/s ratio per matching row, with a 95% "
-                       "bootstrap interval over the repetitions; a change is significant only "
-                       "when the whole interval lies beyond --min-change.")
-    c.add_argument("a", metavar="A.json")
-    c.add_argument("b", metavar="B.json")
-    c.add_argument("--fail-above", type=float, metavar="PERCENT",
-                   help="exit 1 if a row got significantly slower by more than PERCENT")
-    c.add_argument("--absolute", action="store_true",
-                   help="judge each row by its own B/A, not against the drift of its cell")
+    c = sub.add_parser("compare", help="did B get slower than A? row by row, exit 1 if so",
+                       description="B against A per matching row: B's GB/s over A's, each "
+                       "repetition divided by the drift reference's in its round, with a "
+                       "distribution-free 95% interval; slower or faster only when the whole "
+                       "interval lies beyond --min-change.  Exit 1 when a row got slower, or "
+                       "when a whole cell moved and no reference tells drift from change.")
+    c.add_argument("files", nargs="*", metavar="FILE",
+                   help="A.json B.json: one run of each; or use -a and -b")
+    c.add_argument("-a", nargs="+", metavar="A.json", dest="a_files",
+                   help="runs of the old code, pooled (run A and B alternately, 3 each)")
+    c.add_argument("-b", nargs="+", metavar="B.json", dest="b_files",
+                   help="runs of the new code, pooled")
     c.add_argument("--min-change", type=float, default=5.0, metavar="PCT",
-                   help="smallest change called significant, in percent: the drift between "
-                   "runs that the repetitions within a run do not show (default: 5)")
+                   help="smallest change called slower or faster, in percent: what runs of "
+                   "the same code move by beyond the repetitions' own spread (default: 5)")
+    c.add_argument("--fail-above", type=float, metavar="PERCENT",
+                   help="exit 1 only for rows slower by more than PERCENT (default: any "
+                   "slower row fails)")
+    c.add_argument("--allow-drift", action="store_true",
+                   help="without a drift reference, judge each row against its cell's median "
+                   "move instead of failing when a whole cell moved")
+    c.add_argument("--ignore-config", action="store_true",
+                   help="compare runs that did not measure alike (a warning names what differs)")
 
     pub = sub.add_parser("publish", help="asv's web pages of all machines' results, no CDN",
                          description="Run `asv publish` over the asv results (every machine "
@@ -580,6 +590,17 @@ def cmd_publish(args, out, err):
     return 0
 
 
+def _change_text(r):
+    """'12.3 % slower (-14.1 to -9.8 %)': a row's change in words, with its
+    interval; 'not significant' when the interval reaches into the band."""
+    word = r["verdict"] or ("slower" if r["change"] < 1 else "faster")
+    text = f"{abs(r['change_pct']):.1f} % {word}"
+    if r["ci_high"] == float("inf"):
+        return f"{text}, too few repetitions for an interval"
+    ci = f"{100 * (r['ci_low'] - 1):+.1f} to {100 * (r['ci_high'] - 1):+.1f} %"
+    return f"{text} ({ci})" if r["verdict"] else f"{text}, not significant ({ci})"
+
+
 def cmd_compare(args, out, err):
     from rich import box
     from rich.table import Table
@@ -589,47 +610,77 @@ def cmd_compare(args, out, err):
         raise PagetaxError(f"--fail-above {args.fail_above} must not be negative")
     if args.min_change < 0:
         raise PagetaxError(f"--min-change {args.min_change} must not be negative")
-    a, b = compare.load(args.a), compare.load(args.b)
-    rows, regressions, unmatched = compare.compare(a, b, args.fail_above,
-                                                   min_change=args.min_change / 100,
-                                                   absolute=args.absolute)
-    if not rows:
-        ta, tb = (d["config"].get("threads", 1) for d in (a, b))
-        raise PagetaxError(f"{args.a} and {args.b} have no rows in common"
+    if args.files and (args.a_files or args.b_files):
+        raise PagetaxError("give A.json B.json, or -a and -b, not both")
+    if args.files:
+        if len(args.files) != 2:
+            raise PagetaxError(f"give two files, A.json and B.json (got {len(args.files)}), "
+                               "or several runs of each with -a and -b")
+        a_files, b_files = [args.files[0]], [args.files[1]]
+    elif args.a_files and args.b_files:
+        a_files, b_files = args.a_files, args.b_files
+    else:
+        raise PagetaxError("give A.json B.json, or runs of each with -a A1.json ... -b B1.json ...")
+    a, b = [compare.load(f) for f in a_files], [compare.load(f) for f in b_files]
+    result = compare.compare(a, b, min_change=args.min_change / 100, fail_above=args.fail_above,
+                             allow_drift=args.allow_drift, ignore_config=args.ignore_config)
+    for m in result.mismatches:
+        _say(f"pagetax: warning: A and B did not measure alike: {m}")
+    name_a, name_b = " ".join(a_files), " ".join(b_files)
+    if not result.rows:
+        ta, tb = (d[0]["config"].get("threads", 1) for d in (a, b))
+        raise PagetaxError(f"{name_a} and {name_b} have no rows in common"
                            + (f" ({ta} against {tb} threads: rows match only at the same "
                               "thread count)" if ta != tb else ""))
-    how = "B/A" if args.absolute else "B/A over the cell's drift"
-    t = Table(title=f"B = {args.b}\nagainst A = {args.a}", box=box.SIMPLE_HEAD, pad_edge=False,
-              caption=f"not significant: the 95% interval of {how} (bootstrap over the "
-              f"repetitions) reaches into 1 +- {args.min_change:g}%"
-              + ("" if args.absolute else "; drift: the median B/A of the cell's rows, "
-                 "which ran interleaved"))
-    for name in ("design", "op", "pattern", "seg", "threads", "A GB/s", "B GB/s", "B/A",
-                 "drift", "vs cell", "95% CI", ""):
-        t.add_column(name, justify="left" if name in ("design", "op", "pattern", "") else "right",
-                     no_wrap=True)
-    for r in rows:
+    bases = {r["basis"] for r in result.rows}
+    t = Table(title=f"B = {name_b}\nagainst A = {name_a}", box=box.SIMPLE_HEAD, pad_edge=False,
+              caption="change: B's GB/s over A's, each repetition divided by the drift "
+              "reference's in its round where both files have one (else raw), as the median "
+              "of every pairwise ratio (Hodges-Lehmann) with its distribution-free interval; "
+              f"slower or faster only when the whole interval lies beyond +-{args.min_change:g} %")
+    for name in ("design", "op", "pattern", "seg", "threads", "A GB/s", "B GB/s", "change",
+                 "verdict"):
+        t.add_column(name, justify="left" if name in ("design", "op", "pattern", "verdict")
+                     else "right", no_wrap=True)
+    for r in result.rows:
         design, op, pattern, seg, threads = r["key"]
-        verdict = "REGRESSION" if r["regression"] else ("" if r["significant"] else "not significant")
-        t.add_row(design, op, pattern, format_size(seg), str(threads),
-                  f"{r['a_gbps']:.2f}", f"{r['b_gbps']:.2f}", f"{r['ratio']:.3f}",
-                  f"{r['cell_drift']:.3f}", f"{r['relative_change_pct']:+.1f}%",
-                  f"{r['ci_low']:.2f}-{r['ci_high']:.2f}", verdict)
+        verdict = ("REGRESSION: " if r["regression"] else "") + _change_text(r)
+        t.add_row(design, op, pattern, format_size(seg), str(threads), f"{r['a_gbps']:.2f}",
+                  f"{r['b_gbps']:.2f}", f"{r['change']:.3f}", verdict)
     report.print_wide(out, t, 130)
-    for c, d in compare.drifts(rows, args.min_change / 100).items():
+    for c, info in result.cells.items():
         op, pattern, seg, threads = c
-        _say(f"pagetax: every row of {op} {pattern} {format_size(seg)} ({threads} thread"
-             f"{'s' if threads > 1 else ''}) moved {100 * (d - 1):+.0f}%: the machine drifted, "
-             "or a change touched every design alike")
-    if _machines_differ(a, b):
-        _say(f"pagetax: the two files come from different machines ({_machine_name(a)} and "
-             f"{_machine_name(b)}): ratios compare the machines as much as the code")
-    if unmatched:
-        _say(f"pagetax: {unmatched} rows are in only one of the two files")
-    if regressions:
-        _say(f"pagetax: {len(regressions)} rows got slower by more than {args.fail_above}%")
-        return 1
-    return 0
+        where = f"{op} {pattern} {format_size(seg)} ({threads} thread{'s' if threads > 1 else ''})"
+        ref = info["reference"]
+        if ref and ref["verdict"]:
+            _say(f"pagetax: {where}: the machine moved: the drift reference ran "
+                 f"{100 * abs(ref['change'] - 1):.0f} % {ref['verdict']} in B; the rows are "
+                 "judged against it")
+        if c in result.undecided:
+            _say(f"pagetax: {where}: every row moved {100 * (info['moved'] - 1):+.0f} % and "
+                 "neither file has a drift reference: machine drift and a change to pagetax "
+                 "look alike here, so the gate fails (--allow-drift judges each row against "
+                 "its cell's move instead)")
+    if _machines_differ(a[0], b[0]):
+        _say(f"pagetax: the two files come from different machines ({_machine_name(a[0])} and "
+             f"{_machine_name(b[0])}): ratios compare the machines as much as the code")
+    if "raw" in bases and "reference" not in bases:
+        _say("pagetax: no drift reference in these files (older files, or a backing that can "
+             "fault): rows are judged on raw GB/s")
+    if result.unmatched:
+        _say(f"pagetax: {result.unmatched} rows are in only one of the two files")
+    n = result.counts()
+    reps = sorted({r["reps"] for r in result.rows})
+    conf = min(r["confidence"] for r in result.rows)
+    _say(f"pagetax: {n['rows']} rows: {n['slower']} slower, {n['faster']} faster, "
+         f"{n['unchanged']} unchanged beyond +-{args.min_change:g} % "
+         f"({'/'.join(f'{x}x{y}' for x, y in reps)} repetitions; "
+         + (f"intervals at {100 * conf:.1f} % or more)" if conf else
+            "too few repetitions for any interval: nothing can be significant)"))
+    if result.regressions:
+        _say(f"pagetax: {len(result.regressions)} rows got slower"
+             + (f" by more than {args.fail_above:g} %" if args.fail_above is not None else ""))
+    return 1 if result.failed else 0
 
 
 def _machine_name(doc):

@@ -424,8 +424,18 @@ class PreparedRun:
         self._check_open()
         last = _last_run() if _last_run is not None else None
         if last is not None and last._open():
-            last._cold_only(lib.PT_COLD_ONLY_FINISH)
+            last.write_back()
+        self.cold_start()
+
+    def cold_start(self):
+        """Flush, now, every line this run's next repetition will touch, and
+        scrub the TLB: what a cold repetition starts with."""
         self._cold_only(lib.PT_COLD_ONLY_START)
+
+    def write_back(self):
+        """Flush, now, what this run's repetitions write: what a cold
+        repetition ends with."""
+        self._cold_only(lib.PT_COLD_ONLY_FINISH)
 
     def extents_copy(self, thread=0):
         """What the core reads as a thread's extents: a copy of the plan's

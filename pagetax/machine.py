@@ -70,12 +70,11 @@ def llc_bytes():
 
 
 WALK_FIRST = 256 << 10     # below any last-level cache
-WALK_LAST = 128 << 20      # no plateau by then: give up, and say so (a second at most)
-WALK_PLATEAU_FROM = 32 << 20  # a plateau below this may be a cache level's, not memory's
+WALK_LAST = 128 << 20      # the largest region walked: about 0.1 s of it
 WALK_LOADS = 1 << 16
 WALK_ROUNDS = 3
-PLATEAU = 1.15             # three sizes in a row whose latencies are within this factor
-DRAM_FACTOR = 6            # ... and this far above the smallest size's: memory
+MEMORY_SIZES = 3           # the largest sizes walked stand for memory
+DRAM_FACTOR = 6            # memory is at least this far above the smallest size
 
 
 def _walk_sizes():
@@ -87,27 +86,18 @@ def _walk_sizes():
         size *= 2
 
 
-def _plateau(points):
-    """Memory: the last three sizes agree within PLATEAU, at DRAM_FACTOR
-    times the smallest size's latency or more, and reach WALK_PLATEAU_FROM
-    (a cache level can have a plateau of its own, 46 ns on one host whose
-    memory took 150)."""
-    lat = [ns for _, ns, _ in points]
-    last = lat[-3:]
-    return (len(lat) >= 3 and points[-1][0] >= WALK_PLATEAU_FROM and
-            last[-1] >= DRAM_FACTOR * min(lat) and max(last) <= PLATEAU * min(last))
-
-
 def cache_walk(walk=None):
     """What this process can really cache, measured: dependent loads over a
-    random cycle through every line of growing regions (the C core's
-    pt_cache_walk, lmbench's lat_mem_rd), each the median of 3 chases, up
-    to the first three sizes in a row whose latencies agree within 15 %,
-    at 6x the smallest's or more and 32 MiB or more: memory (by 128 MiB,
-    or it says it found none).  The effective cache is the largest size
-    below the first one whose loads take more than halfway from the
-    smallest latency to memory's.  Nothing here reads sysfs: a guest, or a
-    partitioned or shared cache, gets less than the CPU reports.
+    random cycle through every line of regions from 256 KiB to 128 MiB (the
+    C core's pt_cache_walk, lmbench's lat_mem_rd), each the median of 3
+    chases, in about 0.3 s.  Memory's latency is the median of the three
+    largest regions'; the usable cache is the largest region below the first
+    whose loads take more than halfway from the smallest latency to memory's.
+    None when memory is not 6x the smallest latency (no cache found apart
+    from it), and a usable cache past 64 MiB reads as memory.  Nothing here
+    reads sysfs: a guest, or a partitioned or shared cache, gets less than
+    the CPU reports, and the walk stops at no plateau, which neighbours can
+    fake (one walk here read 54-56 ns at 16-32 MiB, where memory took 145).
 
     `walk(bytes) -> (ns per load, bytes on 2 MiB pages)` is the
     measurement (tests give their own)."""
@@ -115,25 +105,21 @@ def cache_walk(walk=None):
     if walk is None:
         walk = _core_walk
     t0 = time.monotonic()
-    points = []
-    for size in _walk_sizes():
-        ns, huge = walk(size)
-        points.append((size, ns, huge))
-        if _plateau(points):
-            break
-    lat = [p[1] for p in points]
-    low, high = min(lat), lat[-1]
-    plateau = _plateau(points)
-    threshold = (low + high) / 2
+    points = [(size, *walk(size)) for size in _walk_sizes()]
+    lat = [ns for _, ns, _ in points]
+    low = min(lat)
+    memory = float(sorted(lat[-MEMORY_SIZES:])[MEMORY_SIZES // 2])
+    found = memory >= DRAM_FACTOR * low
+    threshold = (low + memory) / 2
     effective = None
     for size, ns, _ in points:
         if ns > threshold:
             break
         effective = size
-    return {"effective_bytes": effective if plateau else None,
-            "threshold_ns": threshold, "memory_ns": high if plateau else None,
+    return {"effective_bytes": effective if found else None,
+            "threshold_ns": threshold, "memory_ns": memory if found else None,
             "walk": [{"bytes": size, "ns": ns, "huge_bytes": huge} for size, ns, huge in points],
-            "plateau": plateau, "seconds": time.monotonic() - t0,
+            "plateau": found, "seconds": time.monotonic() - t0,
             "method": f"median of {WALK_ROUNDS} chases of {WALK_LOADS} dependent loads through a "
                       "random cycle over every line of each size, 2 MiB pages where THP allows"}
 

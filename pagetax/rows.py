@@ -72,6 +72,30 @@ def summarize(m, design, op, pattern, seg, cfg, working_set, meta, **more):
         latency=m.latency.summary(m.clock_ns) if m.latency is not None else None, **more)
 
 
+def reference_row(ref, op, pattern, seg, cfg, working_set):
+    """The drift reference's row (pagetax/reference.py): thread 0's segments,
+    timed round by round beside the designs; `pagetax compare` divides by
+    it.  One loop and one clock pair per repetition: no phases."""
+    total = np.asarray(ref.total_ns, np.float64)
+    med, best, worst = float(np.median(total)), float(total.min()), float(total.max())
+    segments = ref.bytes // seg
+    return row(
+        "reference", op, pattern, seg, cache=cfg.cache, threads=cfg.threads, cpus=None,
+        io_bytes=ref.bytes, segments=segments, rep_total_ns=total.tolist(),
+        gbps=ref.bytes / med, gbps_best=ref.bytes / best, gbps_worst=ref.bytes / worst,
+        spread_pct=100.0 * (worst - best) / med, ns_per_seg=med / segments,
+        ns_per_seg_best=best / segments, phases=False,
+        phase_ns={"build": 0.0, "copy": med, "release": 0.0}, reps_ns=[], ios=1,
+        entries=segments, entry_bytes=16, working_set=dict(working_set, data_bytes=ref.bytes),
+        metadata={"model_dram_bytes": 0, "model_device_bytes": 0, "allocated_bytes": 0,
+                  "rss_delta_bytes": 0, "per_io_bytes": 0, "percent": 0.0,
+                  "allocated_where": "none", "rss_agrees": True, "rss_note": "",
+                  "source": "csrc/reference/reference.c: one memcpy per segment"},
+        timing={}, gbps_ci=list(median_ci(ref.bytes / total)), reference=True, latency=None,
+        note="the drift reference: a loop compiled apart from the core, on thread 0's "
+             "segments, in the same rounds as the designs; compare divides by it")
+
+
 ROOFLINE_KEY = object()
 
 

@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from . import backings, fio, machine, peers
+from . import reference as _reference
 from . import extents as _ext
 from . import metadata as _meta
 from . import rows as _rows
@@ -63,15 +64,17 @@ def steps(cfg):
     per = cfg.repeat + (1 if cfg.warmup else 0)  # one step per C call
     writes = sum(1 for op, _, _ in cells(cfg) if op == "write")
     libpmem_rows = len(PEERS) if "libpmem" in cfg.peers else 0
-    return per * (len(cells(cfg)) * len(cfg.designs) + writes * libpmem_rows)
+    return per * (len(cells(cfg)) * len(cfg.designs) + writes * libpmem_rows) + \
+        cfg.repeat * len(cells(cfg))  # the reference's turns
 
 
 def measure_cell(attachments, op, ext, buf, cfg, evict, on_step=None, persist=0, cpus=None,
-                 cold=None):
+                 cold=None, ref=None):
     """Every design over one workload, repetitions interleaved round-robin
     (with the starting design rotating) so that a noisy neighbour or a
-    frequency change hits all designs alike instead of one design's batch.
-    ext and buf are lists with one entry per thread."""
+    frequency change hits all designs alike instead of one design's batch;
+    the drift reference `ref` (reference.Reference), if any, takes its turn
+    in every round.  ext and buf are lists with one entry per thread."""
     designs = list(attachments)
     kw = dict(cache=cfg.cache, evict=evict, segs_per_io=cfg.segs_per_io, persist=persist,
               cpus=cpus, cold=cold)
@@ -80,16 +83,22 @@ def measure_cell(attachments, op, ext, buf, cfg, evict, on_step=None, persist=0,
             attachments[d].run(op, ext, buf, reps=cfg.warmup, phase_reps=0, **kw)
             if on_step:
                 on_step(d)
-    prepared = {d: attachments[d].prepare(op, ext, buf, calls=cfg.repeat,
-                                          phase_reps=cfg.phase_reps, probe=True, **kw)
-                for d in designs}
+    turns = {d: attachments[d].prepare(op, ext, buf, calls=cfg.repeat,
+                                       phase_reps=cfg.phase_reps, probe=True, **kw)
+             for d in designs}
+    if ref is not None:
+        for _ in range(cfg.warmup):
+            ref()
+        ref.total_ns.clear()
+        turns[_reference.NAME] = ref
+    order = list(turns)
     for r in range(cfg.repeat):
-        k = r % len(designs)
-        for d in designs[k:] + designs[:k]:
-            prepared[d]()
+        k = r % len(order)
+        for d in order[k:] + order[:k]:
+            turns[d]()
             if on_step:
                 on_step(d)
-    return {d: p.measurement() for d, p in prepared.items()}
+    return {d: turns[d].measurement() for d in designs}
 
 
 def run(cfg, rows, on_row=None, on_step=None, doc=None):
@@ -185,6 +194,9 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                     warnings.append(f"run in a {doc['guest']['accelerator'].upper()} guest: "
                                     f"{doc['guest']['timings_note']}")
             bufs = [aligned_buffer(cfg.io_size, fill=0xA5) for _ in range(cfg.threads)]
+            with_reference = _reference.available(backing)
+            if not with_reference:
+                warnings.append(_reference.WHY_NONE)
             workloads = {}
             touched = _touched_cache()
             for op, pattern, seg in cells(cfg):
@@ -198,8 +210,15 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                 for ext, buf in zip(exts, bufs):
                     _ext.check(ext, space, buf.nbytes, op)
                 cell = {d: a for d, a in attachments.items() if op == "write" or d not in peer_rows}
-                measured = measure_cell(cell, op, exts, bufs, cfg, evict, on_step, persist, cpus,
-                                        cold)
+                ref = _reference.Reference(backing, data_off, space, op, exts[0], bufs[0],
+                                           cache=cfg.cache, cold=cold, evict=evict) \
+                    if with_reference else None
+                try:
+                    measured = measure_cell(cell, op, exts, bufs, cfg, evict, on_step, persist,
+                                            cpus, cold, ref)
+                finally:
+                    if ref is not None:
+                        ref.close()
                 for design, m in measured.items():
                     model = _meta.model(design, cfg.folio_size)
                     ws = {"data_bytes": m.bytes, "data_lines_bytes": lines,
@@ -215,6 +234,11 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                         m, design, op, pattern, seg, cfg, ws, meta, **roofline,
                         persistence=_rows.persistence_record(design, op, cfg, resolved,
                                                              durable, m)))
+                    if on_row:
+                        on_row(rows[-1])
+                if ref is not None:
+                    rows.append(_rows.reference_row(ref, op, pattern, seg, cfg, dict(
+                        ws, descriptor_bytes=0)))
                     if on_row:
                         on_row(rows[-1])
         finally:

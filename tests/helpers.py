@@ -92,3 +92,9 @@ def disassembly():
         elif name:
             funcs[name].append(line)
     return funcs
+
+
+def design_rows(doc):
+    """A run's rows of designs and peers: every row but the drift reference
+    (pagetax/reference.py), which has no phases, metadata or persistence."""
+    return [r for r in doc["results"] if not r.get("reference")]

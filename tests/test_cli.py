@@ -6,7 +6,7 @@ import pytest
 
 import pagetax.config
 from pagetax import machine
-from helpers import SMALL, cli
+from helpers import SMALL, cli, design_rows
 
 
 def test_table_splits_ns_per_segment_into_one_threads_phases(tmp_path):
@@ -15,7 +15,7 @@ def test_table_splits_ns_per_segment_into_one_threads_phases(tmp_path):
     p = cli("run", *SMALL, "--designs", "vec,page", "--ops", "read", "--threads", "2",
             "--json", "r.json", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    rows = json.loads((tmp_path / "r.json").read_text())["results"]
+    rows = design_rows(json.loads((tmp_path / "r.json").read_text()))
     rows.sort(key=lambda r: (r["op"], r["pattern"], r["seg_bytes"]))  # the table's order
     lines = [ln.split() for ln in p.stdout.splitlines() if {"vec", "page"} & set(ln.split()[:5])]
     assert len(lines) == len(rows) == 2 * 2 * 2  # designs x patterns x sizes
@@ -45,8 +45,10 @@ def test_run_prints_table_and_writes_results(tmp_path):
     assert doc["config"]["segs_per_io"] == 256
     assert m["backing"]["fs_type"] == "tmpfs" and m["backing"]["mapping"]["page_size"]
     assert doc["config"]["size"] == 16 << 20 and doc["config"]["io_size"] == 1 << 20
-    rows = doc["results"]
+    rows = design_rows(doc)
     assert len(rows) == len(pagetax.config.DEFAULT_DESIGNS) * 2 * 2 * 2  # designs x ops x patterns x sizes
+    refs = [r for r in doc["results"] if r.get("reference")]
+    assert len(refs) == 2 * 2 * 2 and all(r["design"] == "reference" for r in refs)
     for r in rows:
         for key in ("design", "op", "pattern", "seg_bytes", "cache", "gbps", "gbps_best",
                     "ns_per_seg", "reps", "phase_ns", "spread_pct", "working_set"):
@@ -170,7 +172,7 @@ def test_ios_are_a_bios_256_segments_unless_asked(tmp_path, asked, per_io):
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["config"]["segs_per_io"] == per_io
     ios = 16384 // per_io if per_io else 1
-    for r in doc["results"]:
+    for r in design_rows(doc):
         assert r["ios"] == ios
         one_entry = r["design"] == "memcpy-glibc"
         assert r["entries"] == (ios if one_entry else 16384)

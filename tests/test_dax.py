@@ -8,7 +8,7 @@ import pytest
 
 import pagetax
 from pagetax import backings, fio, machine, peers, persist
-from helpers import cli, data_view, expected_gather, expected_scatter, random_extents
+from helpers import cli, data_view, design_rows, expected_gather, expected_scatter, random_extents
 
 MIB = 1 << 20
 FLUSHING = ["clwb", "clflushopt", "clflush", "nt", "auto"]
@@ -164,7 +164,7 @@ def test_libpmem_peer_rows_or_one_line_why(tmp_path):
             "--json", "r.json", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     doc = json.loads((tmp_path / "r.json").read_text())
-    designs = {(r["design"], r["op"]) for r in doc["results"]}
+    designs = {(r["design"], r["op"]) for r in design_rows(doc)}
     try:
         peers.load_libpmem()
     except OSError:
@@ -186,7 +186,7 @@ def test_run_marks_flushes_on_tmpfs_not_persistent(tmp_path):
     assert "not persistent: flush cost on DRAM" in p.stdout.replace("\n", " ")
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["config"]["persist_resolved"] == persist.resolve_persist("auto")
-    rows = {r["design"]: r["persistence"] for r in doc["results"]}
+    rows = {r["design"]: r["persistence"] for r in design_rows(doc)}
     assert rows["vec"]["persistent"] is False and "not persistent" in rows["vec"]["note"]
     assert rows["vec"]["fences"] == 1 and rows["vec"]["lines_flushed"] == 0  # 4 KiB: streamed
     assert rows["kernel"]["mode"] == "its own path"
@@ -212,7 +212,7 @@ def test_fio_rows_or_one_line_why(tmp_path):
             "--designs", "vec", "--patterns", "rand", "--repeat", "2", "--no-progress",
             "--json", "r.json", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    rows = json.loads((tmp_path / "r.json").read_text())["results"]
+    rows = design_rows(json.loads((tmp_path / "r.json").read_text()))
     if not fio.available():
         assert "pagetax: warning: --peers fio: fio is not installed" in p.stderr
         assert {r["design"] for r in rows} == {"vec"}

@@ -9,7 +9,7 @@ import pytest
 import pagetax
 from pagetax import latency
 from pagetax._core import lib
-from helpers import SMALL, cli
+from helpers import SMALL, cli, design_rows
 
 BUCKETS = lib.PT_LAT_BUCKETS
 HALF = 1 << (lib.PT_LAT_SUB_BITS - 1)
@@ -132,7 +132,7 @@ def test_rows_table_and_json_carry_percentiles_only_with_segs_per_io(tmp_path):
                 "--json", str(path), cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         assert ("p99/io" in r.stdout) == expect
-        rows = json.loads(path.read_text())["results"]
+        rows = design_rows(json.loads(path.read_text()))
         for row in rows:
             if expect:
                 assert keys <= set(row["latency"]), row["latency"]

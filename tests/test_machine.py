@@ -66,15 +66,15 @@ def _synthetic(latency):
 def test_the_usable_cache_is_where_loads_leave_the_cache_not_what_sysfs_says(monkeypatch):
     """A host whose sysfs says 300 MiB but whose loads go to memory from 8
     MiB on (the Intel host of issue 21), after a plateau of its own at 46 ns:
-    the walk finds 4 MiB, goes past that plateau, stops once memory's shows,
-    and no figure comes from sysfs."""
+    the walk finds 4 MiB, walks past that plateau to 128 MiB, and no figure
+    comes from sysfs."""
     monkeypatch.setattr(machine, "caches", lambda: {1: 48 << 10, 2: 2 << 20, 3: 300 << 20})
     walk = machine.cache_walk(_synthetic(lambda s: 2.0 if s <= 1 << 20 else
                                          46.0 if s <= 4 << 20 else 150.0))
     assert walk["effective_bytes"] == 4 << 20 and walk["plateau"]
     assert walk["memory_ns"] == 150.0 and walk["threshold_ns"] == (2.0 + 150.0) / 2
     sizes = [p["bytes"] for p in walk["walk"]]
-    assert sizes[0] == 256 << 10 and sizes[-1] == 32 << 20  # 16, 24 and 32 MiB agree: stop
+    assert sizes[0] == 256 << 10 and sizes[-1] == 128 << 20
     assert machine.llc_bytes() == 300 << 20                  # sysfs, reported beside it
     assert machine.eviction_bytes(walk["effective_bytes"]) == 4 * (300 << 20)
 
@@ -90,6 +90,13 @@ def test_a_walk_that_never_reaches_memory_says_so():
     walk = machine.cache_walk(_synthetic(lambda s: 5.0 + s / (1 << 24)))
     assert walk["effective_bytes"] is None and not walk["plateau"]
     assert walk["walk"][-1]["bytes"] == machine.WALK_LAST
+
+
+def test_a_neighbours_plateau_does_not_end_the_walk():
+    """54-56 ns at 16-32 MiB, as one walk here read, is not memory (145)."""
+    walk = machine.cache_walk(_synthetic(lambda s: 3.0 if s <= 8 << 20 else
+                                         55.0 if s <= 32 << 20 else 145.0))
+    assert walk["memory_ns"] == 145.0 and walk["effective_bytes"] == 32 << 20
 
 
 def test_the_real_walk_finds_a_cache_below_memory():

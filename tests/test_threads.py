@@ -9,7 +9,8 @@ import pytest
 
 import pagetax
 from pagetax import extents, fio
-from helpers import CLI, SIZE, SMALL, cli, data_view, expected_gather, expected_scatter
+from helpers import (CLI, SIZE, SMALL, cli, data_view, design_rows, expected_gather,
+                     expected_scatter)
 
 COPY_DESIGNS = [d for d in pagetax.DESIGNS if "contiguous" not in pagetax.core.design_flags(d)]
 
@@ -134,7 +135,7 @@ def test_cli_threads_pin_and_hot(tmp_path):
     cpus = sorted(os.sched_getaffinity(0))
     assert doc["config"]["threads"] == 2 and doc["config"]["cpus"] == [cpus[0], cpus[1 % len(cpus)]]
     assert {r["pattern"] for r in doc["results"]} == {"seq", "hot"}
-    for r in doc["results"]:
+    for r in design_rows(doc):
         assert r["threads"] == 2 and len(r["thread_gbps"]) == 2
         assert r["io_bytes"] == 2 << 20 and r["segments"] == 2 * (1 << 20) // 64
         assert r["gbps"] == pytest.approx(r["io_bytes"] / np.median(r["rep_wall_ns"]))
@@ -309,5 +310,5 @@ def test_a_failing_fio_is_a_warning_not_an_error(tmp_path):
     assert p.returncode == 0 and "Traceback" not in p.stderr
     assert ("pagetax: warning: --peers fio: read rand 4K: fio --ioengine=mmap failed: "
             "fio: engine mmap not loadable; no fio-mmap row") in p.stderr.replace("\n", " ")
-    rows = json.loads((tmp_path / "r.json").read_text())["results"]
+    rows = design_rows(json.loads((tmp_path / "r.json").read_text()))
     assert [r["design"] for r in rows] == ["vec"]

@@ -7,8 +7,11 @@
     # T: see README, or bench/tools/same_commit_spread.py on two runs of one commit
 
 Groups are op, pattern and segment size, so each group compares the
-designs.  Each round is one repetition; it is made cold before it,
-untimed (pedantic's setup).  extra_info carries the C core's own figures.
+designs and the drift reference (pagetax/reference.py), which no change to
+pagetax's engine can move.  Each round is one repetition; it is made cold
+before it, untimed (pedantic's setup), and its time is the one the C core
+took (common.core_seconds), so Python, the call's set-up and the threads'
+start-up are not in it.  extra_info carries the C core's own figures.
 Under the plain test command (--benchmark-disable) each runs once and its
 bytes are checked against numpy, so the suite cannot rot.
 """
@@ -21,6 +24,7 @@ from pagetax import rows
 from pagetax.sizes import format_size
 
 ROUNDS = 7
+CORE_TIMER = pytest.mark.benchmark(timer=common.core_seconds)
 
 
 def _check_bytes(design, ext, buf):
@@ -42,10 +46,12 @@ def _check_bytes(design, ext, buf):
 @pytest.mark.parametrize("pattern", common.PATTERNS)
 @pytest.mark.parametrize("op", common.OPS)
 @pytest.mark.parametrize("design", [d for d in common.DESIGNS if d in pagetax.DESIGNS])
+@CORE_TIMER
 def test_copy(benchmark, design, op, pattern, seg):
     benchmark.group = f"{op} {pattern} {format_size(seg)}"
     run = common.prepared(design, op, seg, pattern, calls=ROUNDS + 2)
-    benchmark.pedantic(run, setup=run.make_cold, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(common.timed(run), setup=run.make_cold, rounds=ROUNDS, iterations=1,
+                       warmup_rounds=1)
     m = run.measurement()
     assert m.bytes == common.IO_BYTES and m.segments == common.IO_BYTES // seg
     att = common.attachment(design)
@@ -70,12 +76,15 @@ def test_copy(benchmark, design, op, pattern, seg):
 @pytest.mark.parametrize("seg", common.THREAD_SEG_SIZES, ids=format_size)
 @pytest.mark.parametrize("pattern", common.THREAD_PATTERNS)
 @pytest.mark.parametrize("design", [d for d in common.THREAD_DESIGNS if d in pagetax.DESIGNS])
+@CORE_TIMER
 def test_threads(benchmark, design, pattern, seg, threads):
     """Gathers by 1 and 2 pinned threads through one descriptor table; the
-    group compares designs and thread counts at one pattern and size."""
+    group compares designs and thread counts at one pattern and size.  A
+    round is the core's wall time, first thread's start to last one's end."""
     benchmark.group = f"threads read {pattern} {format_size(seg)}"
     run = common.prepared_threads(design, seg, pattern, threads, calls=ROUNDS + 2)
-    benchmark.pedantic(run, setup=run.make_cold, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(common.timed(run), setup=run.make_cold, rounds=ROUNDS, iterations=1,
+                       warmup_rounds=1)
     m = run.measurement()
     assert m.threads == threads and m.bytes == threads * common.IO_BYTES
     median = float(np.median(m.total_ns))
@@ -92,3 +101,17 @@ def test_threads(benchmark, design, pattern, seg, threads):
             i = np.random.default_rng(0).choice(len(ext), size=64, replace=False)
             for o, p in zip(ext["off"][i].tolist(), (i * seg).tolist()):
                 np.testing.assert_array_equal(buf[p:p + seg], view[o:o + seg])
+
+
+@CORE_TIMER
+@pytest.mark.parametrize("seg", common.SEG_SIZES, ids=format_size)
+@pytest.mark.parametrize("pattern", common.PATTERNS)
+@pytest.mark.parametrize("op", common.OPS)
+def test_reference(benchmark, op, pattern, seg):
+    """The drift reference in each group: when it moves with the designs
+    between two runs, the machine moved."""
+    benchmark.group = f"{op} {pattern} {format_size(seg)}"
+    benchmark.pedantic(common.reference(op, seg, pattern), rounds=ROUNDS, iterations=1,
+                       warmup_rounds=1)
+    if op == "read":
+        _check_bytes("vec", common.extents(pattern, seg), common.buffer())

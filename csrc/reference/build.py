@@ -1,0 +1,36 @@
+"""cffi build script for pagetax._reference (API mode, out of line): the
+drift reference, compiled apart from the core (csrc/reference/reference.c)."""
+import os
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def _cdef():
+    with open(os.path.join(HERE, "reference.h")) as f:
+        return f.read().split("/* cdef-begin */")[1].split("/* cdef-end */")[0]
+
+
+_cflags = ["-O2", "-Wall", "-Wextra", "-std=gnu11"]
+_ldflags = []
+if os.environ.get("PAGETAX_WERROR"):
+    _cflags.append("-Werror")
+if os.environ.get("PAGETAX_SANITIZE"):  # as the core's (csrc/build_core.py)
+    _cflags += [f"-fsanitize={os.environ['PAGETAX_SANITIZE']}", "-fno-omit-frame-pointer"]
+    _ldflags += [f"-fsanitize={os.environ['PAGETAX_SANITIZE']}"]
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef())
+ffibuilder.set_source(
+    "pagetax._reference",
+    '#include "reference.h"',
+    sources=[os.path.relpath(os.path.join(HERE, "reference.c"), ROOT)],
+    include_dirs=[os.path.relpath(HERE, ROOT)],
+    extra_compile_args=_cflags,
+    extra_link_args=_ldflags,
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)
