@@ -8,6 +8,8 @@ its `version` attribute so asv starts a new history.
 """
 import functools
 
+import numpy as np
+
 import pagetax
 from pagetax import machine
 
@@ -108,9 +110,10 @@ def prepared_threads(design, seg, pattern, threads, calls=1):
 
 
 @functools.lru_cache(maxsize=None)
-def reference(op, seg, pattern):
+def reference(op, seg, pattern, reps=1):
     """The drift reference (pagetax/reference.py) over a workload, cold as
-    the designs are: a callable whose repetition advances core_seconds()."""
+    the designs are: a callable whose `reps` repetitions' median advances
+    core_seconds()."""
     try:
         from pagetax import reference as ref
     except ImportError:
@@ -121,8 +124,9 @@ def reference(op, seg, pattern):
 
     def call():
         global _core_seconds
-        r()
-        _core_seconds += r.total_ns[-1] / 1e9
+        for _ in range(reps):
+            r()
+        _core_seconds += float(np.median(r.total_ns[-reps:])) / 1e9
     return call
 
 
@@ -151,13 +155,15 @@ def core_seconds():
 
 
 def timed(prepared):
-    """A call of `prepared` whose repetition's own time advances
-    core_seconds(): the statement asv and pytest-benchmark time."""
+    """A call of `prepared` whose repetitions' median time advances
+    core_seconds(): the statement asv and pytest-benchmark time.  With one
+    repetition per call, its time; with more (asv's samples), their median,
+    as `pagetax run` reports a row."""
     def call():
         global _core_seconds
         done = prepared.calls * prepared.reps
         prepared()
-        _core_seconds += float(prepared.wall[done:done + prepared.reps].sum()) / 1e9
+        _core_seconds += float(np.median(prepared.wall[done:done + prepared.reps])) / 1e9
     return call
 
 
@@ -169,27 +175,42 @@ class Benchmark:
     version = 1
 
 
+SAMPLE_REPS = 5   # cold repetitions behind one asv sample: its time is their median
+
+
 @functools.lru_cache(maxsize=None)
 def sampled(design, op, seg, pattern):
-    """One PreparedRun per workload for a process's samples (asv calls setup
-    before each): planned once, called up to 4096 times."""
-    return prepared(design, op, seg, pattern, calls=1 << 12)
+    """asv's samples of a workload: SAMPLE_REPS cold repetitions a call, each
+    made cold by the core itself outside its timing, as `pagetax run`'s are;
+    planned once per process (asv calls setup before each sample)."""
+    skip_unless_available(design)
+    return attachment(design).prepare(op, extents(pattern, seg), buffer(), calls=1 << 10,
+                                      reps=SAMPLE_REPS, cache="cold", phase_reps=0,
+                                      segs_per_io=SEGS_PER_IO, **_cold_kw())
 
 
 @functools.lru_cache(maxsize=None)
 def sampled_threads(design, seg, pattern, threads):
-    return prepared_threads(design, seg, pattern, threads, calls=1 << 12)
+    skip_unless_available(design)
+    config = run_config()
+    cpus = config.thread_cpus(config.RunConfig(threads=threads, pin=[]))  # as --pin
+    return attachment(design).prepare("read", thread_extents(pattern, seg, threads),
+                                      thread_buffers(threads), calls=1 << 10,
+                                      reps=SAMPLE_REPS, cache="cold", cpus=cpus, phase_reps=0,
+                                      segs_per_io=SEGS_PER_IO, **_cold_kw())
 
 
 class CoreTimed(Benchmark):
-    """The base of the time_ benchmarks: one cold repetition per sample, its
-    time the one the C core took (core_seconds, through timed()); setup
-    makes it cold before every sample (number = 1), untimed.  asv compares
+    """The base of the time_ benchmarks: a sample is the median of
+    SAMPLE_REPS cold repetitions, each timed by the C core itself
+    (core_seconds, through timed()) and made cold outside that timing, as
+    `pagetax run` times a row.  asv compares
     two commits' samples with a Mann-Whitney test and a factor; each round
     is a process of its own (its own backing and tables in physical memory),
     which `asv continuous --interleave-rounds` alternates between commits.
     Per process: start and first setup (about half a second), warmup_time,
-    then 10 samples, or as many as 20 s allow but at least 3."""
+    then 10 samples, or as many as 20 s allow but at least 3.  number = 1,
+    so that setup runs before every sample."""
     number = 1
     rounds = 2
     repeat = (3, 10, 20.0)
