@@ -14,8 +14,8 @@ class _Copy(common.CoreTimed):
     #    (-11 %, +2 %), so a shift cannot be ruled out
     # 4: I/Os of 256 segments (common.SEGS_PER_IO), not one per repetition;
     #    the extents are the core's own copy, made cold with the rest
-    # 5: a sample is the median of 5 cold repetitions as the core timed
-    #    them (common.CoreTimed), not the call's time
+    # 5: a sample is a cold repetition as the core timed it
+    #    (common.CoreTimed), not asv's clock around the call
     version = 5
     op = None
 

@@ -175,7 +175,7 @@ class Benchmark:
     version = 1
 
 
-SAMPLE_REPS = 5   # cold repetitions behind one asv sample: its time is their median
+SAMPLE_REPS = 1   # cold repetitions behind one asv sample (their median): one, as asv reads it
 
 
 @functools.lru_cache(maxsize=None)
@@ -201,10 +201,14 @@ def sampled_threads(design, seg, pattern, threads):
 
 
 class CoreTimed(Benchmark):
-    """The base of the time_ benchmarks: a sample is the median of
-    SAMPLE_REPS cold repetitions, each timed by the C core itself
-    (core_seconds, through timed()) and made cold outside that timing, as
-    `pagetax run` times a row.  asv compares
+    """The base of the time_ benchmarks: a sample is one cold repetition
+    (SAMPLE_REPS), timed by the C core itself (core_seconds, through
+    timed()) and made cold outside that timing, as `pagetax run` times one.
+    (The median of 5 a sample made things worse: what differs between two
+    commits' processes, where the backing and the tables land in physical
+    memory, then stood out against samples with almost no spread, and
+    asv's test flagged 28 of 222 benchmarks between identical commits
+    instead of 17.)  asv compares
     two commits' samples with a Mann-Whitney test and a factor; each round
     is a process of its own (its own backing and tables in physical memory),
     which `asv continuous --interleave-rounds` alternates between commits.
