@@ -669,6 +669,10 @@ def cmd_compare(args, out, err):
              "fault): rows are judged on raw GB/s")
     if result.unmatched:
         _say(f"pagetax: {result.unmatched} rows are in only one of the two files")
+    if len(a_files) == 1 and len(b_files) == 1:
+        _say("pagetax: one run a side: what differs between runs of the same code (where "
+             "each run's tables and backing land in memory) is in no interval here; for a "
+             "gate, pool three runs a side (-a, -b), or raise --fail-above (README)")
     n = result.counts()
     reps = sorted({r["reps"] for r in result.rows})
     conf = min(r["confidence"] for r in result.rows)

@@ -32,3 +32,12 @@ def test_no_slowdown_still_gives_a_threshold(tmp_path):
     p = subprocess.run([sys.executable, TOOL, _run_file(tmp_path / "a.json", same),
                         _run_file(tmp_path / "b.json", same)], capture_output=True, text=True)
     assert "--benchmark-compare-fail=median:5%" in p.stdout
+
+
+def test_only_the_gated_tests_set_the_threshold(tmp_path):
+    first = _run_file(tmp_path / "a.json", {"test_copy[vec]": 1.0, "test_threads[vec]": 1.0})
+    second = _run_file(tmp_path / "b.json", {"test_copy[vec]": 1.2, "test_threads[vec]": 3.0})
+    p = subprocess.run([sys.executable, TOOL, "--only", "test_copy", first, second],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "1 benchmarks" in p.stdout and "--benchmark-compare-fail=median:30%" in p.stdout

@@ -23,7 +23,7 @@ import pagetax
 from pagetax import rows
 from pagetax.sizes import format_size
 
-ROUNDS = 7
+ROUNDS = 31
 CORE_TIMER = pytest.mark.benchmark(timer=common.core_seconds)
 
 

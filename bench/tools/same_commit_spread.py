@@ -4,6 +4,7 @@ and the --benchmark-compare-fail threshold that spread supports.
 
     pytest bench/ --benchmark-only --benchmark-autosave     # twice, same commit
     python bench/tools/same_commit_spread.py .benchmarks/*/0001_*.json .benchmarks/*/0002_*.json
+    python bench/tools/same_commit_spread.py --only test_copy A.json B.json   # the gated tests
 
 Prints the change of each benchmark's median from the first run to the
 second (a same-commit change is noise, all of it), its distribution, and
@@ -19,14 +20,16 @@ import math
 K = 1.5  # headroom over the largest same-commit slowdown measured
 
 
-def medians(path):
+def medians(path, only=None):
     with open(path) as f:
-        return {b["fullname"]: b["stats"]["median"] for b in json.load(f)["benchmarks"]}
+        return {b["fullname"]: b["stats"]["median"] for b in json.load(f)["benchmarks"]
+                if only is None or only in b["fullname"]}
 
 
-def changes_pct(first, second):
-    """{benchmark: % change of its median, second run against first}."""
-    a, b = medians(first), medians(second)
+def changes_pct(first, second, only=None):
+    """{benchmark: % change of its median, second run against first}, of the
+    benchmarks whose name holds `only` (all, without it)."""
+    a, b = medians(first, only), medians(second, only)
     return {name: 100.0 * (b[name] / a[name] - 1.0) for name in sorted(set(a) & set(b))}
 
 
@@ -47,8 +50,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("first", help="pytest-benchmark JSON of the first run")
     ap.add_argument("second", help="... and of the second, same commit")
+    ap.add_argument("--only", metavar="TEXT",
+                    help="only the benchmarks whose name holds TEXT (the gated ones: test_copy)")
     args = ap.parse_args(argv)
-    ch = changes_pct(args.first, args.second)
+    ch = changes_pct(args.first, args.second, args.only)
     if not ch:
         raise SystemExit("no benchmark is in both files")
     size = [abs(c) for c in ch.values()]
