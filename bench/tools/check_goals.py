@@ -26,7 +26,8 @@ Exit status 1 if a goal is MISSED; with --strict, also if one is SKIPPED.
     the phases add up to the total is printed (the marks of an instrumented
     repetition also stop the CPU overlapping one I/O with the next).
  9. The default `pagetax run` takes <= 60 s, and an A/A comparison of two
-    such runs calls <= 5 % of rows slower or faster, and its gate passes.
+    such runs calls <= 5 % of rows slower or faster, and the README's gate
+    for one run a side (--fail-above 20) passes.
 10. Context: `page` / `vec` at random 64 B and 4 KiB with descriptor tables
     on 2 MiB and on 4 KiB pages.
 11. Context: what an I/O costs the harness (rep_loop's bookkeeping and each
@@ -322,14 +323,18 @@ def _default_run(path):
     return time.monotonic() - t0
 
 
+ONE_RUN_GATE_PCT = 20  # README: one run a side moved 1 row in 120 by 11-17 % here
+
+
 def goal_default_run_and_aa(reps):
     criterion("each default `pagetax run` <= 60 s; A/A: rows called slower or faster <= 5 % "
-              "(pagetax compare, default 5 % band), and the gate passes")
+              "(pagetax compare, default 5 % band), and the one-run-a-side gate "
+              f"(--fail-above {ONE_RUN_GATE_PCT}, README) passes")
     with tempfile.TemporaryDirectory(prefix="pagetax-goals-") as tmp:
         a, b = os.path.join(tmp, "a.json"), os.path.join(tmp, "b.json")
         ta, tb = _default_run(a), _default_run(b)
         docs = [json.load(open(p)) for p in (a, b)]
-    result = compare.compare(*docs)
+    result = compare.compare(*docs, fail_above=ONE_RUN_GATE_PCT)
     n = result.counts()
     flagged = n["slower"] + n["faster"]
     moved = sum(1 for c in result.cells.values() if c["reference"] and c["reference"]["verdict"])
