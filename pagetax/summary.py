@@ -32,7 +32,9 @@ def cache_text(machine):
     beside what a dependent-load walk found this process can use."""
     text = f"LLC {seg_label(machine.get('llc_bytes', 0))} per sysfs"
     walk = machine.get("cache") or {}
-    if walk.get("effective_bytes"):
+    if walk.get("skipped"):
+        text += f", usable size not measured ({walk['skipped']})"
+    elif walk.get("effective_bytes"):
         text += f", {seg_label(walk['effective_bytes'])} usable (measured)"
     elif walk:
         text += ", usable size not found (no memory plateau in the walk)"

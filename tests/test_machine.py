@@ -1,4 +1,6 @@
-"""The machine description: smaps readings and page-size decisions."""
+"""The machine description: smaps readings, page-size decisions, the cache walk."""
+import pytest
+
 import pagetax
 from pagetax import backings, machine
 
@@ -107,3 +109,15 @@ def test_the_real_walk_finds_a_cache_below_memory():
     first = walk["walk"][0]["ns"]
     assert walk["memory_ns"] >= machine.DRAM_FACTOR * first
     assert machine.WALK_FIRST <= walk["effective_bytes"] < walk["walk"][-1]["bytes"]
+
+
+def test_an_emulated_guest_skips_the_walk(monkeypatch):
+    import json
+    from pagetax import runner, summary
+    monkeypatch.setenv(runner.GUEST_ENV, json.dumps({"timings_comparable": False}))
+    monkeypatch.setattr(machine, "cache_walk", lambda: pytest.fail("walked in a TCG guest"))
+    walk = runner._cache_walk()
+    assert walk["effective_bytes"] is None and "emulated guest" in walk["skipped"]
+    text = summary.cache_text({"llc_bytes": 32 << 20, "cache": walk})
+    assert text == "LLC 32 MiB per sysfs, usable size not measured (an emulated guest: its " \
+                   "loads say nothing of a cache)"
