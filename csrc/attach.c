@@ -204,6 +204,26 @@ int pt_validate(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
     return PT_OK;
 }
 
+/* Copy the caller's extents into memory the core owns, to be checked (the
+ * copy, not the caller's array, whatever happens to it meanwhile) and
+ * read; a count or pointer no run takes is refused before any is read. */
+int pt_copy_extents(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
+                    uint64_t buf_bytes, struct pt_extent **out, struct pt_error *err)
+{
+    uint64_t bytes;
+
+    *out = NULL;
+    if (n == 0 || n > PT_MAX_EXTENTS || !ext)
+        return pt_validate(a, ext, n, buf_bytes, NULL, err);
+    bytes = (n * sizeof(*ext) + PT_CACHELINE - 1) & ~(uint64_t)(PT_CACHELINE - 1);
+    *out = aligned_alloc(PT_CACHELINE, bytes);
+    if (!*out)
+        return pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "cannot copy %llu extents",
+                            (unsigned long long)n);
+    memcpy(*out, ext, n * sizeof(*ext));
+    return PT_OK;
+}
+
 uint64_t pt_vector_entries(const pt_attachment *a, const struct pt_extent *ext,
                            uint64_t n)
 {
@@ -252,15 +272,9 @@ int pt_hold(pt_attachment *a, const struct pt_extent *ext, uint64_t n, struct pt
         return pt_set_error(err, PT_EARG, 0, 0, "this attachment already holds references");
     if (__atomic_exchange_n(&a->busy, 1, __ATOMIC_ACQUIRE))
         return pt_set_error(err, PT_EARG, 0, 0, "this attachment is running in another thread");
-    if (ext && n && n <= PT_MAX_EXTENTS) {
-        own = malloc(n * sizeof(*own));
-        if (own)
-            memcpy(own, ext, n * sizeof(*own));
-    }
-    rc = own || !ext || !n || n > PT_MAX_EXTENTS
-             ? pt_validate(a, own, n, UINT64_MAX, &total, err)
-             : pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "cannot copy %llu extents",
-                            (unsigned long long)n);
+    rc = pt_copy_extents(a, ext, n, UINT64_MAX, &own, err);
+    if (rc == PT_OK)
+        rc = pt_validate(a, own, n, UINT64_MAX, &total, err);
     entries = rc == PT_OK ? pt_vector_entries(a, own, n) : 0;
     if (rc == PT_OK)
         rc = pt_ensure_vec(a, entries, err);

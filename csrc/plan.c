@@ -56,25 +56,6 @@ int pt_thread_error(struct pt_error *err, uint32_t n, uint32_t i, const struct p
     return pt_set_error(err, te->code, te->sys_errno, te->index, "thread %u: %.200s", i, te->msg);
 }
 
-/* Copy the caller's extents, then check the copy: what is checked is what
- * every pass reads, whatever happens to the caller's array meanwhile. */
-static int copy_extents(const pt_attachment *a, struct pt_plan_thread *pt,
-                        const struct pt_thread *t, struct pt_error *err)
-{
-    uint64_t bytes;
-
-    if (t->n == 0 || t->n > PT_MAX_EXTENTS || !t->ext)  /* refused before any is read */
-        return pt_validate(a, t->ext, t->n, t->buf_bytes, NULL, err);
-    bytes = (t->n * sizeof(*t->ext) + PT_CACHELINE - 1) & ~(uint64_t)(PT_CACHELINE - 1);
-    pt->ext = aligned_alloc(PT_CACHELINE, bytes);
-    if (!pt->ext)
-        return pt_set_error(err, PT_ENOMEM, ENOMEM, 0, "cannot copy %llu extents",
-                            (unsigned long long)t->n);
-    memcpy(pt->ext, t->ext, t->n * sizeof(*t->ext));
-    pt->n = t->n;
-    return PT_OK;
-}
-
 /* One thread: its extents copied and checked, its buffer, and each I/O's
  * bytes and vector entries. */
 static int plan_thread(struct pt_plan *p, struct pt_plan_thread *pt, const struct pt_thread *t,
@@ -89,9 +70,9 @@ static int plan_thread(struct pt_plan *p, struct pt_plan_thread *pt, const struc
     if (t->cpu < -1 || t->cpu >= CPU_SETSIZE)
         return pt_set_error(err, PT_EARG, 0, 0, "CPU %d is out of range (0 to %d, or -1)",
                             t->cpu, CPU_SETSIZE - 1);
-    if ((rc = copy_extents(p->a, pt, t, err)) != PT_OK)
+    if ((rc = pt_copy_extents(p->a, t->ext, t->n, t->buf_bytes, &pt->ext, err)) != PT_OK)
         return rc;
-    n = pt->n;
+    n = pt->n = t->n;
     pt->buf = t->buf;
     pt->buf_bytes = t->buf_bytes;
     pt->cpu = t->cpu;

@@ -132,6 +132,10 @@ int pt_set_error(struct pt_error *err, int code, int sys_errno, uint64_t index,
 const struct pt_design_ops *pt_design_ops_of(int design);
 /* PT_EREF if a put ever found a count at zero or below (attach.c). */
 int pt_check_refs(const struct pt_attachment *a, struct pt_error *err);
+/* The caller's extents copied into memory the core owns, *out freed by the
+ * caller; a count or pointer no run takes gets pt_validate's error (attach.c). */
+int pt_copy_extents(const pt_attachment *a, const struct pt_extent *ext, uint64_t n,
+                    uint64_t buf_bytes, struct pt_extent **out, struct pt_error *err);
 /* Grow the attachment's vector to `entries` entries, touched (attach.c). */
 int pt_ensure_vec(struct pt_attachment *a, uint64_t entries, struct pt_error *err);
 /* run.c's planning subtracts this from every I/O's entries (tests only). */
