@@ -70,13 +70,15 @@ def _cold_kw():
     return {"evict": eviction()} if pagetax.core.cold_method() == "evict" else {}
 
 
-def prepared(design, op, seg, pattern, calls=1):
-    """A PreparedRun whose calls add no cold start of their own: run its
-    make_cold() untimed before each timed call (asv setup, pytest-benchmark
-    setup), so the harness times the repetition alone."""
+def prepared(design, op, seg, pattern, calls=1, **kw):
+    """A PreparedRun of a workload.  By default its calls add no cold start
+    of their own: run its make_cold() untimed before each timed call
+    (pytest-benchmark's setup), so the harness times the repetition alone;
+    `kw` goes to Attachment.prepare (asv's samples: cache="cold")."""
     skip_unless_available(design)
     return attachment(design).prepare(op, extents(pattern, seg), buffer(), calls=calls,
-                                      phase_reps=0, segs_per_io=SEGS_PER_IO, **_cold_kw())
+                                      phase_reps=0, segs_per_io=SEGS_PER_IO,
+                                      **dict(_cold_kw(), **kw))
 
 
 # Threads (bench_threads.py): the contention a shared reference count causes.
@@ -98,15 +100,16 @@ def thread_buffers(threads):
     return [pagetax.aligned_buffer(IO_BYTES, fill=0xA5) for _ in range(threads)]
 
 
-def prepared_threads(design, seg, pattern, threads, calls=1):
+def prepared_threads(design, seg, pattern, threads, calls=1, **kw):
     """Gathers by `threads` threads pinned to this process's CPUs, through
-    one attachment (one descriptor table)."""
+    one attachment (one descriptor table); `kw` as for prepared()."""
     skip_unless_available(design)
     config = run_config()
     cpus = config.thread_cpus(config.RunConfig(threads=threads, pin=[]))  # as --pin
     return attachment(design).prepare("read", thread_extents(pattern, seg, threads),
                                       thread_buffers(threads), calls=calls, cpus=cpus,
-                                      phase_reps=0, segs_per_io=SEGS_PER_IO, **_cold_kw())
+                                      phase_reps=0, segs_per_io=SEGS_PER_IO,
+                                      **dict(_cold_kw(), **kw))
 
 
 @functools.lru_cache(maxsize=None)
@@ -183,21 +186,13 @@ def sampled(design, op, seg, pattern):
     """asv's samples of a workload: SAMPLE_REPS cold repetitions a call, each
     made cold by the core itself outside its timing, as `pagetax run`'s are;
     planned once per process (asv calls setup before each sample)."""
-    skip_unless_available(design)
-    return attachment(design).prepare(op, extents(pattern, seg), buffer(), calls=1 << 10,
-                                      reps=SAMPLE_REPS, cache="cold", phase_reps=0,
-                                      segs_per_io=SEGS_PER_IO, **_cold_kw())
+    return prepared(design, op, seg, pattern, calls=1 << 10, reps=SAMPLE_REPS, cache="cold")
 
 
 @functools.lru_cache(maxsize=None)
 def sampled_threads(design, seg, pattern, threads):
-    skip_unless_available(design)
-    config = run_config()
-    cpus = config.thread_cpus(config.RunConfig(threads=threads, pin=[]))  # as --pin
-    return attachment(design).prepare("read", thread_extents(pattern, seg, threads),
-                                      thread_buffers(threads), calls=1 << 10,
-                                      reps=SAMPLE_REPS, cache="cold", cpus=cpus, phase_reps=0,
-                                      segs_per_io=SEGS_PER_IO, **_cold_kw())
+    return prepared_threads(design, seg, pattern, threads, calls=1 << 10, reps=SAMPLE_REPS,
+                            cache="cold")
 
 
 class CoreTimed(Benchmark):
