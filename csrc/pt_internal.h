@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include "pagetax.h"
+#include "pt_clock.h"
 
 #define PT_PAGE_SHIFT 12
 #define PT_PAGE_SIZE (1ULL << PT_PAGE_SHIFT)
@@ -144,14 +145,6 @@ extern uint64_t pt_test_underestimate;
 extern unsigned pt_test_map_hooks;
 /* The median of n values; sorts them (run.c). */
 double pt_median_u64(uint64_t *v, size_t n);
-
-/* The one clock every timed region reads. */
-static inline uint64_t pt_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 /*
  * The clock read at each phase boundary of an instrumented repetition,

@@ -200,6 +200,16 @@ def build_parser(command="run"):
     m.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     m.add_argument("--force", action="store_true", help="replace an existing --json file")
 
+    k = sub.add_parser("kernel", help="what the running kernel pays per page, beside the model",
+                       description="Time the running kernel's own per-page paths (a reference "
+                       "taken and dropped through vmsplice + splice, the page-table walk, "
+                       "O_DIRECT with and without a registered buffer), on 4 KiB pages, a 2 MiB "
+                       "THP and a 2 MiB hugetlb page; the model's page and folio designs over "
+                       "the same pages; and the memmap with HugeTLB vmemmap optimization off "
+                       "and on.  io_uring and the memmap need root; every setting changed goes "
+                       "back on exit.")
+    _kernel_options(k)
+
     v = sub.add_parser("vm", help="run pagetax in a QEMU guest on an emulated NVDIMM (DAX)",
                        description="Boot a throw-away QEMU guest whose emulated NVDIMM becomes "
                        "an fsdax or devdax namespace, and run in it the host's own Python and "
@@ -217,6 +227,25 @@ def _run_and_memmap_files(p):
                    help="a run's result file and any `pagetax vm memmap --json` files, in "
                    "any order (one run)")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
+
+
+def _kernel_options(k):
+    from . import kernel
+    k.add_argument("--paths", type=_names("path", kernel.PATHS), default=list(kernel.PATHS),
+                   help=f"comma list (default: {','.join(kernel.PATHS)})")
+    k.add_argument("--buffers", type=_names("buffer", kernel.BUFFERS),
+                   default=list(kernel.BUFFERS),
+                   help=f"comma list (default: {','.join(kernel.BUFFERS)})")
+    k.add_argument("--rounds", type=_count("--rounds", 3), default=31,
+                   help="sweeps over pages per call; the figure is the median round's slope "
+                   "(default: 31)")
+    k.add_argument("--calls", type=_count("--calls", 1), default=31,
+                   help="calls per page count per round, their median taken (default: 31)")
+    k.add_argument("--no-memmap", dest="memmap", action="store_false",
+                   help="skip the memmap measurement (it allocates 512 MiB of 2 MiB and one "
+                   "1 GiB hugetlb page, with HVO off and on, and gives them back)")
+    k.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    k.add_argument("--force", action="store_true", help="replace an existing --json file")
 
 
 def _vm_commands(v):
@@ -447,6 +476,27 @@ def cmd_metadata(args, out, err):
         doc["capacities"].append({"capacity_bytes": cap, "designs": rows, "note": note})
     if args.json:
         _say(f"metadata: {report.write_json(doc, args.json, force=args.force)}")
+    return 0
+
+
+def cmd_kernel(args, out, err):
+    from . import kernel
+    from .kernel import table
+    if args.json:
+        report.check_json_path(args.json, args.force)
+    doc = kernel.run(paths=args.paths, buffers=args.buffers, memmap=args.memmap,
+                     rounds=args.rounds, calls=args.calls,
+                     on_step=lambda what: _say(f"pagetax: kernel: {what} done"))
+    table.print_all(doc, out, report.print_wide)
+    for what, why in doc["refused"].items():
+        _say(f"pagetax: kernel: {what} refused: {why}")
+    for e in doc["kernel"]:
+        for what, why in e["refused"].items():
+            _say(f"pagetax: kernel: {what} on {e['buffer']} refused: {why}")
+    for warning in doc["warnings"]:
+        _say(f"pagetax: warning: {warning}")
+    if args.json:
+        _say(f"kernel: {report.write_json(doc, args.json, force=args.force)}")
     return 0
 
 
@@ -712,7 +762,7 @@ def main(argv=None):
     err = Console(stderr=True)
     try:
         return {"run": cmd_run, "metadata": cmd_metadata, "compare": cmd_compare,
-                "plot": cmd_plot, "report": cmd_report, "publish": cmd_publish,
+                "plot": cmd_plot, "report": cmd_report, "publish": cmd_publish, "kernel": cmd_kernel,
                 "vm": cmd_vm}[args.command](args, out, err)
     except PagetaxError as e:
         _say(f"pagetax: error: {e}")

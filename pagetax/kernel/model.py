@@ -1,0 +1,51 @@
+"""The model beside the kernel: pagetax's `page` and `folio` designs over the
+same pages as the probes, one I/O of 256 4 KiB segments, warm as the
+probes' buffers are (the same pages every call).  Build and release per
+page come from the core's instrumented repetitions (one mark per phase
+subtracted), as in `pagetax run`."""
+import numpy as np
+
+from .. import backings, extents
+from ..core import aligned_buffer
+from . import slope
+from .buffers import BASE_PAGE
+from .probes import MAX_PAGES
+
+DESIGNS = (("page", "4K"), ("folio", "4K"), ("folio", "2M"))
+BACKING_BYTES = 4 << 20   # room for a 2 MiB folio's whole descriptor span
+
+
+def measure_model(designs=DESIGNS, reps=31):
+    """One row per (design, folio size): build, release and build +
+    release per page, each the median of `reps` instrumented repetitions
+    with its interval."""
+    rows = []
+    buf = aligned_buffer(MAX_PAGES * BASE_PAGE)
+    with backings.open_backing("tmpfs", BACKING_BYTES) as b:
+        for design, folio_size in designs:
+            with b.attach(design, folio_size=folio_size) as att:
+                ext = extents.generate("seq", BASE_PAGE, MAX_PAGES * BASE_PAGE, att.data_bytes)
+                m = att.run("read", ext, buf, reps=reps, warmup=1, cache="warm",
+                            segs_per_io=MAX_PAGES, phase_reps=reps)
+                per_page = m.phases / m.segments   # (reps, 3): build, copy, release
+                rows.append({
+                    "design": design, "folio_size": folio_size, "pages_per_io": MAX_PAGES,
+                    "cache": "warm", "backing": "tmpfs",
+                    "build_ns": slope.summarise(per_page[:, 0]),
+                    "release_ns": slope.summarise(per_page[:, 2]),
+                    "build_release_ns": slope.summarise(per_page[:, 0] + per_page[:, 2]),
+                    "mark_ns": float(m.clock_ns),
+                })
+    del buf
+    return rows
+
+
+def model_of(rows, design, folio_size):
+    for r in rows:
+        if r["design"] == design and r["folio_size"] == folio_size:
+            return r
+    return None
+
+
+def as_array(rows, key):
+    return np.array([r[key]["median"] for r in rows])

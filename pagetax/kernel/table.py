@@ -1,0 +1,122 @@
+"""`pagetax kernel`'s terminal output: the kernel's per-page figures, the
+model's beside them, the memmap with HVO, and the answer in one sentence."""
+from rich import box
+from rich.table import Table
+
+from .model import model_of
+
+ORDER = ("mincore", "populate", "vmsplice", "splice", "vmsplice+splice", "vmsplice-mincore",
+         "read", "read_fixed", "read-read_fixed")
+BUFFER_LABEL = {"4K": "4 KiB pages", "THP": "2 MiB THP", "hugetlb": "2 MiB hugetlb"}
+
+
+def figure(f):
+    """'43.6 (43.3-43.8)': a median with its interval, ns."""
+    return f"{f['median']:.1f} ({f['low']:.1f} to {f['high']:.1f})"
+
+
+def kernel_table(doc):
+    entries = [e for e in doc["kernel"] if e["paths"]]
+    cfg = doc["config"]
+    t = Table(title=f"What {doc['machine']['kernel']} pays per 4 KiB page, ns: the slope of a "
+              f"call's time over {cfg['pages'][0]}-{cfg['pages'][-1]} pages per call, median "
+              f"of {cfg['rounds']} rounds (95 % interval)",
+              caption="warm: the same pages every call; per call: the median intercept (the "
+              "system call and one clock read); io_uring sweeps only up to the loop device's "
+              "max_segments (a split I/O is retried and pinned twice)",
+              header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("path", no_wrap=True)
+    for e in entries:
+        t.add_column(BUFFER_LABEL[e["buffer"]], justify="right", no_wrap=True)
+    t.add_column("per call, 4K", justify="right", no_wrap=True)
+    t.add_column("per page holds")
+    for name in ORDER:
+        cells = [figure(e["paths"][name]["per_page_ns"]) if name in e["paths"] else "-"
+                 for e in entries]
+        if all(c == "-" for c in cells):
+            continue
+        first = entries[0]["paths"].get(name, {})
+        call = f"{first['per_call_ns']:.0f}" if "per_call_ns" in first else ""
+        t.add_row(name, *cells, call, doc["meaning"].get(name, ""))
+    return t
+
+
+def model_table(doc):
+    t = Table(title="The model over the same 256 pages (one I/O of 256 4 KiB segments, warm), "
+              "ns per page", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+              caption="median of the core's instrumented repetitions (95 % interval), one mark "
+              "per phase subtracted, as `pagetax run` splits build/copy/release")
+    for name in ("design", "folio", "build", "release", "build + release"):
+        t.add_column(name, justify="left" if name in ("design", "folio") else "right",
+                     no_wrap=True)
+    for r in doc["model"]:
+        t.add_row(r["design"], r["folio_size"], figure(r["build_ns"]), figure(r["release_ns"]),
+                  figure(r["build_release_ns"]))
+    return t
+
+
+def memmap_table(doc):
+    t = Table(title="The kernel's memmap (/proc/vmstat nr_memmap_pages + nr_memmap_boot_pages) "
+              "across allocating fresh hugetlb pages", header_style="bold", box=box.SIMPLE_HEAD,
+              pad_edge=False, caption="freed: 4 KiB vmemmap pages given back; model: "
+              "pagetax/metadata.py's pages freed per huge page")
+    for name in ("size", "HVO", "huge pages", "freed", "per huge page", "model", "model per page",
+                 "matches"):
+        t.add_column(name, justify="left" if name in ("size", "HVO", "model", "matches")
+                     else "right", no_wrap=True)
+    for r in doc["memmap"]:
+        hvo = "on" if r["hvo"] else "off"
+        if "refused" in r:
+            t.add_row(r["size"], hvo, str(r["requested"]), "-", "-", r["model"], "-",
+                      f"refused: {r['refused']}")
+            continue
+        t.add_row(r["size"], hvo, str(r["allocated"]), f"{r['freed_pages']:,}",
+                  f"{r['freed_per_huge_page']:g}", r["model"],
+                  f"{r['model_freed_per_huge_page']:g}", "yes" if r["matches"] else "NO")
+    return t
+
+
+def _path(doc, buffer, name):
+    for e in doc["kernel"]:
+        if e["buffer"] == buffer and name in e["paths"]:
+            return e["paths"][name]["per_page_ns"]["median"]
+    return None
+
+
+def answer(doc):
+    """The comparison in words: what the model charges, what the kernel does."""
+    lines = []
+    page = model_of(doc.get("model", []), "page", "4K")
+    kernel_4k = _path(doc, "4K", "vmsplice+splice")
+    if page and kernel_4k is not None:
+        line = (f"The model charges {page['build_release_ns']['median']:.1f} ns per page to "
+                f"build and release a 64-byte struct page entry (page, warm); this kernel "
+                f"charges {kernel_4k:.1f} ns per 4 KiB page to take and drop a reference "
+                "through vmsplice + splice")
+        thp = _path(doc, "THP", "vmsplice+splice")
+        if thp is not None:
+            line += f", {thp:.1f} on a 2 MiB THP"
+        lines.append(line + ".")
+    pin = _path(doc, "4K", "read-read_fixed")
+    if pin is not None:
+        thp_pin = _path(doc, "THP", "read-read_fixed")
+        lines.append(f"An O_DIRECT read pins and unpins each 4 KiB page for {pin:.1f} ns more "
+                     "than the same read from a registered buffer"
+                     + (f" ({thp_pin:.1f} on a 2 MiB THP, pinned a folio at a time)"
+                        if thp_pin is not None else "") + ".")
+    walk = _path(doc, "4K", "mincore")
+    if walk is not None and kernel_4k:
+        lines.append(f"The page-table walk alone (mincore) is {walk:.1f} ns per page.")
+    return " ".join(lines)
+
+
+def print_all(doc, console, print_wide):
+    if any(e["paths"] for e in doc["kernel"]):
+        print_wide(console, kernel_table(doc), 150)
+    if doc.get("model"):
+        print_wide(console, model_table(doc), 110)
+    if doc.get("memmap"):
+        print_wide(console, memmap_table(doc), 110)
+    text = answer(doc)
+    if text:
+        console.print(text, markup=False, highlight=False)
