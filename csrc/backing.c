@@ -85,8 +85,12 @@ int pt_backing_map(int fd, uint64_t size, int writable, int flags, uint64_t alig
     if ((flags & PT_MAP_RESERVE) && !writable)
         return pt_set_error(err, PT_EINVAL, 0, 0, "cannot reserve a read-only backing");
     if (flags & PT_MAP_RESERVE) {
-        /* posix_fallocate returns the error instead of setting errno. */
-        rc = posix_fallocate(fd, 0, (off_t)size);
+        /* posix_fallocate returns the error instead of setting errno; tmpfs
+         * stops at a pending signal (EINTR, seen in a TCG guest), and a
+         * retry only allocates what is still missing. */
+        do
+            rc = posix_fallocate(fd, 0, (off_t)size);
+        while (rc == EINTR);
         if (rc)
             return pt_set_error(err, PT_ESYS, rc, 0,
                                 "posix_fallocate of %llu bytes failed: %s",
