@@ -224,8 +224,8 @@ def build_parser(command="run"):
 def _run_and_memmap_files(p):
     """plot's and report's inputs (report_page.load reads them) and output."""
     p.add_argument("results", nargs="+", metavar="RESULTS.json",
-                   help="a run's result file and any `pagetax vm memmap --json` files, in "
-                   "any order (one run)")
+                   help="a run's result file, any `pagetax vm memmap --json` files and at most "
+                   "one `pagetax kernel --json` file, in any order (one run)")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
 
 
@@ -241,6 +241,16 @@ def _kernel_options(k):
                    "(default: 31)")
     k.add_argument("--calls", type=_count("--calls", 1), default=31,
                    help="calls per page count per round, their median taken (default: 31)")
+    k.add_argument("--dax", metavar="SPEC",
+                   help="also measure 2 MiB of DAX pages: dax:PATH (a new file on an fsdax "
+                   "mount) or devdax:DEVICE (written: needs --overwrite)")
+    k.add_argument("--overwrite", action="store_true",
+                   help="let --dax write an existing file or a device-DAX node")
+    k.add_argument("--trace", action="store_true",
+                   help="count the kernel functions each path runs (the function tracer; some "
+                   "hosts refuse it, and the output says so)")
+    k.add_argument("--no-model", dest="model", action="store_false",
+                   help="skip the model's page and folio designs over the same pages")
     k.add_argument("--no-memmap", dest="memmap", action="store_false",
                    help="skip the memmap measurement (it allocates 512 MiB of 2 MiB and one "
                    "1 GiB hugetlb page, with HVO off and on, and gives them back)")
@@ -284,6 +294,20 @@ def _vm_commands(v):
     _vm_guest_options(t, timeout=900)
     t.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="pytest's options")
 
+    k = vsub.add_parser("kernel", help="pagetax kernel inside guests, on fsdax and devdax pages",
+                        description="Run `pagetax kernel` in one guest per namespace (fsdax "
+                        "on ext4, devdax at 2M), with 2 MiB of the namespace's pages as a "
+                        "buffer beside 4 KiB and THP ones and the function tracer on: "
+                        "whether the kernel can pin ZONE_DEVICE pages for I/O, through which "
+                        "functions, with the bytes checked.  Under TCG the timings mean "
+                        "nothing.  --kernel sets guest kernels side by side.")
+    _vm_guest_options(k, timeout=600)
+    k.add_argument("--json", metavar="PATH", help="also write every guest's figures as JSON")
+    k.add_argument("--force", action="store_true", help="replace an existing --json file")
+    k.add_argument("kernel_args", nargs="*", metavar="-- KERNEL_ARGS",
+                   help="pagetax kernel's options (default in a TCG guest: --rounds 5 "
+                   "--calls 5)")
+
     m = vsub.add_parser("memmap", help="the kernel's struct pages per namespace mode, measured",
                         description="One fresh guest per mode (fsdax --map=mem and dev, devdax "
                         "--map=mem at 4k and 2M, devdax --map=dev): the drop in free memory "
@@ -303,6 +327,9 @@ def _vm_guest_options(p, timeout):
                    help=f"seconds each guest may take, boot to power-off (default: {timeout})")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show each guest's console as it comes")
+    p.add_argument("--kernel", metavar="VERSION",
+                   help="the guest's kernel, as /boot/vmlinuz-VERSION names it, with its "
+                   "modules in /lib/modules (default: the newest there)")
 
 
 def _run_options(r):
@@ -485,7 +512,8 @@ def cmd_kernel(args, out, err):
     if args.json:
         report.check_json_path(args.json, args.force)
     doc = kernel.run(paths=args.paths, buffers=args.buffers, memmap=args.memmap,
-                     rounds=args.rounds, calls=args.calls,
+                     rounds=args.rounds, calls=args.calls, dax=args.dax,
+                     overwrite=args.overwrite, trace=args.trace, model=args.model,
                      on_step=lambda what: _say(f"pagetax: kernel: {what} done"))
     table.print_all(doc, out, report.print_wide)
     for what, why in doc["refused"].items():
@@ -505,7 +533,7 @@ def _vm_guest(args, accel, ns, argv, **kw):
     from . import vm
     _say(f"pagetax: vm: booting a guest for {ns.label} ({format_size(args.capacity)} NVDIMM)")
     result = vm.run(ns, argv, capacity=args.capacity, memory=args.memory, timeout=args.timeout,
-                    accel=accel, **kw,
+                    accel=accel, kernel=args.kernel, **kw,
                     on_console=(lambda line: _say(f"console: {line}")) if args.verbose else None)
     if result.accelerator != accel[0]:
         _say(f"pagetax: vm: {result.accelerator_reason}")
@@ -525,13 +553,48 @@ def _echo_guest(result):
 
 def cmd_vm(args, out, err):
     from . import vm
-    host = vm.check_tools()  # before any guest boots: a missing tool is one line
+    host = vm.check_tools(args.kernel)  # before any guest boots: a missing tool is one line
     vm.check_sizes(args.capacity, args.memory)
     accel = vm.choose_accelerator()
     _say(f"pagetax: vm: QEMU {vm.qemu_version(host.qemu)}, kernel {host.kernel_version}, "
          f"{accel[0]}: {accel[1]}")
-    return {"run": _vm_run, "test": _vm_test,
+    return {"run": _vm_run, "test": _vm_test, "kernel": _vm_kernel,
             "memmap": _vm_memmap}[args.vm_command](args, out, accel)
+
+
+def _vm_kernel(args, out, accel):
+    from . import vm, vm_guest
+    from .kernel import table
+    if args.json:
+        report.check_json_path(args.json, args.force)
+    for arg in args.kernel_args:
+        if arg.split("=", 1)[0] in ("--dax", "--json", "--overwrite"):
+            raise PagetaxError(f"vm kernel sets {arg.split('=', 1)[0]} itself: leave it out")
+    extra = args.kernel_args or (["--rounds", "5", "--calls", "5"] if accel[0] == "tcg" else [])
+    docs, status = [], 0
+    for ns in vm.KERNEL_NAMESPACES:
+        dax = [f"dax:{vm_guest.DAX_DIR}/pagetax-kernel.dat"] if ns.mode == "fsdax" else \
+            [f"devdax:{vm_guest.DEVDAX}", "--overwrite"]
+        argv = [sys.executable, "-m", "pagetax", "kernel", "--buffers", "4K,THP", "--dax", *dax,
+                "--trace", "--json", f"{vm_guest.OUT_DIR}/kernel.json", *extra]
+        with tempfile.TemporaryDirectory(prefix="pagetax-vm-files-") as files:
+            result = _vm_guest(args, accel, ns, argv, output_dir=files)
+            for line in result.stderr.splitlines():
+                _say(f"guest: {line}")
+            made = os.path.join(files, "kernel.json")
+            if os.path.exists(made):
+                with open(made) as f:
+                    doc = json.load(f)
+                doc["guest"] = result.labels()
+                table.print_all(doc, out, report.print_wide)
+                docs.append(doc)
+        _say(f"pagetax: vm kernel: {ns.label}: pagetax kernel exited {result.status}")
+        status = status or result.status
+    if args.json and docs:
+        path = report.write_json({"schema": "pagetax-vm-kernel/1", "runs": docs}, args.json,
+                                 force=args.force)
+        _say(f"kernel: {path}")
+    return status
 
 
 def _vm_run(args, out, accel):
@@ -619,18 +682,19 @@ def _glue_negative_values(argv):
 
 def cmd_plot(args, out, err):
     from . import plot, report_page
-    run, memmaps = report_page.load(args.results)
+    run, memmaps, kernel = report_page.load_files(args.results)
     if run is None:
-        raise PagetaxError("plot needs a run's result file; memmap files only add to it")
-    for name, path in plot.plot(run, args.output, args.format, memmaps).items():
+        raise PagetaxError("plot needs a run's result file; memmap and kernel files only add "
+                           "to it")
+    for name, path in plot.plot(run, args.output, args.format, memmaps, kernel=kernel).items():
         _say(f"{name}: {path}")
     return 0
 
 
 def cmd_report(args, out, err):
     from . import report_page
-    run, memmaps = report_page.load(args.results)
-    _say(f"report: {report_page.write(run, args.output, memmaps)}")
+    run, memmaps, kernel = report_page.load_files(args.results)
+    _say(f"report: {report_page.write(run, args.output, memmaps, kernel=kernel)}")
     return 0
 
 

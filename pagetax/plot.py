@@ -2,9 +2,10 @@
 how much slower than vec is each design (x vec against segment size),
 where the time goes (build, copy, release per segment), what it costs in
 memory (metadata per capacity, beside the kernel's own when a `pagetax vm
-memmap` file is given), then raw GB/s, ns per segment and, when the run
-recorded them, per-I/O latency CDFs.  matplotlib is needed only here:
-pip install '.[plot]' (from the source tree)."""
+memmap` or a `pagetax kernel` file is given), then raw GB/s, ns per
+segment and, when the run recorded them, per-I/O latency CDFs.
+matplotlib is needed only here: pip install '.[plot]' (from the source
+tree)."""
 import math
 import os
 import textwrap
@@ -273,23 +274,42 @@ def phase_figure(plt, doc):
         caption(doc)], handles)
 
 
-def metadata_figure(plt, doc, memmaps=()):
+def _hvo_label(r):
+    return f"kernel: {r['size']} hugetlb, HVO {'on' if r['hvo'] else 'off'}"
+
+
+def metadata_figure(plt, doc, memmaps=(), kernel=None):
     """Metadata as % of capacity, log scale (huge's 0.003 % is a bar, not
     nothing), DRAM and device side by side; the kernel's struct pages as
-    measured in guests below, when memmap files are given."""
+    measured in guests below, when memmap files are given; a kernel file's
+    HVO rows (report_kernel) under the model row each is held against."""
+    from . import report_kernel
     rows = summary.metadata_rows(doc)
-    kernel = [r for m in memmaps for r in m["rows"]]
+    guest = [r for m in memmaps for r in m["rows"]]
+    hvo = report_kernel.measured_memmap(kernel)
     labels, dram, device, hatch = [], [], [], []
+
+    def add_hvo(rows_here):
+        for h in rows_here:
+            labels.append(_hvo_label(h))
+            dram.append(report_kernel.memmap_left_percent(h))
+            device.append(0.0)   # the vmemmap is in DRAM
+            hatch.append("xx")
     for r in rows:
         labels.append(r["name"] + ("" if r["data_path"] else " *"))
         dram.append(100 * r["dram_bytes"] / r["capacity_bytes"])
         device.append(100 * r["device_bytes"] / r["capacity_bytes"])
-        hatch.append(False)
-    for k in kernel:
+        hatch.append(None)
+        if not r["folio_size"]:
+            add_hvo([h for h in hvo if h["model"] == r["design"]])
+    add_hvo([h for h in hvo if not any(h["model"] == r["design"] and not r["folio_size"]
+                                       for r in rows)])   # a model this pagetax lacks: last
+    model_rows = len(labels)
+    for k in guest:
         labels.append(f"guest: {k['ndctl']}")
         dram.append(100 * k["dram_bytes"] / k["region_bytes"])
         device.append(100 * k["device_bytes"] / k["region_bytes"])
-        hatch.append(True)
+        hatch.append("//")
     fig, ax = plt.subplots(figsize=(9, 0.3 * len(labels) + 2.4), layout="constrained")
     ys = list(range(len(labels)))
     positive = [v for v in dram + device if v > 0]
@@ -299,7 +319,7 @@ def metadata_figure(plt, doc, memmaps=()):
         for y, v, kern, pair in zip(ys, values, hatch, both):
             if v > 0:
                 offset = side if pair else 0.0  # a lone bar sits on its label
-                ax.barh(y + offset, v, height=0.38, color=color, hatch="//" if kern else None,
+                ax.barh(y + offset, v, height=0.38, color=color, hatch=kern,
                         edgecolor="white" if kern else None)
                 ax.text(v * 1.08, y + offset, f"{v:.3g} %", va="center", fontsize="x-small")
     for y, d, v in zip(ys, dram, device):
@@ -310,24 +330,45 @@ def metadata_figure(plt, doc, memmaps=()):
     _plain_axis(ax, "x")
     ax.set_yticks(ys, labels, fontsize="small")
     ax.invert_yaxis()
-    if kernel:
-        ax.axhline(len(rows) - 0.5, color="#444", linewidth=0.8)
+    if guest:
+        ax.axhline(model_rows - 0.5, color="#444", linewidth=0.8)
     ax.set_xlabel("% of capacity (log scale)")
     ax.grid(True, axis="x", alpha=0.3)
     from matplotlib.patches import Patch
     handles = [Patch(color="#1f77b4", label="DRAM"), Patch(color="#ff7f0e", label="device")]
-    if kernel:
+    if guest:
         handles.append(Patch(facecolor="#999", hatch="//", edgecolor="white",
                              label="the kernel's, measured in a guest"))
+    if hvo:
+        handles.append(Patch(facecolor="#999", hatch="xx", edgecolor="white",
+                             label="this kernel's, HVO off and on"))
     _, basis = summary.capacity_basis(doc)
     notes = [f"Capacity: {basis}; altmap's reserve as a share of the whole backing it is "
              "sized by. Designs the run measured show its figures (equal to the model); "
              "* = modelled only."]
-    if kernel:
-        region = kernel[0]["region_bytes"]
+    if guest:
+        region = guest[0]["region_bytes"]
         notes.append(f"guest rows: struct pages the kernel kept for each ndctl namespace mode "
                      f"on a {format_size(region)} NVDIMM region in a pagetax vm guest, as a share "
                      "of the region (DRAM: drop in free pages; device: region - namespace).")
+    refused = [f"{_hvo_label(r)} refused: {r['refused']}"
+               for r in (kernel or {}).get("memmap") or [] if "refused" in r]
+    if (kernel or {}).get("refused", {}).get("memmap"):
+        refused.append(f"kernel memmap refused: {kernel['refused']['memmap']}")
+    if hvo:
+        cap, _ = summary.capacity_basis(doc)
+        # the model keeps a vmemmap page per huge page begun, so below or
+        # between whole huge pages its share is larger than per huge page
+        rounded = sorted({h["size"] for h in hvo if h["hvo"] and cap % h["huge_page_bytes"]})
+        notes.append(f"kernel rows: struct page bytes {kernel['machine'].get('kernel', '?')} "
+                     "keeps for hugetlb pages, 64 B per 4 KiB page less the vmemmap pages "
+                     "its memmap counters (nr_memmap_pages + nr_memmap_boot_pages) gave back, "
+                     "as a share of the huge pages; each under the model row it is held against."
+                     + (f" The capacity is not a whole number of {' or '.join(rounded)} pages: "
+                        "the model rows round it up to whole huge pages, the kernel rows do "
+                        "not, so they differ by that." if rounded else ""))
+    if refused:
+        notes.append(("Not drawn: " if hvo else "No kernel rows: ") + "; ".join(refused) + ".")
     return _finish(fig, "metadata bytes per capacity", notes + [caption(doc)], handles)
 
 
@@ -404,13 +445,13 @@ def latency_figure(plt, doc):
         _line_handles(doc, names))
 
 
-def figures(plt, doc, memmaps=()):
+def figures(plt, doc, memmaps=(), kernel=None):
     """{name: figure} in the order the page shows them; a picture the run
     has no data for is left out."""
     out = {
         "ratio_vec": ratio_figure(plt, doc),
         "phases": phase_figure(plt, doc),
-        "metadata": metadata_figure(plt, doc, memmaps),
+        "metadata": metadata_figure(plt, doc, memmaps, kernel),
         "throughput": curves(plt, doc, lambda r: r["gbps"], "GB/s (bytes once, GB = 10⁹)",
                              "throughput against segment size",
                              "Band: the 95 % bootstrap interval of the median.",
@@ -423,8 +464,11 @@ def figures(plt, doc, memmaps=()):
     return {name: fig for name, fig in out.items() if fig is not None}
 
 
-def plot(doc, outdir, fmt="png", memmaps=()):
-    """Write every figure the run has data for; returns {name: path}."""
+def plot(doc, outdir, fmt="png", memmaps=(), kernel=None):
+    """Write every figure the run has data for; returns {name: path}.  A
+    kernel file may come as `kernel` or in `memmaps` (report_page.load's)."""
+    from . import report_kernel
+    memmaps, kernel = report_kernel.split(memmaps, kernel)
     if fmt not in FORMATS:
         raise PagetaxError(f"unknown plot format {fmt!r} (choose from png, svg)")
     plt = _pyplot()
@@ -433,7 +477,7 @@ def plot(doc, outdir, fmt="png", memmaps=()):
     except OSError as e:
         raise PagetaxError(f"-o {outdir}: {e.strerror}") from None
     paths = {}
-    for name, fig in figures(plt, doc, memmaps).items():
+    for name, fig in figures(plt, doc, memmaps, kernel).items():
         path = os.path.join(outdir, f"{name}.{fmt}")
         fig.savefig(path, dpi=110)
         plt.close(fig)

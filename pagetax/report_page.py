@@ -1,8 +1,10 @@
-"""`pagetax report RESULTS.json [MEMMAP.json ...] -o DIR`: one static HTML
-page that works when opened from disk (plots embedded as data URIs, no
-scripts, no network).  A run made inside a `pagetax vm` guest carries a
-banner that says so; `pagetax vm memmap --json` files add the kernel's own
-struct pages, measured in a guest, beside pagetax's model."""
+"""`pagetax report RESULTS.json [MEMMAP.json ...] [KERNEL.json] -o DIR`: one
+static HTML page that works when opened from disk (plots embedded as data
+URIs, no scripts, no network).  A run made inside a `pagetax vm` guest
+carries a banner that says so; `pagetax vm memmap --json` files add the
+kernel's own struct pages, measured in a guest, beside pagetax's model; a
+`pagetax kernel --json` file what the running kernel pays per page
+(report_kernel.py)."""
 import base64
 import html
 import json
@@ -11,6 +13,7 @@ import re
 import tempfile
 
 from . import plot as _plot
+from . import report_kernel as _kernel
 from . import summary as _summary
 from .report import meta_cell
 from .errors import PagetaxError
@@ -35,6 +38,7 @@ ul.summary li { margin: 0.4em 0; }
 .guest dt { font-weight: bold; float: left; clear: left; width: 9em; }
 .guest dd { margin-left: 9em; }
 ul.explain li { margin: 0.5em 0; max-width: 60em; }
+p.answer { font-size: 1.05em; max-width: 60em; }
 @media (max-width: 40em) {
   body { margin: 0.6em; }
   .guest dt { float: none; width: auto; } .guest dd { margin-left: 1em; }
@@ -80,25 +84,42 @@ def _fmt(x, nd=2):
 
 
 def load(paths):
-    """(the run's result file or None, [memmap files]) from paths in any
-    order; a one-line PagetaxError for anything else."""
+    """(the run's result file or None, [memmap files and a kernel file])
+    from paths in any order; a one-line PagetaxError for anything else.  The
+    kernel file rides in the second list so that `run, files = load(...)`
+    then `write(run, out, files)` shows it (render and plot.plot take it out
+    by its schema); load_files() gives it apart."""
+    run, memmaps, kernel = load_files(paths)
+    return run, memmaps + ([kernel] if kernel else [])
+
+
+def load_files(paths):
+    """(the run's result file or None, [memmap files], the kernel file or
+    None) from paths in any order; a one-line PagetaxError for anything
+    else."""
     from . import compare
     from .schema import SCHEMA
-    run, memmaps = None, []
+    run, memmaps, kernel = None, [], None
     for path in paths:
         doc = compare.read_json(path)
         schema = doc.get("schema") if isinstance(doc, dict) else None
         if schema == MEMMAP_SCHEMA:
             memmaps.append(_memmap_doc(path, doc))
+        elif schema == _kernel.SCHEMA:
+            if kernel is not None:
+                raise PagetaxError(f"{path}: a second kernel file ({kernel['path']} is the "
+                                   "first): a report shows one kernel's figures")
+            kernel = _kernel.check(path, doc)
         elif schema == SCHEMA:
             if run is not None:
                 raise PagetaxError(f"{path}: a second run result ({run[0]} is the first): a "
                                    "report shows one run; compare two with pagetax compare")
             run = (path, compare.load(path))
         else:
-            raise PagetaxError(f"{path}: neither a pagetax run result (schema {SCHEMA}) nor "
-                               f"a pagetax vm memmap file (schema {MEMMAP_SCHEMA})")
-    return (run[1] if run else None), memmaps
+            raise PagetaxError(f"{path}: neither a pagetax run result (schema {SCHEMA}), a "
+                               f"pagetax vm memmap file (schema {MEMMAP_SCHEMA}) nor a pagetax "
+                               f"kernel file (schema {_kernel.SCHEMA})")
+    return (run[1] if run else None), memmaps, kernel
 
 
 def _memmap_doc(path, doc):
@@ -184,13 +205,16 @@ hold under an emulator; no timings are involved.</p>
 """
 
 
-def render(doc=None, memmaps=()):
-    """The page: a run (doc, a result file's contents) and any memmap
-    files (load()'s), either may be missing, not both."""
-    if doc is None and not memmaps:
-        raise PagetaxError("nothing to report: give a run result or a vm memmap file")
+def render(doc=None, memmaps=(), kernel=None):
+    """The page: a run (doc, a result file's contents), any memmap files
+    and a kernel file (load_files()'s); any may be missing, not all."""
+    memmaps, kernel = _kernel.split(memmaps, kernel)
+    if doc is None and not memmaps and kernel is None:
+        raise PagetaxError("nothing to report: give a run result, a vm memmap file or a "
+                           "kernel file")
     guest = (doc or {}).get("guest")
-    body = (_guest_banner(guest) + _run_body(doc, memmaps)) if doc else ""
+    body = (_guest_banner(guest) + _run_body(doc, memmaps, kernel)) if doc else ""
+    body += _kernel.section(kernel, doc) if kernel else ""
     body += "".join(_memmap_section(m) for m in memmaps)
     title = "pagetax report" + (f" (in a {str(guest.get('accelerator', '?')).upper()} guest)"
                                 if guest else "")
@@ -273,14 +297,14 @@ def _metadata_table(doc):
                    "per 1 MiB I/O, 64 B segs"], rows)
 
 
-def _run_body(doc, memmaps=()):
+def _run_body(doc, memmaps=(), kernel=None):
     threads = doc["config"].get("threads", 1)
     threads_note = ("" if threads == 1 else
                     f" With {threads} threads GB/s is aggregate (all threads' bytes over each "
                     "repetition's wall time) and ns/seg is one thread's time per segment.")
     with tempfile.TemporaryDirectory(prefix="pagetax-report-") as tmp:
         images = {}
-        for name, path in _plot.plot(doc, tmp, memmaps=memmaps).items():
+        for name, path in _plot.plot(doc, tmp, memmaps=memmaps, kernel=kernel).items():
             with open(path, "rb") as f:
                 images[name] = base64.b64encode(f.read()).decode()
     _, basis = _summary.capacity_basis(doc)
@@ -331,7 +355,10 @@ of resident memory at attach; * = modelled only. The last two columns are the ve
 {_figure(images, "metadata", "metadata bytes per capacity",
          "Log scale, so the smallest tables show." + (
              " Hatched: the kernel's own struct pages, measured in a guest (below)."
-             if memmaps else ""))}
+             if memmaps else "") + (
+             " Cross-hatched, under the model row each is held against: the struct pages "
+             "this kernel keeps for hugetlb pages with HVO off and on, from its memmap "
+             "counters (below)." if _kernel.measured_memmap(kernel) else ""))}
 <h2 id="raw">Raw throughput</h2>
 {_figure(images, "throughput", "throughput against segment size",
          "Median GB/s; band: the 95 % bootstrap interval of the median.")}
@@ -344,8 +371,8 @@ of resident memory at attach; * = modelled only. The last two columns are the ve
 """
 
 
-def write(doc, outdir, memmaps=()):
-    page = render(doc, memmaps)
+def write(doc, outdir, memmaps=(), kernel=None):
+    page = render(doc, memmaps, kernel)
     try:
         os.makedirs(outdir, exist_ok=True)
     except OSError as e:

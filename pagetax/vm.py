@@ -54,7 +54,7 @@ MIN_XFS_CAPACITY = 320 * MIB      # xfsprogs makes no file system under 300 MB
 # and xfs's cost a TCG boot two seconds.  kmem (system-ram mode) and nd_e820
 # (memmap= pmem) serve no namespace here.
 MODULES = ("libnvdimm", "nfit", "nd_pmem", "dax_pmem", "device_dax",
-           "virtio_pci", "9pnet_virtio", "9p")
+           "virtio_pci", "9pnet_virtio", "9p", "loop")   # loop: pagetax kernel's O_DIRECT
 XZ_MAGIC = b"\xfd7zXZ\x00"
 SHARE_TAG = "pagetax_share"
 KERNEL_TROUBLE = re.compile(r"\bBUG:|\bOops:|Kernel panic")
@@ -129,6 +129,8 @@ def _choose(what, value, allowed):
 MEMMAP_NAMESPACES = (Namespace("fsdax", "mem"), Namespace("fsdax", "dev"),
                      Namespace("devdax", "mem", align="4k"), Namespace("devdax", "mem", align="2M"),
                      Namespace("devdax", "dev", align="2M"))
+# `pagetax vm kernel`: a DAX file's pages and a device's, PMD-mapped.
+KERNEL_NAMESPACES = (Namespace("fsdax", "mem", fs="ext4"), Namespace("devdax", "mem", align="2M"))
 # ext4 and xfs, struct pages in DRAM and on the device (altmap's real
 # counterpart), and device DAX at its default alignment.
 TEST_NAMESPACES = (Namespace("fsdax", "mem", fs="ext4"), Namespace("fsdax", "dev", fs="xfs"),
@@ -202,13 +204,28 @@ def _version_key(version):
     return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", version)]
 
 
-def _newest_kernel():
+def _installed_kernels():
     versions = [p[len("/boot/vmlinuz-"):] for p in glob.glob("/boot/vmlinuz-*")]
-    versions = [v for v in versions if os.path.exists(f"/lib/modules/{v}/modules.dep")]
-    if not versions:
+    return sorted((v for v in versions if os.path.exists(f"/lib/modules/{v}/modules.dep")),
+                  key=_version_key)
+
+
+def _guest_kernel(wanted=None):
+    """The version of the kernel a guest boots: `wanted` (a version, or
+    /boot/vmlinuz-VERSION), else the newest in /boot with its modules."""
+    versions = _installed_kernels()
+    if wanted:
+        version = os.path.basename(wanted)
+        version = version[len("vmlinuz-"):] if version.startswith("vmlinuz-") else version
+        if version not in versions:
+            raise VmError(f"--kernel {wanted}: no /boot/vmlinuz-{version} with its modules in "
+                          f"/lib/modules (installed: {', '.join(versions) or 'none'}; Debian: "
+                          f"apt-get install linux-image-{version})")
+    elif not versions:
         raise VmError("no kernel in /boot with its modules in /lib/modules: "
                       "apt-get install linux-image-amd64")
-    version = max(versions, key=_version_key)
+    else:
+        version = versions[-1]
     if not os.access(f"/boot/vmlinuz-{version}", os.R_OK):
         raise VmError(f"/boot/vmlinuz-{version} is not readable: run as root")
     return version
@@ -235,14 +252,14 @@ def _static_busybox():
     raise VmError("no statically linked busybox: apt-get install busybox-static")
 
 
-def check_tools():
-    """The host's QEMU, kernel and busybox, or a VmError naming the Debian
-    package to install."""
+def check_tools(kernel=None):
+    """The host's QEMU, kernel (`kernel`, a version, or the newest) and
+    busybox, or a VmError naming the Debian package to install."""
     qemu = _which("qemu-system-x86_64", "qemu-system-x86")
     modprobe = _which("modprobe", "kmod")
     for tool, package in (("ndctl", "ndctl"), ("mkfs.ext4", "e2fsprogs"), ("mkfs.xfs", "xfsprogs")):
         _which(tool, package)
-    version = _newest_kernel()
+    version = _guest_kernel(kernel)
     return Host(qemu, modprobe, f"/boot/vmlinuz-{version}", version, _static_busybox())
 
 
@@ -605,7 +622,7 @@ def _read_text(path):
 
 
 def run(namespace, argv, *, output_dir=None, capacity=GIB, memory=2 * GIB, timeout=600.0,
-        memmap=False, env=None, accel=None, on_console=None, workdir=None):
+        memmap=False, env=None, accel=None, on_console=None, workdir=None, kernel=None):
     """Boot a guest, make `namespace` of its NVDIMM, run `argv` in it, power off.
 
     `argv` runs as root in a chroot of the host's root (so sys.executable and
@@ -615,12 +632,13 @@ def run(namespace, argv, *, output_dir=None, capacity=GIB, memory=2 * GIB, timeo
     only makes the namespace; `memmap` also reads the free memory around its
     creation.  `accel` is ("kvm" or "tcg", why), as choose_accelerator()
     gives it (by default); a KVM guest that does not reach init within
-    KVM_BOOT_DEADLINE seconds is retried under TCG.  `on_console` gets every
+    KVM_BOOT_DEADLINE seconds is retried under TCG.  `kernel` picks the
+    guest's kernel by version (default: the newest).  `on_console` gets every
     console line as it comes.  The temp folder
     (NVDIMM image, initramfs, share) and QEMU go on every exit path,
     Ctrl-C and SIGTERM included.  Raises VmError when the guest cannot
     prepare the namespace or does not finish within `timeout` seconds."""
-    host = check_tools()
+    host = check_tools(kernel)
     check_sizes(capacity, memory, namespace)
     accel, accel_reason = accel or choose_accelerator()
     run_argv = argv

@@ -223,3 +223,42 @@ def test_auto_picks_the_device_only_with_overwrite():
         assert b.kind == "tmpfs" and "only with --overwrite" in b.notes["auto"]
     with backings.open_backing("auto", 4 * MIB, overwrite=True) as b:
         assert b.kind == "devdax" and b.notes["auto"] == f"chose devdax:{DEVDAX}"
+
+
+GUP_FUNCTIONS = ("gup", "get_user_pages", "try_grab")
+
+
+def _kernel_on_dax(tmp_path, spec):
+    """`pagetax kernel` on the namespace's pages, briefly, tracer on."""
+    p = cli("kernel", "--buffers", "4K", "--dax", *spec, "--paths", "vmsplice,io_uring",
+            "--trace", "--rounds", "3", "--calls", "3", "--no-memmap", "--json", "k.json",
+            cwd=tmp_path, timeout=600)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((tmp_path / "k.json").read_text())
+    dax = next(e for e in doc["kernel"] if e["buffer"] == "dax")
+    assert not dax["refused"].get("buffer"), dax["refused"]
+    # the pipe holds references to pmem pages, and O_DIRECT reads into them
+    # bring the loop device's bytes (the checks raise otherwise)
+    assert dax["checks"]["vmsplice"]["pipe_references_pages"] is True
+    assert dax["checks"]["io_uring"]["read_foll_pins"] is not None
+    assert "vmsplice" in dax["paths"] and "read" in dax["paths"]
+    if "trace" not in doc["refused"]:   # the guest's tracer: which functions pinned
+        hits = dax["functions"]["vmsplice"]
+        assert any(k in f for f in hits for k in GUP_FUNCTIONS), hits
+    return doc, dax
+
+
+@fsdax
+def test_kernel_pins_fsdax_pages_and_refuses_their_registration(tmp_path):
+    doc, dax = _kernel_on_dax(tmp_path, [f"dax:{DAX_DIR}/kernel.dat"])
+    assert dax["mapping"]["backing"] == "dax"
+    # a long-term pin (io_uring's buffer registration) of fsdax pages is refused by design
+    refused = dax["checks"]["io_uring"]["read_fixed_refused"]
+    assert "Operation not supported" in refused and "long-term pin" in refused
+    assert "read_fixed" not in dax["paths"]
+
+
+@devdax
+def test_kernel_pins_devdax_pages(tmp_path):
+    doc, dax = _kernel_on_dax(tmp_path, [f"devdax:{DEVDAX}", "--overwrite"])
+    assert dax["mapping"]["backing"] == "devdax"

@@ -135,7 +135,7 @@ def test_check_tools_names_the_busybox_package(bare_host, monkeypatch):
     for tool, _ in TOOLS:
         _stub(bin_dir, tool)
     try:
-        vm._newest_kernel()
+        vm._guest_kernel()
     except vm.VmError as e:
         pytest.skip(str(e))
     monkeypatch.setattr(vm, "_is_static", lambda path: False)  # a dynamic busybox only
@@ -353,6 +353,37 @@ def test_vm_run_refuses_backing_and_json(tmp_path, run_args, option):
     assert _one_error_line(p) == f"pagetax: error: vm run sets {option} itself: leave it out"
     assert "booting a guest" not in p.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("option", ["--dax", "--json", "--overwrite"])
+def test_vm_kernel_refuses_what_it_sets_itself(tmp_path, option):
+    _host_or_skip()
+    p = cli("vm", "kernel", "--", option, cwd=tmp_path, timeout=60)
+    assert p.returncode == 1
+    assert _one_error_line(p) == f"pagetax: error: vm kernel sets {option} itself: leave it out"
+    assert "booting a guest" not in p.stderr
+
+
+def _kernels(monkeypatch, versions):
+    real_glob, real_exists = vm.glob.glob, vm.os.path.exists
+    monkeypatch.setattr(vm.glob, "glob", lambda pattern, **kw: [f"/boot/vmlinuz-{v}" for v in
+                        versions] if pattern == "/boot/vmlinuz-*" else real_glob(pattern, **kw))
+    monkeypatch.setattr(vm.os.path, "exists", lambda p: any(
+        p == f"/lib/modules/{v}/modules.dep" for v in versions) or real_exists(p))
+    monkeypatch.setattr(vm.os, "access", lambda p, mode: True)
+
+
+def test_guest_kernel_is_the_newest_or_the_one_asked(monkeypatch):
+    _kernels(monkeypatch, ["6.1.0-57-amd64", "6.12.118+deb12-amd64", "6.1.0-9-amd64"])
+    assert vm._guest_kernel() == "6.12.118+deb12-amd64"
+    assert vm._guest_kernel("6.1.0-9-amd64") == "6.1.0-9-amd64"
+    assert vm._guest_kernel("/boot/vmlinuz-6.1.0-57-amd64") == "6.1.0-57-amd64"
+    with pytest.raises(vm.VmError) as e:
+        vm._guest_kernel("6.19.0-1-amd64")
+    assert str(e.value) == ("--kernel 6.19.0-1-amd64: no /boot/vmlinuz-6.19.0-1-amd64 with its "
+                            "modules in /lib/modules (installed: 6.1.0-9-amd64, 6.1.0-57-amd64, "
+                            "6.12.118+deb12-amd64; Debian: apt-get install "
+                            "linux-image-6.19.0-1-amd64)")
 
 
 @pytest.mark.parametrize("label, message", [
@@ -634,7 +665,7 @@ FAKE_GUESTS = r"""
 import json, sys
 from pagetax import cli, vm
 rows = {r["namespace"]: r for r in json.load(open(sys.argv[1]))}
-vm.check_tools = lambda: vm.Host("/bin/true", "/bin/true", "/boot/vmlinuz-6.1", "6.1", "/bin/true")
+vm.check_tools = lambda kernel=None: vm.Host("/bin/true", "/bin/true", "/boot/vmlinuz-6.1", "6.1", "/bin/true")
 vm.qemu_version = lambda qemu: "7.2.22"
 vm.choose_accelerator = lambda: ("tcg", "faked")
 
@@ -774,8 +805,9 @@ def test_report_refuses_what_it_cannot_show(tmp_path, run_doc):
     for args, message in [
         (["r.json", "r.json"], "r.json: a second run result (r.json is the first): a report "
                                "shows one run; compare two with pagetax compare"),
-        (["other.json"], "other.json: neither a pagetax run result (schema pagetax-run/1) nor a "
-                         "pagetax vm memmap file (schema pagetax-vm-memmap/1)"),
+        (["other.json"], "other.json: neither a pagetax run result (schema pagetax-run/1), a "
+                         "pagetax vm memmap file (schema pagetax-vm-memmap/1) nor a pagetax "
+                         "kernel file (schema pagetax-kernel/1)"),
         (["bad.json"], "bad.json: memmap row 2 lacks dram_bytes; was the file edited or cut short?"),
         (["empty.json"], "empty.json: has no list of memmap rows"),
         (["none.json"], "none.json: No such file or directory"),

@@ -13,6 +13,7 @@
 
 README.md beside this file says, function by function, what each path
 does per page in the kernel."""
+import json
 import os
 import platform
 import time
@@ -27,8 +28,11 @@ NEEDS_ROOT = {"io_uring": "a loop device", "memmap": "the hugetlb pool and the s
 
 
 def run(*, paths=PATHS, buffers=BUFFERS, memmap=True, rounds=31, calls=31, model=True,
-        memmap_counts=None, on_step=None):
-    """Measure; return the result document (schema pagetax-kernel/1)."""
+        memmap_counts=None, on_step=None, dax=None, overwrite=False, trace=False):
+    """Measure; return the result document (schema pagetax-kernel/1).
+    `dax` (dax:PATH or devdax:DEV) adds a buffer of DAX pages; `trace`
+    counts the kernel functions each path ran, where the function tracer
+    is allowed."""
     from . import measure, memmap as _memmap, model as _model
     from .sysstate import KernelState
     t0 = time.monotonic()
@@ -36,6 +40,7 @@ def run(*, paths=PATHS, buffers=BUFFERS, memmap=True, rounds=31, calls=31, model
     doc = {"schema": SCHEMA, "machine": machine.describe(),
            "config": {"paths": list(paths), "buffers": list(buffers), "rounds": rounds,
                       "calls": calls, "pages": list(measure.PAGES), "memmap": memmap,
+                      "dax": dax, "trace": trace,
                       "clock": "CLOCK_MONOTONIC around each system call",
                       "cache": "warm: the same pages every call"},
            "meaning": measure.MEANING, "refused": {}, "warnings": []}
@@ -45,10 +50,26 @@ def run(*, paths=PATHS, buffers=BUFFERS, memmap=True, rounds=31, calls=31, model
                 doc["refused"][what] = f"needs root ({why})"
         paths = tuple(p for p in paths if p != "io_uring")
         memmap = False
+    if dax:
+        buffers = tuple(buffers) + ("dax",)
+    guest = os.environ.get("PAGETAX_GUEST")
+    if guest:
+        doc["guest"] = json.loads(guest)
     with KernelState() as state:
-        doc["kernel"] = measure.measure_kernel(state, buffers, paths, rounds, calls, on_step)
+        tracer = None
+        if trace:
+            from .ftrace import FunctionTrace
+            try:
+                tracer = FunctionTrace(state)
+            except PagetaxError as e:
+                doc["refused"]["trace"] = str(e)
+        doc["kernel"] = measure.measure_kernel(state, buffers, paths, rounds, calls, on_step,
+                                               dax, overwrite, tracer)
         if model:
-            doc["model"] = _model.measure_model(reps=rounds)
+            try:
+                doc["model"] = _model.measure_model(reps=rounds)
+            except PagetaxError as e:
+                doc["refused"]["model"] = str(e)
             if on_step:
                 on_step("model")
         if memmap:

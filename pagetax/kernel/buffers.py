@@ -86,3 +86,49 @@ class Buffer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class DaxBuffer:
+    """2 MiB of a DAX backing, as `pagetax run --backing` names one
+    (dax:PATH, a new file on an fsdax mount, mapped MAP_SYNC; devdax:DEV,
+    written only with overwrite): the ZONE_DEVICE pages the 2015 thread
+    argued about, for the same probes."""
+    kind = "dax"
+
+    def __init__(self, spec, overwrite=False, nbytes=HUGE):
+        from .. import backings
+        if not spec.startswith(("dax:", "devdax:")):
+            raise PagetaxError(f"--dax {spec}: give dax:PATH (a new file on an fsdax mount) or "
+                               "devdax:DEVICE")
+        # 2 MiB pages: PMD-mapped, where 6.1 and 6.12 took a pgmap lookup and a
+        # reference per 4 KiB page (gup_fast_devmap_leaf), later kernels one per folio
+        self._backing = backings.open_backing(spec, nbytes, overwrite=overwrite, page_size="2M")
+        if not self._backing.writable:
+            self._backing.close()
+            raise PagetaxError(f"--dax {spec} already holds data: pass --overwrite to let "
+                               "pagetax kernel write it")
+        self.nbytes = nbytes
+        self.array = self._backing.view()[:nbytes]
+        self.array[:] = np.arange(nbytes, dtype=np.uint64).astype(np.uint8)  # faulted in
+        self.address = self._backing.base
+        self.pointer = ffi.cast("uint8_t *", self.address)
+        described = backings.describe(self._backing)
+        self.mapping = dict(described["mapping"], backing=described["kind"],
+                            path=described["path"], fs_type=described["fs_type"])
+
+    @property
+    def page_size(self):
+        return self.mapping.get("page_size")
+
+    def close(self):
+        self.array = None
+        self.pointer = None
+        if self._backing is not None:
+            self._backing.close()
+            self._backing = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import PagetaxError
 from . import slope
-from .buffers import BASE_PAGE, KINDS, Buffer
+from .buffers import BASE_PAGE, KINDS, Buffer, DaxBuffer
 from .probes import MAX_PAGES, PROBES
 
 PAGES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -80,9 +80,12 @@ def _fits(data):
     return out
 
 
-def _buffer(kind, state):
+def _buffer(kind, state, dax=None, overwrite=False):
     """A buffer of `kind`; for hugetlb, one 2 MiB page reserved through
-    `state` when none is free (given back on exit)."""
+    `state` when none is free (given back on exit); for dax, 2 MiB of the
+    backing `dax` names."""
+    if kind == "dax":
+        return DaxBuffer(dax, overwrite)
     if kind == "hugetlb":
         with open(f"{HUGETLB_2M}/free_hugepages") as f:
             free = int(f.read())
@@ -95,14 +98,18 @@ def _buffer(kind, state):
 
 
 def measure_kernel(state, kinds=KINDS, probes=tuple(PROBES), rounds=31, calls=31,
-                   on_step=None):
-    """Per buffer kind: each probe's fits and checks, or why it was refused."""
+                   on_step=None, dax=None, overwrite=False, tracer=None):
+    """Per buffer kind: each probe's fits and checks, or why it was refused;
+    with a tracer (ftrace.FunctionTrace), the kernel functions one call of
+    16 pages ran, per probe."""
     results = []
     for kind in kinds:
         t0 = time.monotonic()
         entry = {"buffer": kind, "paths": {}, "checks": {}, "refused": {}}
+        if tracer:
+            entry["functions"] = {}
         try:
-            buf = _buffer(kind, state)
+            buf = _buffer(kind, state, dax, overwrite)
         except (PagetaxError, OSError) as e:
             entry["refused"]["buffer"] = str(e)
             results.append(entry)
@@ -120,7 +127,15 @@ def measure_kernel(state, kinds=KINDS, probes=tuple(PROBES), rounds=31, calls=31
                 p.pages = PAGES
                 if name == "io_uring":  # no split, so one pin per page (probes.py)
                     p.pages = tuple(n for n in PAGES if n <= p.max_pages)
-                entry["checks"][name] = p.check()
+                try:
+                    entry["checks"][name] = p.check()
+                except PagetaxError as e:  # not the path it names: no figure
+                    opened.remove(p)
+                    p.close()
+                    entry["refused"][name] = f"its check failed: {e}"
+                    continue
+                if tracer:
+                    entry["functions"][name] = tracer.trace(lambda: p(16, 2))
             entry["paths"] = _fits(sweep(opened, rounds, calls))
         finally:
             for p in opened:

@@ -3,8 +3,6 @@ same pages as the probes, one I/O of 256 4 KiB segments, warm as the
 probes' buffers are (the same pages every call).  Build and release per
 page come from the core's instrumented repetitions (one mark per phase
 subtracted), as in `pagetax run`."""
-import numpy as np
-
 from .. import backings, extents
 from ..core import aligned_buffer
 from . import slope
@@ -38,14 +36,3 @@ def measure_model(designs=DESIGNS, reps=31):
                 })
     del buf
     return rows
-
-
-def model_of(rows, design, folio_size):
-    for r in rows:
-        if r["design"] == design and r["folio_size"] == folio_size:
-            return r
-    return None
-
-
-def as_array(rows, key):
-    return np.array([r[key]["median"] for r in rows])

@@ -2,6 +2,7 @@
 path over the first `pages` pages of a buffer, and a check that the path
 did what it is named for.  The C (csrc/kernel/) times each system call
 alone; these wrappers own the file descriptors and the checks."""
+import errno
 import fcntl
 import os
 
@@ -18,7 +19,8 @@ _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 def _raise(rc, failed, where):
     if rc < 0:
-        raise PagetaxError(f"{where}: {ffi.string(failed[0]).decode()}: {os.strerror(-rc)}")
+        raise PagetaxError(f"{where}: {ffi.string(failed[0]).decode()}: {os.strerror(-rc)}",
+                           sys_errno=-rc)
     return rc
 
 
@@ -158,6 +160,28 @@ class Populate:
         pass
 
 
+def _reference_kind(pinned, fixed_pins, want, ios, n):
+    """What READ's per-page references were, from the FOLL_PIN counter:
+    "FOLL_PIN" (kernels since the block layer moved to
+    iov_iter_extract_pages, after 6.1), or "not FOLL_PIN" (6.1's
+    bio_iov_iter_get_pages takes plain FOLL_GET references, which no counter
+    shows).  Anything between, or a READ_FIXED
+    that pins, is not the path this measures."""
+    if pinned is None:
+        return "unknown: no FOLL_PIN counters"
+    if fixed_pins > 0.1 * want:
+        raise PagetaxError(f"{ios} READ_FIXEDs of {n} pages pinned {fixed_pins} pages: a "
+                           "registered buffer should need no pin per I/O (another process "
+                           "pinning pages meanwhile can also cause this)")
+    if pinned >= 0.9 * want:
+        return "FOLL_PIN"
+    if pinned <= 0.1 * want:
+        return "not FOLL_PIN: the FOLL_PIN counter did not move (plain references)"
+    raise PagetaxError(f"{ios} O_DIRECT READs of {n} pages pinned {pinned} pages, neither "
+                       "one per page nor none: not the path measured here (another process "
+                       "pinning pages meanwhile can also cause this)")
+
+
 def max_unsplit_pages(device_name):
     """The most 4 KiB pages one unregistered O_DIRECT I/O carries without a
     split: beyond the device's max_segments (each such page is a segment)
@@ -193,17 +217,22 @@ class Uring:
                                + (" (io_uring is disabled: /proc/sys/kernel/io_uring_disabled)"
                                   if err[0] in (1, 38) else ""))
         failed = ffi.new("const char **")
+        self.fixed_refused = None
         try:
             _raise(lib.pk_ring_register(self.ring, buf.pointer, buf.nbytes, failed), failed,
                    "io_uring")
-        except PagetaxError:
-            self.close()
-            raise
+        except PagetaxError as e:
+            if e.sys_errno != errno.EOPNOTSUPP:
+                self.close()
+                raise
+            # fsdax pages cannot be pinned long-term (FOLL_LONGTERM), by design
+            self.fixed_refused = f"{e} (a long-term pin of these pages, refused by design)"
+            self.series = ("read",)
 
     def __call__(self, pages, calls):
         out = {}
         failed = ffi.new("const char **")
-        for fixed, series in ((0, "read"), (1, "read_fixed")):
+        for fixed, series in self._reads():
             ns, ns_c = _timings(calls)
             _raise(lib.pk_ring_read(self.ring, self.device.fd, self.buf.pointer, self.buf.nbytes,
                                     pages * BASE_PAGE, fixed, calls, ns_c, failed), failed,
@@ -226,20 +255,23 @@ class Uring:
         n = self.max_pages
         want = ios * n
         checks = {"device": f"/dev/{self.device.name}", "pages_per_io": n, "ios": ios}
-        for fixed, series in ((0, "read"), (1, "read_fixed")):
+        for fixed, series in self._reads():
             pins = pins_during(lambda: self._read(fixed, n, ios))
             if not np.array_equal(self.buf.array[:n * BASE_PAGE], self.data[:n * BASE_PAGE]):
                 raise PagetaxError(f"io_uring {series} from /dev/{self.device.name} did not "
                                    "bring the file's bytes")
             checks[f"{series}_foll_pins"] = pins
-        pinned, fixed_pins = checks["read_foll_pins"], checks["read_fixed_foll_pins"]
-        if pinned is not None and (pinned < 0.9 * want or fixed_pins > 0.1 * want):
-            raise PagetaxError(f"{ios} O_DIRECT READs of {n} pages pinned {pinned} pages and "
-                               f"as many READ_FIXEDs {fixed_pins}: not the paths measured here "
-                               "(another process pinning pages meanwhile can also cause this)")
-        checks["what"] = (f"both reads brought the file's bytes; FOLL_PIN counter over {ios} "
-                          f"I/Os of {n} pages: READ {pinned}, READ_FIXED {fixed_pins}")
+        if self.fixed_refused:
+            checks["read_fixed_refused"] = self.fixed_refused
+        pinned, fixed_pins = checks["read_foll_pins"], checks.get("read_fixed_foll_pins", 0)
+        checks["read_reference"] = _reference_kind(pinned, fixed_pins, want, ios, n)
+        checks["what"] = (f"{' and '.join(s for _, s in self._reads())} brought the file's "
+                          f"bytes; FOLL_PIN counter over {ios} I/Os of {n} pages: READ {pinned}"
+                          + ("" if self.fixed_refused else f", READ_FIXED {fixed_pins}"))
         return checks
+
+    def _reads(self):
+        return ((0, "read"),) + (() if self.fixed_refused else ((1, "read_fixed"),))
 
     def close(self):
         if self.ring is not None:

@@ -3,11 +3,11 @@ model's beside them, the memmap with HVO, and the answer in one sentence."""
 from rich import box
 from rich.table import Table
 
-from .model import model_of
 
 ORDER = ("mincore", "populate", "vmsplice", "splice", "vmsplice+splice", "vmsplice-mincore",
          "read", "read_fixed", "read-read_fixed")
-BUFFER_LABEL = {"4K": "4 KiB pages", "THP": "2 MiB THP", "hugetlb": "2 MiB hugetlb"}
+BUFFER_LABEL = {"4K": "4 KiB pages", "THP": "2 MiB THP", "hugetlb": "2 MiB hugetlb",
+                "dax": "DAX pages"}
 
 
 def figure(f):
@@ -18,9 +18,17 @@ def figure(f):
 def kernel_table(doc):
     entries = [e for e in doc["kernel"] if e["paths"]]
     cfg = doc["config"]
-    t = Table(title=f"What {doc['machine']['kernel']} pays per 4 KiB page, ns: the slope of a "
-              f"call's time over {cfg['pages'][0]}-{cfg['pages'][-1]} pages per call, median "
-              f"of {cfg['rounds']} rounds (95 % interval)",
+    guest = doc.get("guest")
+    where = ""
+    if guest:
+        where = (f" in a {guest['accelerator'].upper()} guest on "
+                 f"{guest['namespace']['label']}")
+        if not guest.get("timings_comparable", True):
+            where += " (TCG: these timings say nothing of a real machine; what counts is "\
+                     "that each path ran and passed its check)"
+    t = Table(title=f"What {doc['machine']['kernel']} pays per 4 KiB page{where}, ns: the slope "
+              f"of a call's time over {cfg['pages'][0]}-{cfg['pages'][-1]} pages per call, "
+              f"median of {cfg['rounds']} rounds (95 % interval)",
               caption="warm: the same pages every call; per call: the median intercept (the "
               "system call and one clock read); io_uring sweeps only up to the loop device's "
               "max_segments (a split I/O is retried and pinned twice)",
@@ -76,6 +84,29 @@ def memmap_table(doc):
     return t
 
 
+def functions_table(doc):
+    """The function tracer's hits for one call of 16 pages, per path."""
+    entries = [e for e in doc["kernel"] if e.get("functions")]
+    t = Table(title="Kernel functions each path ran: hits for 2 calls of 16 pages, this "
+              "process only (the function tracer)", header_style="bold",
+              box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("buffer", no_wrap=True)
+    t.add_column("path", no_wrap=True)
+    t.add_column("functions (hits)")
+    for e in entries:
+        for path, hits in e["functions"].items():
+            text = ", ".join(f"{f} {n}" for f, n in sorted(hits.items(), key=lambda x: -x[1]))
+            t.add_row(BUFFER_LABEL[e["buffer"]], path, text or "none of the traced functions")
+    return t
+
+
+def model_of(rows, design, folio_size):
+    for r in rows:
+        if r["design"] == design and r["folio_size"] == folio_size:
+            return r
+    return None
+
+
 def _path(doc, buffer, name):
     for e in doc["kernel"]:
         if e["buffer"] == buffer and name in e["paths"]:
@@ -113,6 +144,8 @@ def answer(doc):
 def print_all(doc, console, print_wide):
     if any(e["paths"] for e in doc["kernel"]):
         print_wide(console, kernel_table(doc), 150)
+    if any(e.get("functions") for e in doc["kernel"]):
+        print_wide(console, functions_table(doc), 120)
     if doc.get("model"):
         print_wide(console, model_table(doc), 110)
     if doc.get("memmap"):
