@@ -184,8 +184,8 @@ def _reference_kind(pinned, fixed_pins, want, ios, n):
 
 def max_unsplit_pages(device_name):
     """The most 4 KiB pages one unregistered O_DIRECT I/O carries without a
-    split: beyond the device's max_segments (each such page is a segment)
-    the bio must split, io_uring's nowait attempt fails with -EAGAIN, and
+    split whatever their frames: beyond the device's max_segments (a page
+    not physically contiguous with the last is a segment) the bio must split, io_uring's nowait attempt fails with -EAGAIN, and
     its worker retries the whole I/O, pinning every page a second time."""
     try:
         with open(f"/sys/block/{device_name}/queue/max_segments") as f:
@@ -200,7 +200,7 @@ class Uring:
     (pinned once, when the buffer was registered)."""
     name = "io_uring"
     series = ("read", "read_fixed")
-    calls_factor = 4   # a loop device I/O varies by microseconds: more calls per median
+    calls_factor = 8   # a loop device I/O varies by microseconds: more calls per median
 
     def __init__(self, buf):
         self.buf = buf
