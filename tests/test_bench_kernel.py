@@ -23,13 +23,15 @@ MEMMAP = "bench_kernel.KernelMemmap.track_freed_vmemmap_pages_per_huge_page"
 # imported, as in a commit from before it.
 SCRIPT = r"""
 import itertools, json, os, sys
-sys.path.insert(0, {root!r})
 from asv_runner.discovery import disc_benchmarks
 if {absent!r}:
     sys.modules["pagetax.kernel"] = None   # import raises ImportError
 else:
     import pagetax.kernel
     from pagetax.kernel import buffers, loopdev, measure, memmap, model, probes, slope, sysstate
+# the clone's root for bench/, only now: its pagetax/ has no compiled core
+# in a fresh clone and must not shadow the installed package
+sys.path.append({root!r})
 found = [b for b in disc_benchmarks(os.path.join({root!r}, "bench"))
          if b.name.startswith("bench_kernel.")]
 if {drop!r}:

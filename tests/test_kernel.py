@@ -302,7 +302,8 @@ def test_without_root_what_needs_root_is_refused(monkeypatch):
 @needs_root
 def test_command_prints_the_comparison_and_writes_json(tmp_path):
     path = tmp_path / "k.json"
-    p = cli("kernel", "--rounds", "5", "--calls", "5", "--no-memmap", "--json", str(path))
+    p = cli("kernel", "--rounds", "5", "--calls", "5", "--no-memmap", "--json", str(path),
+            cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     doc = json.loads(path.read_text())
     assert doc["schema"] == "pagetax-kernel/1"
@@ -314,13 +315,13 @@ def test_command_prints_the_comparison_and_writes_json(tmp_path):
         {("page", "4K"), ("folio", "4K"), ("folio", "2M")}
     assert all(r["build_release_ns"]["median"] > 0 for r in doc["model"])
     assert "The model charges" in p.stdout and "this kernel charges" in p.stdout
-    again = cli("kernel", "--rounds", "3", "--no-memmap", "--json", str(path))
+    again = cli("kernel", "--rounds", "3", "--no-memmap", "--json", str(path), cwd=tmp_path)
     assert again.returncode == 1 and again.stderr.strip().endswith("exists; pass --force to "
                                                                    "replace it")
 
 
-def test_bad_options_are_one_line():
-    p = cli("kernel", "--paths", "vmsplice,ioring")
+def test_bad_options_are_one_line(tmp_path):
+    p = cli("kernel", "--paths", "vmsplice,ioring", cwd=tmp_path)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
     assert "unknown path 'ioring'" in p.stderr
 
@@ -338,12 +339,13 @@ def _our_loops():
 @needs_root
 @pytest.mark.parametrize("sig, status, said", [(signal.SIGTERM, 143, "pagetax: terminated"),
                                                 (signal.SIGINT, 130, "pagetax: interrupted")])
-def test_interrupted_mid_measurement_everything_goes_back(sig, status, said):
+def test_interrupted_mid_measurement_everything_goes_back(sig, status, said, tmp_path):
     before = _read(HUGETLB)
     assert not _our_loops()
     proc = subprocess.Popen([*CLI, "kernel", "--paths", "io_uring", "--buffers", "hugetlb",
                              "--rounds", "100000", "--no-memmap"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)   # not the clone's root: its pagetax/ may shadow
     try:
         deadline = time.monotonic() + 30
         while not _our_loops() and time.monotonic() < deadline and proc.poll() is None:
