@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "pt_guard.h"
+#include "pt_gup.h"
 
 /* Resident bytes of this process, from /proc/self/statm.  open/read into a
  * stack buffer: stdio would allocate, and move the figure it reads. */
@@ -46,7 +47,10 @@ int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes,
         return pt_set_error(err, PT_EINVAL, 0, 0, "no design number %d (there are %d)",
                             design, pt_design_count());
     unsigned folio_shift = (unsigned)flags / PT_ATTACH_FOLIO_SHIFT;
-    if (flags & ~PT_ATTACH_TABLE_4K & (PT_ATTACH_FOLIO_SHIFT - 1))
+    const int known = PT_ATTACH_TABLE_4K | PT_ATTACH_GUP_GET | PT_ATTACH_GUP_PLAIN_ADD |
+                      PT_ATTACH_GUP_NO_RECHECK | PT_ATTACH_GUP_NO_REFERENCED |
+                      PT_ATTACH_GUP_DEVMAP;
+    if (flags & ~known & (PT_ATTACH_FOLIO_SHIFT - 1))
         return pt_set_error(err, PT_EARG, 0, 0, "unknown attach flags %#x", (unsigned)flags);
     if (folio_shift == 0)
         folio_shift = PT_PAGE_SHIFT;
@@ -79,6 +83,9 @@ int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes,
     a->data_bytes = data_bytes;
     a->attach_flags = flags;
     a->folio_shift = folio_shift;
+    a->gup = pt_gup_parts(flags);
+    a->pgmap_range[0] = 0;
+    a->pgmap_range[1] = (data_bytes - 1) >> PT_PAGE_SHIFT;
     (void)resident_bytes();  /* the first call faults in its own code and stack */
     rss0 = resident_bytes();
     if (ops->attach && (rc = ops->attach(a, err)) != PT_OK) {
@@ -95,6 +102,17 @@ int pt_attach(pt_backing *b, int design, uint64_t data_off, uint64_t data_bytes,
         b->table_user = a;
     *out = a;
     return PT_OK;
+}
+
+int pt_attachment_pin_bias(const pt_attachment *a)
+{
+    const int large = a->folio_shift > PT_PAGE_SHIFT || a->ops->page_shift > PT_PAGE_SHIFT;
+    return (a->gup & PT_GUP_PIN) && !large ? PT_GUP_PIN_BIAS : 1;
+}
+
+uint64_t pt_attachment_pin_stat(const pt_attachment *a)
+{
+    return a->pin_stat;   /* the threads' clones fold theirs in after each run */
 }
 
 void pt_detach(pt_attachment *a)

@@ -8,6 +8,24 @@
 #include <cpuid.h>
 #endif
 
+/* PRFCHW: cpuid 0x80000001 ECX bit 8 (AMD's 3DNowPrefetch, Intel's too). */
+static int has_prefetchw(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (__get_cpuid(0x80000001, &a, &b, &c, &d))
+        return !!(c & (1u << 8));
+#endif
+    return 0;
+}
+
+int pt_cpu_prefetchw;
+
+__attribute__((constructor)) static void ask_prefetchw(void)
+{
+    pt_cpu_prefetchw = has_prefetchw();
+}
+
 void pt_cpu_features(struct pt_cpu *out)
 {
     memset(out, 0, sizeof(*out));
@@ -22,6 +40,7 @@ void pt_cpu_features(struct pt_cpu *out)
         out->clwb = !!(b & (1u << 24));
     }
 #endif
+    out->prefetchw = has_prefetchw();
 }
 
 const char *pt_persist_missing(int persist)

@@ -68,7 +68,8 @@ static int altmap_attach(struct pt_attachment *a, struct pt_error *err)
     return pt_table_init_on_backing(a, a->meta, used, PT_PAGE_DESC_SHIFT, ALTMAP_REF, err);
 }
 
-PT_BVEC_OPS(altmap, PT_PAGE_DESC_SHIFT, PT_PAGE_SHIFT, ALTMAP_REF)
+PT_BVEC_OPS(altmap, PT_PAGE_DESC_SHIFT, PT_PAGE_SHIFT, ALTMAP_REF, PT_PAGE_FLAGS, PT_PAGE_HEAD,
+            PT_NO_PIN)
 
 const struct pt_design_ops pt_design_altmap = {
     .name = "altmap",

@@ -11,7 +11,9 @@
 
 /* 64 B per 2 MiB: 0.0030518 % of capacity. */
 PT_DRAM_TABLE_OPS(huge, PT_PAGE_DESC_SHIFT, HUGE_SHIFT, HUGE_REF)
-PT_BVEC_OPS(huge, PT_PAGE_DESC_SHIFT, HUGE_SHIFT, HUGE_REF)
+/* a large folio with no tail struct page: _pincount in its one descriptor */
+PT_BVEC_OPS(huge, PT_PAGE_DESC_SHIFT, HUGE_SHIFT, HUGE_REF, PT_PAGE_FLAGS, PT_PAGE_HEAD,
+            offsetof(struct pt_page, mapcount))
 
 const struct pt_design_ops pt_design_huge = {
     .name = "huge",

@@ -10,10 +10,12 @@
 
 #define MEMDESC_SHIFT 3
 
-static inline int32_t *memdesc_ref(uint8_t *desc)
+static inline struct pt_folio_desc *memdesc_folio(uint8_t *desc)
 {
-    return &pt_memdesc_folio(*(const uint64_t *)desc)->refcount;
+    return pt_memdesc_folio(*(const uint64_t *)desc);
 }
+
+#define MEMDESC_HEAD(desc) ((uint64_t *)(desc))
 
 static void memdesc_link(struct pt_attachment *a, uint64_t page, uint64_t folio)
 {
@@ -24,7 +26,8 @@ static void memdesc_link(struct pt_attachment *a, uint64_t page, uint64_t folio)
 
 /* 8 B per 4 KiB page, plus an 80-byte folio descriptor per folio. */
 PT_FOLIO_TABLE_OPS(memdesc, MEMDESC_SHIFT, 1)
-PT_FOLIO_OPS(memdesc, MEMDESC_SHIFT, memdesc_ref)
+PT_FOLIO_OPS(memdesc, MEMDESC_SHIFT, memdesc_folio, MEMDESC_HEAD, PT_FDESC_COUNT,
+             PT_FDESC_PINCOUNT, PT_FDESC_FLAGS, PT_FDESC_ORDER)
 
 const struct pt_design_ops pt_design_memdesc = {
     .name = "memdesc",

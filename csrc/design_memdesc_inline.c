@@ -18,7 +18,9 @@ _Static_assert(sizeof(struct pt_memdesc) == 8, "memdesc is 8 bytes");
 
 /* 8 B per 4 KiB page, in DRAM: 0.1953125 % of capacity. */
 PT_DRAM_TABLE_OPS(memdesc_inline, MEMDESC_SHIFT, PT_PAGE_SHIFT, MEMDESC_REF)
-PT_BVEC_OPS(memdesc_inline, MEMDESC_SHIFT, PT_PAGE_SHIFT, MEMDESC_REF)
+/* no folio behind it: nothing for page_folio() to re-read */
+PT_BVEC_OPS(memdesc_inline, MEMDESC_SHIFT, PT_PAGE_SHIFT, MEMDESC_REF,
+            offsetof(struct pt_memdesc, flags), PT_NO_HEAD, PT_NO_PIN)
 
 const struct pt_design_ops pt_design_memdesc_inline = {
     .name = "memdesc-inline",

@@ -12,7 +12,8 @@
 
 /* 64 B per 4 KiB page, in DRAM: 1.5625 % of capacity. */
 PT_DRAM_TABLE_OPS(page, PT_PAGE_DESC_SHIFT, PT_PAGE_SHIFT, PAGE_REF)
-PT_BVEC_OPS(page, PT_PAGE_DESC_SHIFT, PT_PAGE_SHIFT, PAGE_REF)
+PT_BVEC_OPS(page, PT_PAGE_DESC_SHIFT, PT_PAGE_SHIFT, PAGE_REF, PT_PAGE_FLAGS, PT_PAGE_HEAD,
+            PT_NO_PIN)
 
 const struct pt_design_ops pt_design_page = {
     .name = "page",

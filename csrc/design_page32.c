@@ -18,10 +18,12 @@ _Static_assert(sizeof(struct pt_page32) == 32, "the halved struct page is 32 byt
 
 #define PAGE32_SHIFT 5
 
-static inline int32_t *page32_ref(uint8_t *desc)
+static inline struct pt_folio_desc *page32_folio(uint8_t *desc)
 {
-    return &pt_memdesc_folio(((const struct pt_page32 *)desc)->memdesc)->refcount;
+    return pt_memdesc_folio(((const struct pt_page32 *)desc)->memdesc);
 }
+
+#define PAGE32_HEAD(desc) (&((struct pt_page32 *)(desc))->memdesc)
 
 static void page32_link(struct pt_attachment *a, uint64_t page, uint64_t folio)
 {
@@ -32,7 +34,8 @@ static void page32_link(struct pt_attachment *a, uint64_t page, uint64_t folio)
 
 /* 32 B per 4 KiB page, plus an 80-byte folio descriptor per folio. */
 PT_FOLIO_TABLE_OPS(page32, PAGE32_SHIFT, 1)
-PT_FOLIO_OPS(page32, PAGE32_SHIFT, page32_ref)
+PT_FOLIO_OPS(page32, PAGE32_SHIFT, page32_folio, PAGE32_HEAD, PT_FDESC_COUNT, PT_FDESC_PINCOUNT,
+             PT_FDESC_FLAGS, PT_FDESC_ORDER)
 
 const struct pt_design_ops pt_design_page32 = {
     .name = "page32",

@@ -58,11 +58,15 @@ static void sgl_build(struct pt_attachment *a, struct pt_io *io)
     struct pt_page *const table = a->meta;
     const struct pt_extent *ext = io->ext;
     const uint64_t n = io->n;
+    const unsigned gup = a->gup;
     struct pt_sg *v = io->vec;
+    uint64_t pins = 0, bad = 0;
 
     for (uint64_t i = 0; i < n; i++) {
         uint64_t off = ext[i].off, len = ext[i].len;
         struct pt_page *pg = &table[off >> PT_PAGE_SHIFT];
+        if (i + PT_PREFETCH_DESC_AHEAD < n)
+            pt_prefetch_read(&table[ext[i + PT_PREFETCH_DESC_AHEAD].off >> PT_PAGE_SHIFT]);
         if (i + PT_PREFETCH_AHEAD < n)
             pt_prefetch_write(&table[ext[i + PT_PREFETCH_AHEAD].off >> PT_PAGE_SHIFT].refcount);
         v[i].page_link = (unsigned long)pg;
@@ -71,16 +75,26 @@ static void sgl_build(struct pt_attachment *a, struct pt_io *io)
         v[i].dma_address = off;
         v[i].dma_length = (unsigned int)len;
         v[i].pad = 0;
+        /* a pin on every page the entry spans, each a small folio */
         for (uint64_t k = 0, np = sg_npages(&v[i]); k < np; k++)
-            pt_get(&pg[k].refcount);  /* get_page on every page the entry spans */
+            bad += pt_gup_grab_desc(gup, (uint8_t *)&pg[k], SGL_REF, PT_PAGE_FLAGS, PT_PAGE_HEAD,
+                                    NULL, 1, &pins);
     }
     if (n)
         v[n - 1].page_link |= SG_END;  /* sg_mark_end */
     io->nvec = n;
+    a->pin_stat += pins;
+    a->ref_errors += bad;
+}
+
+static inline int32_t *sg_no_pin(const struct pt_sg *sg)
+{
+    (void)sg;
+    return NULL;
 }
 
 PT_COPY_OPS(sgl, struct pt_sg, sg_virt, sg_len)
-PT_RELEASE_OPS(sgl, struct pt_sg, sg_ref, sg_npages, sizeof(struct pt_page))
+PT_RELEASE_OPS(sgl, struct pt_sg, sg_ref, sg_no_pin, sg_npages, sizeof(struct pt_page))
 
 const struct pt_design_ops pt_design_sgl = {
     .name = "sgl",

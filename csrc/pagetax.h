@@ -51,6 +51,7 @@ struct pt_cpu {
     int clflushopt;
     int clwb;
     int sse2;
+    int prefetchw;   /* PREFETCHW: the write prefetch every design's loops use */
 };
 void pt_cpu_features(struct pt_cpu *out);
 /* The instruction a persistence mode (enum pt_persist, maybe | EACH) needs
@@ -246,6 +247,14 @@ int pt_design_layout(int design, uint64_t size, uint64_t *data_off, uint64_t *da
  * area.  The backing must outlive the attachment. */
 enum pt_attach_flags {
     PT_ATTACH_TABLE_4K = 1,  /* DRAM tables on 4 KiB pages; default: 2 MiB (THP) as vmemmap */
+    /* The kernel's grab (pt_gup.h) less one part, to measure what it adds: */
+    PT_ATTACH_GUP_GET = 2,           /* FOLL_GET references, not FOLL_PIN pins */
+    PT_ATTACH_GUP_PLAIN_ADD = 4,     /* a locked add, not folio_ref_try_add's loop */
+    PT_ATTACH_GUP_NO_RECHECK = 8,    /* no page_folio() re-read after the grab */
+    PT_ATTACH_GUP_NO_REFERENCED = 16, /* no folio_set_referenced */
+    /* ... or more: PMD-mapped folios grabbed page by page with a pagemap
+     * lookup each, as Linux 5.17-6.14 grabbed device-DAX folios: */
+    PT_ATTACH_GUP_DEVMAP = 32,
     PT_ATTACH_FOLIO_SHIFT = 256  /* times log2(folio size), 12 to 21: PT_DESIGN_FOLIOS
                                     designs' folio size (0: 4 KiB) */
 };
@@ -257,6 +266,12 @@ uint64_t pt_attachment_meta_bytes(const pt_attachment *a);
 /* Growth of the process's resident memory across the design's attach. */
 int64_t pt_attachment_rss_delta(const pt_attachment *a);
 uint64_t pt_attachment_data_offset(const pt_attachment *a);
+/* What one pin adds to a count: GUP_PIN_COUNTING_BIAS (1024) for a small
+ * folio, 1 for a large one (its pins go to _pincount) or a FOLL_GET grab. */
+int pt_attachment_pin_bias(const pt_attachment *a);
+/* Pins taken plus pins dropped since attach, every thread's (the kernel's
+ * NR_FOLL_PIN_ACQUIRED + NR_FOLL_PIN_RELEASED). */
+uint64_t pt_attachment_pin_stat(const pt_attachment *a);
 uint64_t pt_attachment_data_bytes(const pt_attachment *a);
 /* The descriptor table: where it is and how many descriptors it holds. */
 void *pt_attachment_table(const pt_attachment *a);
@@ -358,7 +373,14 @@ void pt_test_set_map_hooks(unsigned hooks);
  * since the last call (which zeroes them): the calls that change a
  * reference count, of each kind, and the amounts they add or subtract.
  * -1 from a core that does not count (every measuring build). */
-enum pt_count_kind { PT_COUNT_REF_ADD = 0, PT_COUNT_REF_SUB = 1, PT_COUNT_KINDS = 2 };
+enum pt_count_kind {
+    PT_COUNT_REF_ADD = 0,   /* a count's add (plain or try-add), per call and amount */
+    PT_COUNT_REF_SUB = 1,
+    PT_COUNT_PIN_ADD = 2,   /* a pin's second add: _pincount, or the bias on the count */
+    PT_COUNT_PIN_SUB = 3,   /* _pincount's subtract (a small folio's bias is in REF_SUB) */
+    PT_COUNT_FLAG = 4,      /* folio_set_referenced */
+    PT_COUNT_KINDS = 5
+};
 int pt_test_take_counts(uint64_t *ops, uint64_t *amount);
 
 /* For tests only: record the address of every line a cold start or finish

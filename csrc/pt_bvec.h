@@ -2,8 +2,9 @@
  * pt_bvec.h - the bio_vec family: page, altmap, memdesc and huge.
  *
  * Their entries are all {descriptor, len, offset}, one per (compound) page an
- * extent touches, with a reference taken on the descriptor at build and
- * dropped at release.  They differ only in the descriptor's size, the page
+ * extent touches, with a pin taken on the descriptor at build and dropped
+ * at release as the kernel's direct I/O does (pt_gup.h): each 4 KiB page is
+ * a small folio, and `huge`'s 2 MiB page a large one.  They differ only in the descriptor's size, the page
  * size a descriptor stands for, and where the table lives.  The loops below
  * take those as compile-time constants: each design instantiates them with
  * PT_BVEC_OPS, so every design still gets its own specialised hot loops.
@@ -12,7 +13,7 @@
 #define PT_BVEC_H
 
 #include <stddef.h>
-#include "pt_loops.h"
+#include "pt_gup.h"
 
 /* The size of struct page on x86-64; the fields stand in for the real ones. */
 struct pt_page {
@@ -28,6 +29,8 @@ struct pt_page {
 _Static_assert(sizeof(struct pt_page) == 64, "struct page is 64 bytes");
 
 #define PT_PAGE_DESC_SHIFT 6  /* log2(sizeof(struct pt_page)) */
+#define PT_PAGE_FLAGS offsetof(struct pt_page, flags)
+#define PT_PAGE_HEAD offsetof(struct pt_page, lru)   /* compound_head, page_folio() reads */
 
 struct pt_bvec {
     void *desc;               /* struct page *, or another descriptor */
@@ -105,25 +108,33 @@ static inline uint64_t bvec_entries(const struct pt_extent *ext, uint64_t n, uns
     return e;
 }
 
-/* One entry per (compound) page an extent touches, a reference on each. */
+#define PT_NO_PIN ((size_t)-1)
+
+/* One entry per (compound) page an extent touches, a pin on each: count at
+ * byte ro of the descriptor, flags at fo, page_folio()'s word at ho
+ * (PT_NO_HEAD: none), _pincount at po (PT_NO_PIN: a small folio). */
 static inline void bvec_build(struct pt_attachment *a, struct pt_io *io, unsigned ds,
-                              unsigned ps, size_t ro)
+                              unsigned ps, size_t ro, size_t fo, size_t ho, size_t po)
 {
     uint8_t *const table = a->meta;
     const struct pt_extent *ext = io->ext;
     const uint64_t n = io->n, page = 1ULL << ps;
+    const unsigned gup = a->gup;
     struct pt_bvec *v = io->vec;
-    uint64_t nv = 0;
+    uint64_t nv = 0, pins = 0, bad = 0;
 
     for (uint64_t i = 0; i < n; i++) {
         uint64_t off = ext[i].off, left = ext[i].len;
+        if (i + PT_PREFETCH_DESC_AHEAD < n)
+            pt_prefetch_read(table + ((ext[i + PT_PREFETCH_DESC_AHEAD].off >> ps) << ds));
         if (i + PT_PREFETCH_AHEAD < n)
             pt_prefetch_write(table + ((ext[i + PT_PREFETCH_AHEAD].off >> ps) << ds) + ro);
         while (left) {
             uint64_t in_page = off & (page - 1);
             uint64_t chunk = page - in_page < left ? page - in_page : left;
-            void *desc = table + ((off >> ps) << ds);
-            pt_get(bvec_ref(desc, ro));
+            uint8_t *desc = table + ((off >> ps) << ds);
+            bad += pt_gup_grab_desc(gup, desc, ro, fo, ho,
+                                    po == PT_NO_PIN ? NULL : (int32_t *)(desc + po), 1, &pins);
             v[nv].desc = desc;
             v[nv].len = (uint32_t)chunk;
             v[nv].offset = (uint32_t)in_page;
@@ -133,12 +144,16 @@ static inline void bvec_build(struct pt_attachment *a, struct pt_io *io, unsigne
         }
     }
     io->nvec = nv;
+    a->pin_stat += pins;
+    a->ref_errors += bad;
 }
 
 /* The ops of one bio_vec design: descriptor size 2^DS bytes, one
- * descriptor per 2^PS bytes of data, reference count at byte RO of it.
- * The accessors bind those constants; pt_loops.h writes the loops. */
-#define PT_BVEC_OPS(name, DS, PS, RO)                                                   \
+ * descriptor per 2^PS bytes of data; in a descriptor the count at byte RO,
+ * the flags at FO, page_folio()'s word at HO, _pincount at PO (PT_NO_PIN
+ * for a small folio).  The accessors bind those constants; pt_loops.h
+ * writes the loops. */
+#define PT_BVEC_OPS(name, DS, PS, RO, FO, HO, PO)                                       \
     static inline uint8_t *name##_addr(uint8_t *data, const uint8_t *table,             \
                                        const struct pt_bvec *bv)                        \
     {                                                                                   \
@@ -148,6 +163,10 @@ static inline void bvec_build(struct pt_attachment *a, struct pt_io *io, unsigne
     {                                                                                   \
         return bvec_ref(bv->desc, RO);                                                  \
     }                                                                                   \
+    static inline int32_t *name##_pin(const struct pt_bvec *bv)                         \
+    {                                                                                   \
+        return (PO) == PT_NO_PIN ? NULL : bvec_ref(bv->desc, PO);                       \
+    }                                                                                   \
     static uint64_t name##_entries(const struct pt_attachment *a,                       \
                                    const struct pt_extent *ext, uint64_t n)             \
     {                                                                                   \
@@ -156,10 +175,10 @@ static inline void bvec_build(struct pt_attachment *a, struct pt_io *io, unsigne
     }                                                                                   \
     static void name##_build(struct pt_attachment *a, struct pt_io *io)                 \
     {                                                                                   \
-        bvec_build(a, io, DS, PS, RO);                                                  \
+        bvec_build(a, io, DS, PS, RO, FO, HO, PO);                                      \
     }                                                                                   \
     PT_COPY_OPS(name, struct pt_bvec, name##_addr, bvec_len)                            \
-    PT_RELEASE_OPS(name, struct pt_bvec, name##_ref, pt_one_ref, 0)
+    PT_RELEASE_OPS(name, struct pt_bvec, name##_ref, name##_pin, pt_one_ref, 0)
 
 #define PT_BVEC_OPS_FIELDS(name)                                                        \
     .entry_bytes = sizeof(struct pt_bvec), .entries = name##_entries,                   \

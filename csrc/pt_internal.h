@@ -31,6 +31,10 @@
  * overlapping misses is the optimisation every design gets alike.
  */
 #define PT_PREFETCH_AHEAD 16
+/* Refcounting designs prefetch each entry's descriptor twice as far ahead
+ * (a read) and the count it leads to once as far (a write), all alike: a
+ * count reached through the descriptor needs the descriptor first. */
+#define PT_PREFETCH_DESC_AHEAD (2 * PT_PREFETCH_AHEAD)
 
 struct pt_backing {
     int fd;
@@ -63,6 +67,9 @@ struct pt_attachment {
     void *folios;            /* their separately allocated folio descriptors, */
     uint64_t folios_bytes;   /* if any */
     int attach_flags;        /* enum pt_attach_flags */
+    unsigned gup;            /* enum pt_gup_parts: what a grab does (pt_gup.h) */
+    uint64_t pin_stat;       /* NR_FOLL_PIN_ACQUIRED + _RELEASED, this thread's */
+    uint64_t pgmap_range[2]; /* PT_GUP_DEVMAP: the dev_pagemap's first and last page */
     int held;                /* pt_hold: references held by a built vector */
     uint64_t held_nvec;
     int64_t rss_delta;       /* resident memory growth across attach() */
@@ -200,8 +207,19 @@ static inline void pt_prefetch_read(const void *p)
     __builtin_prefetch(p, 0, 3);
 }
 
+/* PREFETCHW where cpuid offers it (cpu.c sets pt_cpu_prefetchw once):
+ * __builtin_prefetch(p, 1, 3) is prefetcht0 unless the build targets a CPU
+ * with it, and a line fetched shared must be fetched again to be written. */
+extern int pt_cpu_prefetchw;
+
 static inline void pt_prefetch_write(const void *p)
 {
+#if defined(__x86_64__) || defined(__i386__)
+    if (pt_cpu_prefetchw) {
+        __asm__ __volatile__("prefetchw %0" : : "m"(*(const char *)p));
+        return;
+    }
+#endif
     __builtin_prefetch(p, 1, 3);
 }
 

@@ -128,21 +128,30 @@ static inline int pt_put(int32_t *ref)
         PT_PERSIST_DISPATCH(io, err, name##_scatter_as, a, io)                          \
     }
 
-/* Drop every reference the vector holds: put_page per count. */
-#define PT_RELEASE_OPS(name, entry_t, REF, NREFS, STRIDE)                               \
+/* Drop every pin the vector holds (pt_gup.h, defined after these loops'
+ * users include it): unpin per count; PIN(e) is entry e's _pincount, or
+ * NULL for small folios.  The entry's count line is prefetched as every
+ * refcounting design prefetches: the descriptor twice as far ahead, the
+ * count once. */
+#define PT_RELEASE_OPS(name, entry_t, REF, PIN, NREFS, STRIDE)                          \
     static void name##_release(struct pt_attachment *a, struct pt_io *io)               \
     {                                                                                   \
         const entry_t *v = io->vec;                                                     \
         const uint64_t nvec = io->nvec;                                                 \
-        uint64_t bad = 0;                                                               \
+        const unsigned gup = a->gup;                                                    \
+        uint64_t bad = 0, pins = 0;                                                     \
         for (uint64_t i = 0; i < nvec; i++) {                                           \
             uint8_t *ref = (uint8_t *)REF(&v[i]);                                       \
+            if (i + PT_PREFETCH_DESC_AHEAD < nvec)                                      \
+                pt_prefetch_read(REF(&v[i + PT_PREFETCH_DESC_AHEAD]));                  \
             if (i + PT_PREFETCH_AHEAD < nvec)                                           \
                 pt_prefetch_write(REF(&v[i + PT_PREFETCH_AHEAD]));                      \
+            int32_t *pin = PIN(&v[i]);                                                  \
             for (uint64_t k = 0, np = NREFS(&v[i]); k < np; k++)                        \
-                bad += pt_put((int32_t *)(ref + k * (STRIDE)));                         \
+                bad += pt_gup_release(gup, (int32_t *)(ref + k * (STRIDE)), pin, 1, &pins); \
         }                                                                               \
         a->ref_errors += bad;                                                           \
+        a->pin_stat += pins;                                                            \
     }
 
 /* {addr, len} entries: vec, memcpy and the libpmem peers. */

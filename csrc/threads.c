@@ -31,6 +31,7 @@ static int ensure_clones(struct pt_attachment *a, uint32_t n, struct pt_error *e
         c->clones = NULL;
         c->nclones = 0;
         c->ref_errors = 0;
+        c->pin_stat = 0;
         c->faulted = 0;
     }
     return PT_OK;
@@ -97,6 +98,8 @@ static int collect(const struct pt_plan *p, struct pt_run_shared *sh, struct pt_
 
     for (uint32_t i = 1; i < sh->n; i++) {
         a->ref_errors += sh->w[i].a->ref_errors;
+        a->pin_stat += sh->w[i].a->pin_stat;
+        sh->w[i].a->pin_stat = 0;
         a->faulted |= sh->w[i].a->faulted;
     }
     if (rc != PT_OK)

@@ -189,13 +189,17 @@ class Backing(Closing):
             arr.flags.writeable = False
         return self._mapping.track(arr)
 
-    def attach(self, design, data_off=0, data_bytes=0, table_pages="2M", folio_size="4K"):
+    def attach(self, design, data_off=0, data_bytes=0, table_pages="2M", folio_size="4K",
+               gup_omit=(), devmap=False):
         """A design's descriptors for this backing; the data area is
         [data_off, data_off + data_bytes), or the design's own by default.
         DRAM tables are mapped with 2 MiB pages as vmemmap is, where THP
         allows; table_pages="4K" asks for 4 KiB pages.  folio_size sizes the
-        folios of the folio designs (folio, page32, memdesc)."""
-        att = Attachment(self, design, data_off, data_bytes, table_pages, folio_size)
+        folios of the folio designs (folio, page32, memdesc).  gup_omit leaves
+        parts of the kernel's grab out (core.GUP_PARTS); devmap grabs
+        PMD-mapped folios page by page, as device DAX was until 6.14."""
+        att = Attachment(self, design, data_off, data_bytes, table_pages, folio_size, gup_omit,
+                         devmap)
         self._attachments.add(att)
         return att
 

@@ -335,7 +335,7 @@ def _vm_guest_options(p, timeout):
 def _run_options(r):
     from . import config
     from .backings import PAGE_SIZES
-    from .core import CACHE_MODES, COLD_METHODS, DESIGNS, FOLIO_SIZES, OPS, TABLE_PAGES
+    from .core import CACHE_MODES, COLD_METHODS, DESIGNS, FOLIO_SIZES, GUP_PARTS, OPS, TABLE_PAGES
     from .extents import PATTERNS
     from .persist import PERSIST_MODES
     d = config.RunConfig()
@@ -371,6 +371,15 @@ def _run_options(r):
     r.add_argument("--folio-size", choices=list(FOLIO_SIZES), default=d.folio_size,
                    help="folio, page32 and memdesc: the folio size (default: 4K); 2M folios "
                    "are PMD-mapped (THP, PMD-mapped DAX), smaller ones PTE-mapped")
+    r.add_argument("--gup-omit", type=_names("part of the grab", list(GUP_PARTS)), default=[],
+                   metavar="PARTS",
+                   help="leave parts of the kernel's grab out of every counting design, to "
+                   "measure what each adds: pin (FOLL_GET instead), try-add (a plain add), "
+                   "recheck (page_folio again), referenced (folio_set_referenced); comma list "
+                   "(default: none)")
+    r.add_argument("--gup-devmap", action="store_true",
+                   help="grab PMD-mapped folios (--folio-size 2M) page by page with a pagemap "
+                   "lookup each, as Linux 5.17-6.14 grabbed device-DAX pages")
     r.add_argument("--table-pages", choices=TABLE_PAGES, default=d.table_pages,
                    help="page size of DRAM descriptor tables: 2M as the kernel maps vmemmap "
                    "(THP, where allowed), or 4K (default: 2M)")
@@ -432,7 +441,8 @@ def _config(args):
                             segs_per_io=args.segs_per_io, threads=args.threads, pin=args.pin,
                             hot_pages=args.hot_pages, phase_reps=args.phase_reps,
                             cold_method=args.cold_method, table_pages=args.table_pages,
-                            folio_size=args.folio_size)
+                            folio_size=args.folio_size, gup_omit=args.gup_omit,
+                            gup_devmap=args.gup_devmap)
 
 
 def cmd_run(args, out, err):

@@ -38,6 +38,8 @@ SIGNATURE = (
     ("cache", "the cache mode", "cold"),
     ("cold_method_resolved", "the cold method", None),
     ("folio_size", "--folio-size", "4K"),
+    ("gup_omit", "--gup-omit", []),
+    ("gup_devmap", "--gup-devmap", False),
     ("segs_per_io", "--segs-per-io", 0),
     ("io_size", "--io-size", None),
     ("size", "--size", None),

@@ -7,6 +7,7 @@ from typing import List, Optional
 from . import extents as _ext
 from .backings import PAGE_SIZES
 from .core import (CACHE_MODES, COLD_METHODS, DEFAULT_SEGS_PER_IO, DESIGNS, FOLIO_SIZES,
+                   GUP_PARTS,
                    MAX_THREADS, OPS, TABLE_PAGES)
 from .errors import PagetaxError
 from .persist import PERSIST_MODES
@@ -34,6 +35,8 @@ class RunConfig:
     cold_method: str = "auto"      # clflushopt, clflush, evict, or auto (the first the CPU has)
     table_pages: str = "2M"        # DRAM descriptor tables: 2M (as vmemmap) or 4K
     folio_size: str = "4K"         # the folio designs' folio size
+    gup_omit: List[str] = dataclasses.field(default_factory=list)  # grab parts left out
+    gup_devmap: bool = False       # PMD folios grabbed page by page, as devdax until 6.14
     backing: str = "tmpfs"         # tmpfs, PATH, dax:PATH, devdax:DEV or auto
     overwrite: bool = False        # may pagetax write an existing file or device?
     page_size: str = "4K"          # the backing's mapping page size: 4K or 2M
@@ -71,6 +74,10 @@ class RunConfig:
         if self.folio_size not in FOLIO_SIZES:
             raise PagetaxError(f"unknown folio size {self.folio_size!r} "
                                f"(choose from {', '.join(FOLIO_SIZES)})")
+        for part in self.gup_omit:
+            if part not in GUP_PARTS:
+                raise PagetaxError(f"unknown part of the grab {part!r} (choose from "
+                                   f"{', '.join(GUP_PARTS)})")
         if self.phase_reps < 0:
             raise PagetaxError(f"--phase-reps must not be negative (got {self.phase_reps})")
         if self.cache not in CACHE_MODES:

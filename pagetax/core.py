@@ -148,6 +148,23 @@ def _entries_or_raise(entries, ext):
     return entries
 
 
+# The parts of the kernel's grab a run may leave out, to measure each
+# (csrc/pt_gup.h): FOLL_PIN (leaving FOLL_GET), folio_ref_try_add's loop,
+# page_folio()'s re-read, folio_set_referenced.
+GUP_PARTS = {"pin": "PT_ATTACH_GUP_GET", "try-add": "PT_ATTACH_GUP_PLAIN_ADD",
+             "recheck": "PT_ATTACH_GUP_NO_RECHECK", "referenced": "PT_ATTACH_GUP_NO_REFERENCED"}
+
+
+def gup_flags(omit=(), devmap=False):
+    flags = 0
+    for part in omit:
+        if part not in GUP_PARTS:
+            raise PagetaxError(f"unknown part of the grab {part!r} (choose from "
+                               f"{', '.join(GUP_PARTS)})")
+        flags |= getattr(lib, GUP_PARTS[part])
+    return flags | (lib.PT_ATTACH_GUP_DEVMAP if devmap else 0)
+
+
 def folio_shift(folio_size):
     if folio_size not in FOLIO_SIZES:
         raise PagetaxError(f"unknown folio size {folio_size!r} "
@@ -482,7 +499,7 @@ class Attachment(Closing):
     """A design attached to a backing: its descriptor table, if it has one."""
 
     def __init__(self, backing, design, data_off=0, data_bytes=0, table_pages="2M",
-                 folio_size="4K"):
+                 folio_size="4K", gup_omit=(), devmap=False):
         self.backing = backing
         self.design = design
         self._ptr = ffi.NULL
@@ -501,7 +518,7 @@ class Attachment(Closing):
         err = ffi.new("struct pt_error *")
         out = ffi.new("pt_attachment **")
         flags = (lib.PT_ATTACH_TABLE_4K if table_pages == "4K" else 0) | \
-            (shift * lib.PT_ATTACH_FOLIO_SHIFT if shift != 12 else 0)
+            (shift * lib.PT_ATTACH_FOLIO_SHIFT if shift != 12 else 0) | gup_flags(gup_omit, devmap)
         raise_for(lib.pt_attach(backing._ptr, design_id(design), data_off, data_bytes, flags,
                                 out, err), err, prefix=f"{design}: ")
         self._ptr = out[0]
@@ -514,6 +531,10 @@ class Attachment(Closing):
         self.table_pages_asked = table_pages
         self.folio_size = folio_size if "folios" in self.flags else None
         self.table_address = int(ffi.cast("uintptr_t", lib.pt_attachment_table(self._ptr)))
+        self.gup_omit = tuple(gup_omit)
+        self.devmap = devmap
+        # what one pin adds to a count: 1024 for a small folio, 1 for a large one
+        self.pin_bias = int(lib.pt_attachment_pin_bias(self._ptr))
 
     def table_mapping(self):
         """How the kernel really maps the descriptor table, from smaps: its

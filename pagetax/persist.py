@@ -21,7 +21,7 @@ def cpu_features():
     out = ffi.new("struct pt_cpu *")
     lib.pt_cpu_features(out)
     return {"clflush": bool(out.clflush), "clflushopt": bool(out.clflushopt),
-            "clwb": bool(out.clwb), "sse2": bool(out.sse2)}
+            "clwb": bool(out.clwb), "sse2": bool(out.sse2), "prefetchw": bool(out.prefetchw)}
 
 
 def missing_insn(resolved, cpu=None):

@@ -63,6 +63,19 @@ def _touched_cache():
     return touched
 
 
+def grab_description(cfg):
+    """What every counting design's build and release do per reference
+    (csrc/pt_gup.h), after --gup-omit and --gup-devmap."""
+    left = [p for p in ("pin", "try-add", "recheck", "referenced") if p not in cfg.gup_omit]
+    text = ("FOLL_PIN" if "pin" not in cfg.gup_omit else "FOLL_GET") + \
+        (": try-add loop" if "try-add" in left else ": plain add") + \
+        (", page_folio re-read" if "recheck" in left else "") + \
+        (", folio_set_referenced" if "referenced" in left else "") + \
+        ("; PMD folios grabbed per page with a pagemap lookup (devmap, Linux 5.17-6.14)"
+         if cfg.gup_devmap else "; PMD folios grabbed once per folio")
+    return {"omitted": list(cfg.gup_omit), "devmap": cfg.gup_devmap, "text": text}
+
+
 def cells(cfg):
     return [(op, pattern, seg) for pattern in cfg.patterns for seg in cfg.seg_sizes
             for op in cfg.ops]
@@ -150,7 +163,8 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
             for d in list(cfg.designs) + peer_rows:
                 folios = cfg.folio_size if "folios" in design_flags(d) else "4K"
                 attachments[d] = backing.attach(d, data_off, space, table_pages=cfg.table_pages,
-                                                folio_size=folios)
+                                                folio_size=folios, gup_omit=cfg.gup_omit,
+                                                devmap=cfg.gup_devmap)
             metas = {d: _rows.metadata_record(att, backing) for d, att in attachments.items()}
             doc.update({
                 "schema": SCHEMA,
@@ -176,7 +190,12 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                                "repetition; phases: from phase_reps instrumented repetitions, "
                                "each phase between two marks (a full fence, then a clock read), "
                                "one mark (mark_ns) subtracted per phase per I/O",
-                               repetition_order="round-robin across designs, rotating start"),
+                               repetition_order="round-robin across designs, rotating start",
+                               grab=grab_description(cfg),
+                               prefetch={"segments_ahead": 16, "descriptors_ahead": 32,
+                                         "counts_ahead": 16,
+                                         "write": "prefetchw" if cpu_features()["prefetchw"]
+                                         else "prefetcht0 (no PREFETCHW on this CPU)"}),
                 "metadata": metas,
                 "results": rows,
             })

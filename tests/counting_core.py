@@ -3,9 +3,10 @@
 The measuring core has no counter in its loops.  This one is compiled from
 the same csrc/ with PT_COUNT_ATOMICS, into a shared library in a temporary
 folder, and loaded with cffi's ABI mode from the same cdef as the real
-binding (the marked part of csrc/pagetax.h).  Each pt_ref_add and
-pt_ref_sub then counts one call and its amount, so a test tells one add of
-N from N adds of 1 (pt_test_take_counts)."""
+binding (the marked part of csrc/pagetax.h).  Each operation on a count
+(pt_ref_add, pt_ref_try_add, pt_ref_sub, a pin's second add or subtract,
+folio_set_referenced) then counts one call and its amount, so a test tells
+one add of N from N adds of 1 (pt_test_take_counts)."""
 import glob
 import os
 import shutil
@@ -66,12 +67,27 @@ class CountingCore:
                                       self.err))
         return out[0]
 
+    KINDS = {"add": "PT_COUNT_REF_ADD", "sub": "PT_COUNT_REF_SUB", "pin_add": "PT_COUNT_PIN_ADD",
+             "pin_sub": "PT_COUNT_PIN_SUB", "flag": "PT_COUNT_FLAG"}
+
     def take(self):
-        """{"add": (calls, amount), "sub": (calls, amount)} since the last take."""
-        ops = self.ffi.new("uint64_t[2]")
-        amount = self.ffi.new("uint64_t[2]")
+        """{kind: (calls, amount)} since the last take: "add" and "sub" on
+        counts, "pin_add" and "pin_sub" (a pin's second operation),
+        "flag" (folio_set_referenced)."""
+        n = self.lib.PT_COUNT_KINDS
+        ops = self.ffi.new(f"uint64_t[{n}]")
+        amount = self.ffi.new(f"uint64_t[{n}]")
         assert self.lib.pt_test_take_counts(ops, amount) == 0, "this core does not count"
-        return {"add": (ops[0], amount[0]), "sub": (ops[1], amount[1])}
+        return {k: (ops[getattr(self.lib, v)], amount[getattr(self.lib, v)])
+                for k, v in self.KINDS.items()}
+
+    def attach_flags(self, design, folio_size="4K", flags=0):
+        shift = pagetax.core.FOLIO_SIZES[folio_size]
+        flags |= shift * self.lib.PT_ATTACH_FOLIO_SHIFT if shift != 12 else 0
+        out = self.ffi.new("pt_attachment **")
+        self.check(self.lib.pt_attach(self.backing, self.names.index(design), 0, 0, flags, out,
+                                      self.err))
+        return out[0]
 
     def hold(self, att, ext):
         """Build one I/O over ext and keep it: the counts its build made."""

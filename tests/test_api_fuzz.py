@@ -250,6 +250,7 @@ class APIMachine(RuleBasedStateMachine):
                     data_area[o:o + ln] = buf[pos:pos + ln]
                 pos += ln
             packed += n
+        at.table_changed()   # every grab sets PG_referenced in altmap's descriptors there
         assert_same(sb.view, sb.shadow, f"{at.design} {pr.op}, the backing")
         self.check_counts(at)
 
@@ -299,7 +300,7 @@ class APIMachine(RuleBasedStateMachine):
         got = at.att.refcounts()
         want = np.ones(got.size, np.int64)
         if at.held is not None:
-            want += at.held
+            want += at.held * at.att.pin_bias
         assert_same(got, want, f"{at.design} reference counts")
 
     # -- ending --------------------------------------------------------------

@@ -72,8 +72,9 @@ def test_a_hold_counts_pages_per_folio(design, folio_size, rng):
         assert base.size == 32 * MIB // folio and (base == 1).all()
         ext = random_extents(rng, 24 * MIB, 120, max_len=3 * 65536)
         with att.hold(ext):
-            np.testing.assert_array_equal(att.refcounts() - base,
+            np.testing.assert_array_equal((att.refcounts() - base) // att.pin_bias,
                                           held_counts(ext, folio, base.size))
+            assert att.pin_bias == (1024 if folio_size == "4K" else 1)
         np.testing.assert_array_equal(att.refcounts(), base)
 
 
@@ -82,7 +83,7 @@ def test_a_2m_extent_in_a_pmd_mapped_folio_is_one_entry_and_one_add_of_512(desig
     with pagetax.Backing.scratch(8 * MIB) as b, b.attach(design, folio_size="2M") as att:
         ext = extents.make([2 * MIB], [2 * MIB])
         assert att.entries(ext) == 1
-        with att.hold(ext):
+        with att.hold(ext):   # a large folio: 512 on the count, 512 on _pincount
             np.testing.assert_array_equal(att.refcounts(), [1, 513, 1, 1])
         across = extents.make([3 * MIB], [2 * MIB])       # two folios: two entries
         assert att.entries(across) == 2
@@ -101,11 +102,13 @@ def counting(tmp_path_factory):
 
 @pytest.mark.parametrize("folio_size", list(SIZES))
 @pytest.mark.parametrize("design", FOLIO_DESIGNS)
-def test_a_build_adds_n_at_once_to_a_pmd_folio_and_1_per_page_otherwise(counting, design,
+def test_a_build_pins_n_at_once_in_a_pmd_folio_and_1_per_page_otherwise(counting, design,
                                                                         folio_size, rng):
-    """gup_fast_pmd_leaf grabs a PMD-mapped folio's pages with one add of N;
-    gup_fast_pte_range grabs page by page; __bio_release_pages drops each
-    entry's pages in one subtract.  The counting core counts the calls."""
+    """gup_fast_pmd_leaf pins a PMD-mapped folio's pages with one try-add of
+    N, N on _pincount and one referenced bit; gup_fast_pte_range pins page
+    by page (a small folio's second add is the bias, 1023 per pin);
+    __bio_release_pages unpins each entry's pages at once.  The counting
+    core counts every operation."""
     folio = SIZES[folio_size]
     att = counting.attach(design, folio_size)
     try:
@@ -114,12 +117,45 @@ def test_a_build_adds_n_at_once_to_a_pmd_folio_and_1_per_page_otherwise(counting
         entries = parts(ext, folio)
         assert pages > entries or folio == 4096  # else the two ways could not be told apart
         built = counting.hold(att, ext)
-        if folio_size == "2M":
-            assert built["add"] == (entries, pages), "not one add of N per PMD-mapped entry"
+        grabs = entries if folio_size == "2M" else pages   # one per PMD entry, or per page
+        assert built["add"] == (grabs, pages), "not one try-add per PMD entry or per page"
+        assert built["flag"] == (grabs, grabs), "not one referenced bit per grab"
+        if folio_size == "4K":
+            assert built["pin_add"] == (pages, 1023 * pages), "not the bias per small pin"
         else:
-            assert built["add"] == (pages, pages), "not one add of 1 per PTE-mapped page"
-        assert built["sub"] == (0, 0)
-        assert counting.unhold(att) == {"add": (0, 0), "sub": (entries, pages)}
+            assert built["pin_add"] == (grabs, pages), "not _pincount once per grab"
+        assert built["sub"] == built["pin_sub"] == (0, 0)
+        dropped = counting.unhold(att)
+        if folio_size == "4K":
+            assert dropped["sub"] == (entries, 1024 * pages) and dropped["pin_sub"] == (0, 0)
+        else:
+            assert dropped["sub"] == dropped["pin_sub"] == (entries, pages)
+        assert dropped["add"] == dropped["pin_add"] == dropped["flag"] == (0, 0)
+    finally:
+        counting.lib.pt_detach(att)
+
+
+@pytest.mark.parametrize("design", FOLIO_DESIGNS)
+def test_devmap_grabs_a_pmd_folio_page_by_page_and_a_get_adds_no_pin(counting, design, rng):
+    """PT_ATTACH_GUP_DEVMAP: device DAX until 6.14, a grab of 1 and a
+    referenced bit per 4 KiB page of a PMD-mapped folio; PT_ATTACH_GUP_GET:
+    FOLL_GET, one add and no pin."""
+    ext = random_extents(rng, 24 * MIB, 120, max_len=3 * 65536)
+    pages = int(held_counts(ext, 2 * MIB, 16).sum())
+    entries = parts(ext, 2 * MIB)
+    att = counting.attach_flags(design, "2M", counting.lib.PT_ATTACH_GUP_DEVMAP)
+    try:
+        built = counting.hold(att, ext)
+        assert built["add"] == (pages, pages) and built["flag"] == (pages, pages)
+        assert built["pin_add"] == (pages, pages)
+        assert counting.unhold(att)["sub"] == (entries, pages)   # unpinned per folio
+    finally:
+        counting.lib.pt_detach(att)
+    att = counting.attach_flags(design, "2M", counting.lib.PT_ATTACH_GUP_GET)
+    try:
+        built = counting.hold(att, ext)
+        assert built["add"] == (entries, pages) and built["pin_add"] == (0, 0)
+        assert counting.unhold(att)["pin_sub"] == (0, 0)
     finally:
         counting.lib.pt_detach(att)
 

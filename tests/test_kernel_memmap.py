@@ -403,13 +403,13 @@ def test_a_signal_puts_the_file_back_and_the_process_fails(tmp_path, signo):
         ready = p.stdout.readline()
         assert ready == "ready\n" and knob.read_text() == "changed"
         p.send_signal(signo)
-        p.wait(timeout=30)
+        _, err = p.communicate(timeout=60)   # drains the pipes while it unwinds
     finally:
         if p.poll() is None:
             p.kill()
     # SystemExit(128 + signo); Python ends an uncaught KeyboardInterrupt by SIGINT
     assert p.returncode == {signal.SIGTERM: 143, signal.SIGHUP: 129, signal.SIGINT: -2}[signo], \
-        p.stderr.read()
+        err
     assert knob.read_text() == "original"
 
 

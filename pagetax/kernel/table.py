@@ -50,15 +50,16 @@ def kernel_table(doc):
 
 
 def model_table(doc):
-    t = Table(title="The model over the same 256 pages (one I/O of 256 4 KiB segments, warm), "
-              "ns per page", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+    t = Table(title="The model over the same 256 pages (one I/O of one 1 MiB extent, as the "
+              "probes' one iovec; warm), ns per page", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
               caption="median of the core's instrumented repetitions (95 % interval), one mark "
               "per phase subtracted, as `pagetax run` splits build/copy/release")
-    for name in ("design", "folio", "build", "release", "build + release"):
-        t.add_column(name, justify="left" if name in ("design", "folio") else "right",
+    for name in ("design", "folio", "grab", "build", "release", "build + release"):
+        t.add_column(name, justify="left" if name in ("design", "folio", "grab") else "right",
                      no_wrap=True)
     for r in doc["model"]:
-        t.add_row(r["design"], r["folio_size"], figure(r["build_ns"]), figure(r["release_ns"]),
+        t.add_row(r["design"], r["folio_size"], GRAB[r.get("grab", "pin")],
+                  figure(r["build_ns"]), figure(r["release_ns"]),
                   figure(r["build_release_ns"]))
     return t
 
@@ -100,11 +101,57 @@ def functions_table(doc):
     return t
 
 
-def model_of(rows, design, folio_size):
+GRAB = {"pin": "FOLL_PIN", "get": "FOLL_GET"}
+# The model beside the kernel path that takes the same references:
+# (label, model design, folio size, grab, kernel buffer, kernel figure)
+PAIRS = (
+    ("a reference, 4 KiB pages (vmsplice + splice)", "page", "4K", "get", "4K",
+     "vmsplice+splice"),
+    ("a reference, 2 MiB THP (vmsplice + splice)", "folio", "2M", "get", "THP",
+     "vmsplice+splice"),
+    ("a pin, 4 KiB pages (O_DIRECT READ less READ_FIXED)", "page", "4K", "pin", "4K",
+     "read-read_fixed"),
+    ("a pin, 2 MiB THP (O_DIRECT READ less READ_FIXED)", "folio", "2M", "pin", "THP",
+     "read-read_fixed"),
+)
+
+
+def model_of(rows, design, folio_size, grab="pin"):
     for r in rows:
-        if r["design"] == design and r["folio_size"] == folio_size:
+        if r["design"] == design and r["folio_size"] == folio_size and \
+                r.get("grab", "pin") == grab:
             return r
     return None
+
+
+def gaps(doc):
+    """Each model row beside the kernel figure that takes the same
+    references: (label, model ns, kernel figure, kernel / model)."""
+    out = []
+    for label, design, folio, grab, buffer, path in PAIRS:
+        m = model_of(doc.get("model", []), design, folio, grab)
+        k = _figure(doc, buffer, path)
+        if m is None or k is None:
+            continue
+        mine = m["build_release_ns"]["median"]
+        out.append((label, f"{design} @{folio}", mine, k, k["median"] / mine if mine else None))
+    return out
+
+
+def gap_table(doc):
+    t = Table(title="The model beside the kernel, ns per 4 KiB page: build + release against "
+              "the kernel path that takes the same references", header_style="bold",
+              box=box.SIMPLE_HEAD, pad_edge=False,
+              caption="kernel / model over 1.25: README.md, \"Every gap to the kernel\", says "
+              "what the kernel does there that the model does not")
+    for name in ("what", "model", "model ns", "kernel ns", "kernel / model"):
+        t.add_column(name, justify="left" if name in ("what", "model") else "right",
+                     no_wrap=True)
+    for label, design, mine, k, ratio in gaps(doc):
+        spans = k["low"] <= 0 <= k["high"]
+        t.add_row(label, design, f"{mine:.1f}", figure(k),
+                  "none to see" if spans else f"{ratio:.2f}")
+    return t
 
 
 def _figure(doc, buffer, name):
@@ -122,11 +169,14 @@ def _path(doc, buffer, name):
 def answer(doc):
     """The comparison in words: what the model charges, what the kernel does."""
     lines = []
-    page = model_of(doc.get("model", []), "page", "4K")
+    rows = doc.get("model", [])
+    page = model_of(rows, "page", "4K", "get") or model_of(rows, "page", "4K", "pin")
     kernel_4k = _path(doc, "4K", "vmsplice+splice")
     if page and kernel_4k is not None:
+        grab = GRAB[page.get("grab", "pin")] if "grab" in page else "warm"
         line = (f"The model charges {page['build_release_ns']['median']:.1f} ns per page to "
-                f"build and release a 64-byte struct page entry (page, warm); this kernel "
+                f"take and drop a reference on a 64-byte struct page (page"
+                + (f", {grab}, warm); " if "grab" in page else ", warm); ") + "this kernel "
                 f"charges {kernel_4k:.1f} ns per 4 KiB page to take and drop a reference "
                 "through vmsplice + splice")
         thp = _path(doc, "THP", "vmsplice+splice")
@@ -158,6 +208,8 @@ def print_all(doc, console, print_wide):
         print_wide(console, functions_table(doc), 120)
     if doc.get("model"):
         print_wide(console, model_table(doc), 110)
+        if gaps(doc):
+            print_wide(console, gap_table(doc), 120)
     if doc.get("memmap"):
         print_wide(console, memmap_table(doc), 110)
     text = answer(doc)
