@@ -35,10 +35,12 @@ class _Terminated(BaseException):
     """SIGTERM, raised in the main thread so cleanup runs as for Ctrl-C."""
 
 
-def _size(what):
+def _size(what, decimal=False):
+    """A size option; KB..TB only where decimal sizes make sense (a DIMM's
+    capacity), else refused with a hint (sizes.parse_size)."""
     def parse(text):
         try:
-            return parse_size(text, what)
+            return parse_size(text, what, decimal)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
     return parse
@@ -59,7 +61,8 @@ def _names(kind, allowed):
 
 def _sizes(text):
     try:
-        items = [parse_size(x, "segment size") for x in text.split(",") if x.strip()]
+        items = [parse_size(x, "segment size", decimal=False) for x in text.split(",")
+                 if x.strip()]
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     if not items:
@@ -119,6 +122,11 @@ def _vm_namespace(text):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _version_text():
+    from . import version
+    return version.text()
+
+
 def build_parser(command="run"):
     """The command line.  `run`'s options name what the C core offers, so
     they are added only when `command` is "run"; main learns the command
@@ -126,6 +134,7 @@ def build_parser(command="run"):
     "vm" alike."""
     p = _Parser(prog="pagetax", description="What struct page costs scatter-gather I/O, "
                 "against raw (address, length) vectors.")
+    p.add_argument("--version", action="version", version=_version_text())
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     r = sub.add_parser("run", help="run the benchmark matrix and print the table",
@@ -139,8 +148,7 @@ def build_parser(command="run"):
                         "build/copy/release per design; metadata per capacity (log scale, "
                         "with the kernel's measured struct pages from `pagetax vm memmap "
                         "--json` files); raw GB/s and ns per segment; with --segs-per-io, "
-                        "the per-I/O latency CDF.  Needs matplotlib: pip install '.[plot]' "
-                        "from the source tree.")
+                        "the per-I/O latency CDF.")
     _run_and_memmap_files(pl)
     pl.add_argument("--format", choices=("png", "svg"), default="png")
 
@@ -190,7 +198,8 @@ def build_parser(command="run"):
     m = sub.add_parser("metadata", help="what each design keeps per capacity and per I/O",
                        description="The metadata model of every design, and of the vmemmap "
                        "reduction schemes, at the capacities given.")
-    m.add_argument("--capacity", type=_size("--capacity"), action="append", metavar="SIZE",
+    m.add_argument("--capacity", type=_size("--capacity", decimal=True), action="append",
+                   metavar="SIZE",
                    help="capacity, repeatable (default: 400GB, the 2015 thread's DIMM); "
                    "G/GiB are powers of 2, GB of 10")
     folio_sizes = list(_metadata_model.FOLIO_SIZES)
@@ -226,7 +235,11 @@ def _run_and_memmap_files(p):
     p.add_argument("results", nargs="+", metavar="RESULTS.json",
                    help="a run's result file, any `pagetax vm memmap --json` files and at most "
                    "one `pagetax kernel --json` file, in any order (one run)")
-    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="where the files go (default: beside the first file, named after it: "
+                   "RESULTS-report/ or RESULTS-plots/)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an existing, non-empty output folder")
 
 
 def _kernel_options(k):
@@ -350,7 +363,8 @@ def _run_options(r):
                    help="comma list of segment sizes (default: 64,4K,64K)")
     r.add_argument("--size", type=_size("--size"), default=None,
                    help="backing size (default: 1G, capped by a device-DAX node's size); "
-                   "K/M/G/T and KiB.. are powers of 2, KB.. of 10")
+                   "K/M/G/T and KiB.. are powers of 2; KB.. (powers of 10) are refused, as "
+                   "for every size that lives on page boundaries")
     r.add_argument("--io-size", type=_size("--io-size"), default=d.io_size,
                    help="bytes copied per repetition, per thread (default: 64M)")
     r.add_argument("--repeat", type=_count("--repeat", 1), default=d.repeat,
@@ -403,7 +417,7 @@ def _run_options(r):
                    "the CPUs this process may use when CPUS is left out")
     r.add_argument("--hot-pages", type=_count("--hot-pages", 1), default=d.hot_pages,
                    metavar="N", help="pages the hot pattern shares among threads (default: 64)")
-    r.add_argument("--page-size", choices=PAGE_SIZES, default=d.page_size,
+    r.add_argument("--page-size", choices=PAGE_SIZES, default=None,
                    help="the backing's mapping page size (default: 4K); 2M on tmpfs uses hugetlb "
                    "pages, a private huge=always tmpfs (root) or MADV_HUGEPAGE")
     r.add_argument("--persist", choices=PERSIST_MODES, default=d.persist,
@@ -436,13 +450,19 @@ def _config(args):
                             seg_sizes=args.seg_sizes, size=size, io_size=args.io_size,
                             repeat=args.repeat, warmup=args.warmup, cache=args.cache,
                             backing=args.backing, overwrite=args.overwrite, seed=args.seed,
-                            page_size=args.page_size, persist=args.persist,
+                            page_size=args.page_size or _default_page_size(),
+                            page_size_asked=args.page_size is not None, persist=args.persist,
                             persist_each=args.persist_each, peers=args.peers,
                             segs_per_io=args.segs_per_io, threads=args.threads, pin=args.pin,
                             hot_pages=args.hot_pages, phase_reps=args.phase_reps,
                             cold_method=args.cold_method, table_pages=args.table_pages,
                             folio_size=args.folio_size, gup_omit=args.gup_omit,
                             gup_devmap=args.gup_devmap)
+
+
+def _default_page_size():
+    from . import config
+    return config.RunConfig().page_size
 
 
 def cmd_run(args, out, err):
@@ -474,8 +494,9 @@ def cmd_run(args, out, err):
         except Interrupted:
             status = 130
     if status:
-        if "schema" not in doc:
-            _say("pagetax: interrupted before any row; no result file written")
+        if "schema" not in doc or not results:
+            # a file with no rows is one plot, report and compare can only refuse
+            _say("pagetax: interrupted before any row finished; no result file written")
             return status
         doc["partial"] = True
         doc["interrupted_by"] = "SIGINT" if status == 130 else "SIGTERM"
@@ -490,6 +511,8 @@ def cmd_run(args, out, err):
         _say(f"pagetax: warning: {warning}")
     path = report.write_json(doc, args.json or report.default_path(), force=args.force)
     _say(f"results: {path}")
+    _say(f"next: pagetax report {path}   (one page: the table, the pictures, the metadata); "
+         f"pagetax compare A.json {path}   (did it get slower?)")
     if args.plot:
         from . import plot
         for name, p in plot.plot(doc, os.path.splitext(path)[0] + "-plots").items():
@@ -690,13 +713,26 @@ def _glue_negative_values(argv):
     return out
 
 
+def _output_dir(args, suffix):
+    """-o, or beside the first results file (RESULTS-report/, RESULTS-plots/);
+    an existing folder with files in it only with --overwrite."""
+    path = args.output or os.path.splitext(args.results[0])[0] + suffix
+    if os.path.isdir(path) and os.listdir(path) and not args.overwrite:
+        raise PagetaxError(f"{path} exists and holds files; pass --overwrite to replace them "
+                           "(or -o to write elsewhere)")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise PagetaxError(f"{path} exists and is not a folder")
+    return path
+
+
 def cmd_plot(args, out, err):
     from . import plot, report_page
     run, memmaps, kernel = report_page.load_files(args.results)
     if run is None:
         raise PagetaxError("plot needs a run's result file; memmap and kernel files only add "
                            "to it")
-    for name, path in plot.plot(run, args.output, args.format, memmaps, kernel=kernel).items():
+    outdir = _output_dir(args, "-plots")
+    for name, path in plot.plot(run, outdir, args.format, memmaps, kernel=kernel).items():
         _say(f"{name}: {path}")
     return 0
 
@@ -704,7 +740,8 @@ def cmd_plot(args, out, err):
 def cmd_report(args, out, err):
     from . import report_page
     run, memmaps, kernel = report_page.load_files(args.results)
-    _say(f"report: {report_page.write(run, args.output, memmaps, kernel=kernel)}")
+    outdir = _output_dir(args, "-report")
+    _say(f"report: {report_page.write(run, outdir, memmaps, kernel=kernel)}")
     return 0
 
 

@@ -40,6 +40,7 @@ class RunConfig:
     backing: str = "tmpfs"         # tmpfs, PATH, dax:PATH, devdax:DEV or auto
     overwrite: bool = False        # may pagetax write an existing file or device?
     page_size: str = "4K"          # the backing's mapping page size: 4K or 2M
+    page_size_asked: bool = True   # False: the default, not the user's choice
     persist: str = "none"          # how scatters make stores persistent
     persist_each: bool = False     # SFENCE per entry instead of per I/O
     peers: List[str] = dataclasses.field(default_factory=list)  # libpmem

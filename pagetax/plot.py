@@ -4,8 +4,7 @@ where the time goes (build, copy, release per segment), what it costs in
 memory (metadata per capacity, beside the kernel's own when a `pagetax vm
 memmap` or a `pagetax kernel` file is given), then raw GB/s, ns per
 segment and, when the run recorded them, per-I/O latency CDFs.
-matplotlib is needed only here: pip install '.[plot]' (from the source
-tree)."""
+matplotlib is imported only here (a dependency: pip install . brings it)."""
 import math
 import os
 import textwrap
@@ -29,7 +28,8 @@ def _pyplot():
         matplotlib.use("Agg")  # files only, no display
         import matplotlib.pyplot as plt
     except ImportError:
-        raise PagetaxError("plots need matplotlib: pip install '.[plot]' (from the source tree)") from None
+        raise PagetaxError("plots need matplotlib, which pip install . brings: pip install "
+                           "matplotlib") from None
     return plt
 
 

@@ -318,6 +318,9 @@ def _run_body(doc, memmaps=(), kernel=None):
          "percentile of the same I/Os.")}"""
     p99_note = f"; p99/io = 99th percentile of one I/O of {per_io}" if latency and per_io else ""
     machine = json.dumps(doc["machine"], indent=1)
+    made = doc.get("pagetax") or {}
+    made_by = (f"pagetax {made.get('version', '?')}, commit {made.get('commit') or 'unknown'}"
+               if made else "a pagetax from before result files named their version")
     config = json.dumps(doc["config"], indent=1)
     partial = "<p><b>PARTIAL: this run was interrupted.</b></p>" if doc.get("partial") else ""
     no_vec = ("" if "ratio_vec" in images else
@@ -365,6 +368,7 @@ of resident memory at attach; * = modelled only. The last two columns are the ve
 {_figure(images, "ns_per_seg", "ns per segment against segment size",
          "Median repetition time over its segments.")}
 <h2>Machine</h2>
+<p>Measured by {html.escape(made_by)}.</p>
 <pre>{html.escape(machine)}</pre>
 <h2>Configuration</h2>
 <pre>{html.escape(config)}</pre>

@@ -19,6 +19,7 @@ from .errors import PagetaxError
 from .persist import cpu_features, persist_code, resolve_persist
 from .schema import SCHEMA
 from .sizes import format_size
+from .version import build_info
 
 
 GUEST_ENV = "PAGETAX_GUEST"   # pagetax vm's labels of the guest a run is in (JSON)
@@ -169,6 +170,7 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
             doc.update({
                 "schema": SCHEMA,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+                "pagetax": build_info(),
                 "machine": dict(machine.describe(), backing=backings.describe(backing),
                                 cpu_features=cpu_features(), cache=cache,
                                 clock_ns=clock_cost_ns(), mark_ns=mark_cost_ns()),
@@ -212,10 +214,13 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                 warnings.append(f"device DAX maps with its alignment, {page_size} pages here; "
                                 f"--page-size {cfg.page_size} does not apply")
             elif page_size != cfg.page_size:
+                how = mapping.get('method', '/proc/self/smaps')
                 warnings.append(
                     f"asked for {cfg.page_size} pages, but the kernel mapped the backing with "
-                    f"{page_size} pages ({mapping.get('method', '/proc/self/smaps')}); the "
-                    f"results say {page_size}")
+                    f"{page_size} pages ({how}); the results say {page_size}"
+                    if cfg.page_size_asked else
+                    f"the kernel mapped the backing with {page_size} pages ({how}); the results "
+                    f"say {page_size} (--page-size asks for 4K or 2M)")
             guest = os.environ.get(GUEST_ENV)
             if guest:  # set by pagetax vm inside its guest
                 doc["guest"] = json.loads(guest)

@@ -17,8 +17,13 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 MAX_BYTES = (1 << 64) - 1
 
 
-def parse_size(text, what="size"):
-    """Parse '4K', '2MiB', '400GB' or '4096' into bytes; raise ValueError."""
+_BINARY = {"KB": "K", "MB": "M", "GB": "G", "TB": "T"}
+
+
+def parse_size(text, what="size", decimal=True):
+    """Parse '4K', '2MiB', '400GB' or '4096' into bytes; raise ValueError.
+    With decimal=False, KB..TB (powers of 10) are refused with a hint: a
+    size that lives on page boundaries is a trap in them (4KB is 4000)."""
     if isinstance(text, int) and not isinstance(text, bool):
         value = text
     else:
@@ -32,6 +37,12 @@ def parse_size(text, what="size"):
             raise ValueError(f"{what} {text!r} has an unknown unit {m.group(2)!r} "
                              "(use K, M, G, T, KiB..TiB or KB..TB)")
         number = m.group(1)
+        if not decimal and unit in _BINARY:
+            raise ValueError(
+                f"{what} {text!r}: {m.group(2)} is a power of 10 ({number}{m.group(2)} = "
+                f"{int(float(number) * _UNITS[unit]):,} bytes), and these sizes live on page "
+                f"boundaries: write {number}{_BINARY[unit]} or {number}{_BINARY[unit]}iB for "
+                f"powers of 2, or the bytes if you mean them")
         if "." in number:
             whole, frac = number.split(".")
             scaled = int(whole + frac) * _UNITS[unit]

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+import pagetax
 import pagetax.config
 from pagetax import machine
 from helpers import SMALL, cli, design_rows
@@ -217,3 +218,64 @@ def test_result_files_are_written_as_the_umask_allows(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
+
+
+# -- the next steps after a run (issue 25) ------------------------------------
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("small")
+    p = cli("run", *SMALL, "--designs", "vec,page", "--json", str(d / "r.json"), cwd=d)
+    assert p.returncode == 0, p.stderr
+    assert f"next: pagetax report {d / 'r.json'}" in p.stderr
+    return d / "r.json"
+
+
+def test_a_run_names_the_pagetax_that_made_it(small_run, tmp_path):
+    from pagetax import version
+    doc = json.loads(small_run.read_text())
+    assert doc["pagetax"] == version.build_info() and doc["pagetax"]["version"] == \
+        pagetax.__version__
+    p = cli("--version", cwd=tmp_path)
+    assert p.returncode == 0 and p.stdout.strip() == version.text()
+    assert p.stdout.startswith(f"pagetax {pagetax.__version__} (commit ")
+
+
+def test_report_and_plot_write_beside_the_run_and_never_over_a_folder(small_run, tmp_path):
+    run = tmp_path / "r.json"
+    run.write_bytes(small_run.read_bytes())
+    p = cli("report", str(run), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    page = tmp_path / "r-report" / "index.html"
+    assert page.exists() and "Measured by pagetax " in page.read_text()
+    again = cli("report", str(run), cwd=tmp_path)
+    assert again.returncode == 1
+    assert again.stderr.strip() == (f"pagetax: error: {tmp_path / 'r-report'} exists and holds "
+                                    "files; pass --overwrite to replace them (or -o to write "
+                                    "elsewhere)")
+    assert cli("report", str(run), "--overwrite", cwd=tmp_path).returncode == 0
+    p = cli("plot", str(run), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "r-plots" / "ratio_vec.png").exists()
+
+
+def test_matplotlib_comes_with_the_readme_install():
+    from importlib.metadata import requires
+    assert any(r.split(">")[0].split(";")[0].strip() == "matplotlib"
+               for r in requires("pagetax") if "extra ==" not in r)
+
+
+def test_python_m_pagetax_in_a_source_tree_without_a_core_says_why(tmp_path):
+    """A clone's root before its package is built: one line, not a traceback."""
+    import shutil
+    import subprocess
+    import sys
+    tree = tmp_path / "clone"
+    shutil.copytree(os.path.dirname(pagetax.__file__), tree / "pagetax",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    (tree / "setup.py").write_text("")
+    p = subprocess.run([sys.executable, "-m", "pagetax", "run", "--help"], cwd=tree,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert p.stderr.startswith("pagetax: error: this is the source tree's pagetax/, which has "
+                               "no compiled core") and len(p.stderr.strip().splitlines()) == 1

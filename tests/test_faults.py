@@ -161,6 +161,23 @@ def test_interrupt_stops_fast_keeps_results_and_cleans_up(tmp_path, sig, code, n
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".pagetax-")]  # no temp JSON
 
 
+def test_an_interrupt_before_any_row_writes_no_file(tmp_path):
+    """A file with no rows is one that plot, report and compare can only
+    refuse: none is written, and the line says why."""
+    p = subprocess.Popen([*CLI, "run", "--no-progress", "--designs", "kernel", "--ops", "read",
+                          "--patterns", "rand", "--seg-sizes", "64", "--size", "256M",
+                          "--repeat", "5", "--json", "r.json"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)   # past start-up, inside the first row (seconds per repetition)
+    assert p.poll() is None, p.communicate()
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == ("pagetax: interrupted before any row finished; no "
+                                            "result file written")
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "runs").exists()
+
+
 def test_concurrent_runs_do_not_collide(tmp_path):
     before = _shm()
     procs = [subprocess.Popen([*CLI, "run", "--no-progress",

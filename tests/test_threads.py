@@ -299,8 +299,11 @@ def test_interrupt_stops_every_thread(tmp_path):
     out, err = p.communicate(timeout=30)
     assert time.monotonic() - t0 < 1.0
     assert p.returncode == 130 and "Traceback" not in err
+    if "interrupted before any row finished" in err:   # 200 repetitions: maybe no row yet
+        assert not (tmp_path / "r.json").exists()
+        return
     doc = json.loads((tmp_path / "r.json").read_text())
-    assert doc["partial"] is True and doc["config"]["threads"] == 2
+    assert doc["partial"] is True and doc["config"]["threads"] == 2 and doc["results"]
 
 
 def test_a_failing_fio_is_a_warning_not_an_error(tmp_path):

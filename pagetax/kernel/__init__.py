@@ -37,7 +37,8 @@ def run(*, paths=PATHS, buffers=BUFFERS, memmap=True, rounds=31, calls=31, model
     from .sysstate import KernelState
     t0 = time.monotonic()
     root = os.geteuid() == 0
-    doc = {"schema": SCHEMA, "machine": machine.describe(),
+    from ..version import build_info
+    doc = {"schema": SCHEMA, "pagetax": build_info(), "machine": machine.describe(),
            "config": {"paths": list(paths), "buffers": list(buffers), "rounds": rounds,
                       "calls": calls, "pages": list(measure.PAGES), "memmap": memmap,
                       "dax": dax, "trace": trace,
