@@ -466,6 +466,7 @@ def _default_page_size():
 
 
 def cmd_run(args, out, err):
+    from . import concurrency
     from . import rows as _rows
     from . import runner
     cfg = _config(args)
@@ -487,12 +488,15 @@ def cmd_run(args, out, err):
 
         def on_row(row):
             progress.update(task, description=_rows.row_label(row))
-        try:
-            runner.run(cfg, results, on_row, on_step, doc)
-        except (KeyboardInterrupt, _Terminated) as e:
-            status = 130 if isinstance(e, KeyboardInterrupt) else 143
-        except Interrupted:
-            status = 130
+        with concurrency.Measuring() as measuring:
+            at_start = measuring.others()
+            try:
+                runner.run(cfg, results, on_row, on_step, doc)
+            except (KeyboardInterrupt, _Terminated) as e:
+                status = 130 if isinstance(e, KeyboardInterrupt) else 143
+            except Interrupted:
+                status = 130
+            concurrency.record(doc, at_start, measuring.others())
     if status:
         if "schema" not in doc or not results:
             # a file with no rows is one plot, report and compare can only refuse
@@ -544,10 +548,14 @@ def cmd_kernel(args, out, err):
     from .kernel import table
     if args.json:
         report.check_json_path(args.json, args.force)
-    doc = kernel.run(paths=args.paths, buffers=args.buffers, memmap=args.memmap,
-                     rounds=args.rounds, calls=args.calls, dax=args.dax,
-                     overwrite=args.overwrite, trace=args.trace, model=args.model,
-                     on_step=lambda what: _say(f"pagetax: kernel: {what} done"))
+    from . import concurrency
+    with concurrency.Measuring() as measuring:
+        at_start = measuring.others()
+        doc = kernel.run(paths=args.paths, buffers=args.buffers, memmap=args.memmap,
+                         rounds=args.rounds, calls=args.calls, dax=args.dax,
+                         overwrite=args.overwrite, trace=args.trace, model=args.model,
+                         on_step=lambda what: _say(f"pagetax: kernel: {what} done"))
+        concurrency.record(doc, at_start, measuring.others())
     table.print_all(doc, out, report.print_wide)
     for what, why in doc["refused"].items():
         _say(f"pagetax: kernel: {what} refused: {why}")
@@ -576,11 +584,16 @@ def _vm_guest(args, accel, ns, argv, **kw):
     return result
 
 
-def _echo_guest(result):
-    """The guest command's output: stdout as it is, stderr line by line, marked."""
+def _echo_guest(result, host_paths=False):
+    """The guest command's output: stdout as it is, stderr line by line,
+    marked.  With host_paths, the lines naming a guest-side result file are
+    left out: the file comes back, and the host's line names it."""
+    from . import vm_guest
     sys.stdout.write(result.stdout)
     sys.stdout.flush()
     for line in result.stderr.splitlines():
+        if host_paths and vm_guest.SHARE in line and line.startswith(("results: ", "next: ")):
+            continue
         _say(f"guest: {line}")
 
 
@@ -643,7 +656,7 @@ def _vm_run(args, out, accel):
             "--json", f"{vm_guest.OUT_DIR}/run.json", "--no-progress", *args.run_args]
     with tempfile.TemporaryDirectory(prefix="pagetax-vm-files-") as files:
         result = _vm_guest(args, accel, ns, argv, output_dir=files)
-        _echo_guest(result)
+        _echo_guest(result, host_paths=True)
         made = os.path.join(files, "run.json")
         if os.path.exists(made):  # also after a failure, when the run wrote partial results
             with open(made) as f:
@@ -655,7 +668,8 @@ def _vm_run(args, out, accel):
 
 def _vm_test(args, out, accel):
     from . import vm
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", vm.dax_tests(),
+    # -rs: why each test skipped (a devdax guest skips the fsdax tests by design)
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", vm.dax_tests(),
             *args.pytest_args]
     status = 0
     for ns in args.namespace or vm.TEST_NAMESPACES:

@@ -188,9 +188,57 @@ def test_concurrent_runs_do_not_collide(tmp_path):
     for p in procs:
         p.communicate(timeout=120)
         assert p.returncode == 0
-    paths = {json.loads((tmp_path / f"r{i}.json").read_text())["machine"]["backing"]["path"]
-             for i in range(3)}
+    docs = [json.loads((tmp_path / f"r{i}.json").read_text()) for i in range(3)]
+    paths = {d["machine"]["backing"]["path"] for d in docs}
     assert len(paths) == 3 and _shm() == before
+    pids = {p.pid for p in procs}   # whatever overlapped, nothing else was seen
+    for d in docs:
+        seen = set(d["concurrent_measurements"]["at_start"] + d["concurrent_measurements"]["at_end"])
+        assert seen <= pids
+
+
+def test_a_run_beside_another_measurement_says_so(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from pagetax import concurrency\n"
+        "with concurrency.Measuring():\n"
+        "    print('held', flush=True); time.sleep(120)")],
+        stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        p = subprocess.run([*CLI, "run", "--no-progress", "--designs", "vec", "--size", "16M",
+                            "--io-size", "1M", "--seg-sizes", "4K", "--repeat", "2", "--json",
+                            "r.json"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["concurrent_measurements"] == {"at_start": [holder.pid], "at_end": [holder.pid]}
+    warning = (f"another pagetax was measuring on this machine (pid {holder.pid}): each run's "
+               "timings skew the other's; run them one after the other")
+    assert warning in doc["warnings"] and f"pagetax: warning: {warning}" in \
+        p.stderr.replace("\n", " ")
+
+
+def test_a_lone_measurement_sees_no_other_and_a_dead_ones_file_is_cleared(tmp_path):
+    from pagetax import concurrency
+    stale = tmp_path / "999999"
+    stale.write_text("")
+    with concurrency.Measuring(str(tmp_path)) as m:
+        assert m.others() == [] and not stale.exists()
+        holder = subprocess.Popen([sys.executable, "-c", (
+            "import sys, time; from pagetax import concurrency\n"
+            f"with concurrency.Measuring({str(tmp_path)!r}):\n"
+            "    print('held', flush=True); time.sleep(60)")],
+            stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+        try:
+            assert holder.stdout.readline() == "held\n"
+            assert m.others() == [holder.pid]
+        finally:
+            holder.kill()
+            holder.wait()
+        assert m.others() == []   # killed: its lock went with it
+    assert os.listdir(tmp_path) == []
 
 
 SPACE = 1 << 20
