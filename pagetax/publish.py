@@ -76,15 +76,24 @@ def _inside(path, parent):
     return os.path.commonpath([path, parent]) == parent
 
 
+def publishing_marker(html_dir):
+    """A file beside the html dir while pagetax publishes into it (asv
+    deletes the dir itself first): a dir with this beside it is our own
+    half-written site, from a publish that was interrupted."""
+    return os.path.normpath(html_dir) + ".pagetax-publishing"
+
+
 def check_html_dir(html_dir, config_dir, results_dir):
     """asv publish deletes the html dir before writing it: refuse a
-    directory that holds anything but an earlier published site."""
+    directory that holds anything but an earlier published site, or the
+    half-written one an interrupted publish left."""
     for keep, what in ((config_dir, "the asv config"), (results_dir, "the results")):
         if _inside(keep, html_dir):
             raise PagetaxError(f"html dir {html_dir} holds {what} ({keep}), which asv publish "
                                "would delete: give another --html-dir")
     if os.path.isdir(html_dir) and os.listdir(html_dir) and not all(
-            os.path.exists(os.path.join(html_dir, f)) for f in ("index.json", "asv.js")):
+            os.path.exists(os.path.join(html_dir, f)) for f in ("index.json", "asv.js")) \
+            and not os.path.exists(publishing_marker(html_dir)):
         raise PagetaxError(f"html dir {html_dir} is not empty and is no earlier published site; "
                            "asv publish would delete it: give an empty or new --html-dir")
     if os.path.exists(html_dir) and not os.path.isdir(html_dir):
@@ -144,6 +153,12 @@ def publish(config, html_dir=None, say=print):
     if not os.path.isdir(results_dir):
         raise PagetaxError(f"no results at {results_dir} (results_dir of {config})")
     check_html_dir(html_dir, config_dir, results_dir)
+    marker = publishing_marker(html_dir)
+    try:
+        with open(marker, "w") as f:
+            f.write(f"pagetax publish, pid {os.getpid()}\n")
+    except OSError as e:
+        raise PagetaxError(f"cannot write {marker}: {e.strerror}") from None
     # --no-pull: publishing reads the repository, it never fetches into it.
     done = subprocess.run([*asv, "--config", config, "publish", "--no-pull",
                            "--html-dir", html_dir])
@@ -152,5 +167,6 @@ def publish(config, html_dir=None, say=print):
     if not os.path.exists(os.path.join(html_dir, "index.html")):
         raise PagetaxError(f"asv publish wrote no index.html in {html_dir}")
     n = localize(html_dir)
+    os.unlink(marker)   # a whole site now: an interrupted publish leaves the marker
     say(f"pagetax: publish: {n} CDN URLs now point at {VENDOR_DIR}/ in the site")
     return html_dir

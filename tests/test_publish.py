@@ -10,6 +10,7 @@ import http.server
 import importlib.util
 import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -47,6 +48,7 @@ def publish_site(config, html_dir, cwd):
     p = cli("publish", "--config", str(config), "--html-dir", str(html_dir), cwd=cwd, timeout=120)
     assert p.returncode == 0, p.stderr
     assert f"published: {html_dir}" in p.stderr
+    assert not os.path.exists(publish.publishing_marker(str(html_dir)))   # a whole site
     return html_dir
 
 
@@ -349,6 +351,21 @@ def test_publish_refuses_a_directory_asv_would_delete(tmp_path):
     assert p.returncode == 1
     assert p.stderr.strip() == (f"pagetax: error: {tmp_path / 'asv.conf.json'}: No such file or "
                                 "directory; give the asv config with --config")
+
+
+def test_a_half_written_site_of_an_interrupted_publish_may_be_replaced(tmp_path):
+    """asv publish deletes the html dir first, then writes it: a publish cut
+    short leaves a site with neither index.json nor asv.js, and its marker
+    beside it; only that marker tells it from someone's folder."""
+    half = tmp_path / "html"
+    half.mkdir()
+    (half / "graphs").mkdir()
+    with pytest.raises(PagetaxError, match="is not empty and is no earlier published site"):
+        publish.check_html_dir(str(half), str(tmp_path / "conf"), str(tmp_path / "results"))
+    marker = publish.publishing_marker(str(half))
+    assert marker == str(tmp_path / "html.pagetax-publishing")
+    open(marker, "w").close()
+    publish.check_html_dir(str(half), str(tmp_path / "conf"), str(tmp_path / "results"))
 
 
 def test_localize_refuses_a_cdn_url_it_has_no_copy_of(tmp_path):
