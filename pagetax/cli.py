@@ -371,7 +371,7 @@ def _run_options(r):
                    help="timed repetitions per row (default: 5)")
     r.add_argument("--phase-reps", type=_count("--phase-reps", 0), default=d.phase_reps,
                    help="instrumented repetitions per row, interleaved with the timed ones, "
-                   "for the build/copy/release split (default: 1)")
+                   "for the build/copy/release split, a median per phase (default: 3)")
     r.add_argument("--warmup", type=_count("--warmup", 0), default=d.warmup,
                    help="untimed repetitions first (default: 1 with --cache warm, to warm the "
                    "caches; 0 with cold, where every repetition starts from the same flushed "

@@ -28,7 +28,7 @@ class RunConfig:
     size: int = 1 << 30            # backing bytes
     io_size: int = 64 << 20        # bytes per repetition, per thread
     repeat: int = 5                # timed repetitions per row
-    phase_reps: int = 1            # instrumented repetitions per row, for the phase split
+    phase_reps: int = 3            # instrumented repetitions per row: the split is a median
     warmup: Optional[int] = None   # untimed repetitions first; None: 1 warm, 0 cold (each
                                    # cold repetition starts from the same flushed state)
     cache: str = "cold"

@@ -89,7 +89,9 @@ def table(doc):
                           "each thread's own)")
                        + f"{per_thread}, spread = (worst - best) / median; ns/seg"
                        + ("" if threads == 1 else " (one thread's time per segment)")
-                       + " split into build + copy + release; "
+                       + " split into build + copy + release (* = the three, medians of the "
+                       "instrumented repetitions, do not add up to ns/seg within the spread: "
+                       "phases_note in the JSON says by how much); "
                        + (f"p99/io = 99th percentile ns of one I/O of {per_io_text(cfg)} "
                           "(build + copy + release, clock reads subtracted; all "
                           "percentiles in the JSON); " if per_io else "")
@@ -123,7 +125,9 @@ def table(doc):
         t.add_row(r["op"] if first else "", r["pattern"] if first else "",
                   format_size(r["seg_bytes"]) if first else "", r["design"],
                   f"{r['gbps']:.2f}", f"{r['gbps_best']:.2f}", f"{r['spread_pct']:.1f}%",
-                  *extra, f"{r['ns_per_seg']:.1f}", *phases, *p99, _ratio(r.get("ratio_vec")),
+                  *extra, f"{r['ns_per_seg']:.1f}" + ("*" if r.get("phases_agree") is False
+                                                      else ""),
+                  *phases, *p99, _ratio(r.get("ratio_vec")),
                   _ratio(r.get("ratio_memcpy")), meta_cell(r.get("metadata")))
     return t
 

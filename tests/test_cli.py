@@ -55,7 +55,7 @@ def test_run_prints_table_and_writes_results(tmp_path):
                     "ns_per_seg", "reps", "phase_ns", "spread_pct", "working_set"):
             assert key in r
         assert r["reps"] == 2 and len(r["rep_total_ns"]) == 2
-        assert r["phases"] is True and r["phase_reps"] == 1 and len(r["reps_ns"]) == 1
+        assert r["phases"] is True and r["phase_reps"] == 3 and len(r["reps_ns"]) == 3
         assert set(r["phase_ns"]) == {"build", "copy", "release"}
         assert r["clock_ns"] > 0 and isinstance(r["phases_agree"], bool)
         assert r["cold"]["method"] == doc["config"]["cold_method_resolved"]
@@ -279,3 +279,18 @@ def test_python_m_pagetax_in_a_source_tree_without_a_core_says_why(tmp_path):
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert p.stderr.startswith("pagetax: error: this is the source tree's pagetax/, which has "
                                "no compiled core") and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_the_table_marks_rows_whose_phases_do_not_add_up(small_run):
+    from rich.console import Console
+    from pagetax import report
+    doc = json.loads(small_run.read_text())
+    assert doc["config"]["phase_reps"] == 3   # the split is a median by default
+    doc["results"][0]["phases_agree"] = False
+    for r in doc["results"][1:]:
+        r["phases_agree"] = True
+    console = Console(width=200, record=True)
+    console.print(report.table(doc))
+    text = console.export_text()
+    assert f"{doc['results'][0]['ns_per_seg']:.1f}*" in text
+    assert text.count("*") == 1 + text.count("(* =")   # the row's mark, and the caption's key
