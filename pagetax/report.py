@@ -1,5 +1,6 @@
 """The run table and the result file."""
 import json
+import io
 import os
 import tempfile
 import time
@@ -63,8 +64,9 @@ def threads_pinned(cfg):
     return f" pinned to CPUs {','.join(map(str, cpus))}" if cpus else " unpinned"
 
 
-def table(doc):
-    """Per op, pattern and segment size: each design's throughput and cost."""
+def table(doc, leave_out=()):
+    """Per op, pattern and segment size: each design's throughput and cost;
+    the columns named in leave_out left out (fit)."""
     cfg = doc["config"]
     backing = doc["machine"].get("backing", {})
     mapping = backing.get("mapping", {})
@@ -105,8 +107,9 @@ def table(doc):
     if per_io:
         columns.append(("p99/io", "right"))
     columns += [("x vec", "right"), ("x memcpy", "right"), ("metadata", "right")]
-    for name, justify in columns:
-        t.add_column(name, justify=justify, no_wrap=True)
+    keep = [i for i, (name, _) in enumerate(columns) if name not in leave_out]
+    for i in keep:
+        t.add_column(columns[i][0], justify=columns[i][1], no_wrap=True)
     last = None
     for r in sorted(doc["results"], key=lambda r: (r["op"], r["pattern"], r["seg_bytes"])):
         cell = (r["op"], r["pattern"], r["seg_bytes"])
@@ -122,19 +125,21 @@ def table(doc):
             extra = [f"{min(g):.2f}-{max(g):.2f}" if g else "-"]
         lat = r.get("latency")
         p99 = [f"{lat['p99_ns']:.0f}" if lat else "-"] if per_io else []
-        t.add_row(r["op"] if first else "", r["pattern"] if first else "",
-                  format_size(r["seg_bytes"]) if first else "", r["design"],
-                  f"{r['gbps']:.2f}", f"{r['gbps_best']:.2f}", f"{r['spread_pct']:.1f}%",
-                  *extra, f"{r['ns_per_seg']:.1f}" + ("*" if r.get("phases_agree") is False
-                                                      else ""),
-                  *phases, *p99, _ratio(r.get("ratio_vec")),
-                  _ratio(r.get("ratio_memcpy")), meta_cell(r.get("metadata")))
+        cells = [r["op"] if first else "", r["pattern"] if first else "",
+                 format_size(r["seg_bytes"]) if first else "", r["design"],
+                 f"{r['gbps']:.2f}", f"{r['gbps_best']:.2f}", f"{r['spread_pct']:.1f}%",
+                 *extra, f"{r['ns_per_seg']:.1f}" + ("*" if r.get("phases_agree") is False
+                                                     else ""),
+                 *phases, *p99, _ratio(r.get("ratio_vec")),
+                 _ratio(r.get("ratio_memcpy")), meta_cell(r.get("metadata"))]
+        t.add_row(*(cells[i] for i in keep))
     return t
 
 
 def print_wide(console, renderable, width):
     """Print at least `width` columns wide: a narrow terminal wraps lines,
-    which is better than rich cutting a figure short with an ellipsis."""
+    which is better than rich cutting a figure short with an ellipsis (the
+    run table is fitted to the terminal first: fit)."""
     saved = console.width
     console.width = max(saved, width)
     try:
@@ -143,9 +148,47 @@ def print_wide(console, renderable, width):
         console.width = saved
 
 
+def _natural_width(table):
+    """The widest line of the table's body as rich draws it with room to
+    spare (title and caption wrap; cells do not)."""
+    title, caption = table.title, table.caption
+    table.title = table.caption = None
+    try:
+        wide = Console(width=10 ** 4, record=True, file=io.StringIO())
+        wide.print(table)
+        return max((len(line.rstrip()) for line in wide.export_text().splitlines()), default=0)
+    finally:
+        table.title, table.caption = title, caption
+
+
+def fit(console, build, drop):
+    """build(leave_out) narrowed to the terminal: the columns named in
+    `drop` left out, in that order, until the table fits, and the caption
+    says which (the JSON keeps every figure).  Off a terminal (a pipe, a
+    file) nothing is left out."""
+    table = build(())
+    if not console.is_terminal:
+        return table
+    left_out = []
+    for name in drop:
+        if _natural_width(table) <= console.width:
+            break
+        left_out.append(name)
+        table = build(tuple(left_out))
+    if left_out:
+        note = (f"left out to fit {console.width} columns: {', '.join(left_out)} "
+                "(a wider terminal, or --json, has them)")
+        table.caption = f"{table.caption}; {note}" if table.caption else note
+    return table
+
+
+RUN_TABLE_DROP = ("best", "spread", "per thread", "x memcpy", "p99/io", "metadata", "copy")
+
+
 def print_table(doc, console=None):
-    threads = doc["config"].get("threads", 1) > 1  # one more column
-    print_wide(console or Console(), table(doc), 156 if threads else 140)
+    console = console or Console()
+    fitted = fit(console, lambda leave_out: table(doc, leave_out), RUN_TABLE_DROP)
+    print_wide(console, fitted, _natural_width(fitted) + 2)   # never a cell cut short
 
 
 # Not results/: asv reads every .json below its results_dir as a machine's

@@ -294,3 +294,25 @@ def test_the_table_marks_rows_whose_phases_do_not_add_up(small_run):
     text = console.export_text()
     assert f"{doc['results'][0]['ns_per_seg']:.1f}*" in text
     assert text.count("*") == 1 + text.count("(* =")   # the row's mark, and the caption's key
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_the_run_table_fits_a_terminal_by_leaving_columns_out(small_run, width):
+    """No figure is cut short: columns go, by priority, and the caption
+    names them; off a terminal every column stays."""
+    import io
+    from rich.console import Console
+    from pagetax import report
+    doc = json.loads(small_run.read_text())
+    console = Console(width=width, force_terminal=True, record=True, file=io.StringIO())
+    report.print_table(doc, console)
+    text = console.export_text()
+    assert "…" not in text
+    body = [line for line in text.splitlines() if line.strip().startswith(("read", "write"))]
+    assert body and max(len(line.rstrip()) for line in body) <= width
+    caption = " ".join(text.split())
+    assert f"left out to fit {width} columns: best, spread" in caption
+    piped = Console(width=width, record=True, file=io.StringIO())   # not a terminal
+    report.print_table(doc, piped)
+    whole = piped.export_text()
+    assert "left out" not in whole and "x memcpy" in whole and "…" not in whole
