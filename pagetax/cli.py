@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -282,18 +283,27 @@ def _vm_commands(v):
                         "pagetax run's own options go after --; its --size must fit the "
                         "namespace: a 1G NVDIMM gives 1022 MiB with --map=mem and 1006 MiB "
                         "with --map=dev, less what a file system keeps.")
-    r.add_argument("--mode", choices=vm.MODES, default="fsdax",
-                   help="fsdax (a file on a DAX file system) or devdax (default: fsdax)")
-    r.add_argument("--map", choices=vm.MAPS, default="mem",
-                   help="the namespace's struct pages in DRAM (mem) or on itself (dev) "
-                   "(default: mem)")
-    r.add_argument("--fs", choices=vm.FILE_SYSTEMS, help="fsdax's file system (default: ext4)")
-    r.add_argument("--align", choices=vm.ALIGNS, help="devdax's page alignment (default: 2M)")
+    _vm_namespace_options(r)
     _vm_guest_options(r, timeout=600)
     r.add_argument("--json", metavar="PATH",
                    help="result file (default: runs/pagetax-run-TIME.json)")
     r.add_argument("--force", action="store_true", help="replace an existing --json file")
     r.add_argument("run_args", nargs="*", metavar="-- RUN_ARGS", help="pagetax run's options")
+
+    x = vsub.add_parser("exec", help="your own command inside a guest, on a DAX namespace",
+                        description="Run CMD (after --) as root inside a guest on the namespace, "
+                        "with the host's root shared read-only: its programs, its Python.  The "
+                        "command finds the namespace in PAGETAX_VM_DAX_DIR (an fsdax mount) or "
+                        "PAGETAX_VM_DEVDAX (a device), described in PAGETAX_VM_NAMESPACE (JSON); "
+                        "it starts in a writable folder whose files come back to --output.  The "
+                        "exit status is the command's.")
+    _vm_namespace_options(x)
+    _vm_guest_options(x, timeout=600)
+    x.add_argument("--output", "-o", metavar="DIR",
+                   help="where the command's files come back (default: a new "
+                   "pagetax-vm-exec-TIME folder here); must be new or empty")
+    x.add_argument("command_argv", nargs="+", metavar="-- CMD", help="the command and its "
+                   "arguments")
 
     t = vsub.add_parser("test", help="pytest's tests/test_dax_guest.py inside guests",
                         description="Run tests/test_dax_guest.py of this source tree with pytest, "
@@ -329,6 +339,17 @@ def _vm_commands(v):
     _vm_guest_options(m, timeout=300)
     m.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     m.add_argument("--force", action="store_true", help="replace an existing --json file")
+
+
+def _vm_namespace_options(p):
+    from . import vm
+    p.add_argument("--mode", choices=vm.MODES, default="fsdax",
+                   help="fsdax (a file on a DAX file system) or devdax (default: fsdax)")
+    p.add_argument("--map", choices=vm.MAPS, default="mem",
+                   help="the namespace's struct pages in DRAM (mem) or on itself (dev) "
+                   "(default: mem)")
+    p.add_argument("--fs", choices=vm.FILE_SYSTEMS, help="fsdax's file system (default: ext4)")
+    p.add_argument("--align", choices=vm.ALIGNS, help="devdax's page alignment (default: 2M)")
 
 
 def _vm_guest_options(p, timeout):
@@ -604,8 +625,22 @@ def cmd_vm(args, out, err):
     accel = vm.choose_accelerator()
     _say(f"pagetax: vm: QEMU {vm.qemu_version(host.qemu)}, kernel {host.kernel_version}, "
          f"{accel[0]}: {accel[1]}")
-    return {"run": _vm_run, "test": _vm_test, "kernel": _vm_kernel,
+    return {"run": _vm_run, "test": _vm_test, "kernel": _vm_kernel, "exec": _vm_exec,
             "memmap": _vm_memmap}[args.vm_command](args, out, accel)
+
+
+def _vm_exec(args, out, accel):
+    from . import vm
+    ns = vm.Namespace(args.mode, args.map, fs=args.fs, align=args.align)
+    outdir = args.output or f"pagetax-vm-exec-{time.strftime('%Y%m%d-%H%M%S')}"
+    if os.path.exists(outdir) and (not os.path.isdir(outdir) or os.listdir(outdir)):
+        raise PagetaxError(f"--output {outdir} exists and is not an empty folder")
+    os.makedirs(outdir, exist_ok=True)
+    result = _vm_guest(args, accel, ns, list(args.command_argv), output_dir=outdir)
+    _echo_guest(result)
+    _say(f"pagetax: vm exec: {ns.label}: exited {result.status}; its files: "
+         f"{os.path.abspath(outdir)} ({len(result.files)})")
+    return result.status
 
 
 def _vm_kernel(args, out, accel):

@@ -845,3 +845,19 @@ def test_a_guest_error_names_the_kernel_bug_not_the_stack_dump_after_it():
                                  "self-detected stall on CPU"
     guest.lines = [f"{vm_guest.MARK} boot 1.0"]
     assert guest.last_words() == "last console line: (nothing on the console)"
+
+
+def test_vm_exec_runs_a_command_on_the_namespace_and_brings_its_files_back(tmp_path):
+    _host_or_skip()
+    out = tmp_path / "out"
+    p = cli("vm", "exec", "--mode", "devdax", "-o", str(out), "--", "sh", "-c",
+            'echo "$PAGETAX_VM_DEVDAX" > where; echo "$PAGETAX_VM_NAMESPACE" > ns.json; exit 3',
+            cwd=tmp_path, timeout=300)
+    assert p.returncode == 3, p.stderr   # the command's own status
+    assert (out / "where").read_text().strip() == "/dev/dax0.0"
+    assert json.loads((out / "ns.json").read_text())["mode"] == "devdax"
+    assert f"pagetax: vm exec: devdax-2M-mem: exited 3; its files: {out} (2)" in p.stderr
+    again = cli("vm", "exec", "-o", str(out), "--", "true", cwd=tmp_path, timeout=60)
+    assert again.returncode == 1 and "booting" not in again.stderr
+    assert _one_error_line(again) == f"pagetax: error: --output {out} exists and is not an " \
+                                     "empty folder"
