@@ -554,7 +554,8 @@ def cmd_metadata(args, out, err):
            "byte_convention": "GB = 1e9; G and GiB = 2^30", "capacities": []}
     for cap in capacities:
         rows = _metadata.table(cap, folio_sizes=args.folio_sizes)
-        report.print_wide(out, report.metadata_table(cap, rows), 120)
+        report.print_fitted(out, lambda leave_out: report.metadata_table(cap, rows, leave_out),
+                            report.METADATA_TABLE_DROP)
         note = _metadata.seed_note(cap)
         out.print(note, markup=False, highlight=False)
         out.print()
@@ -843,21 +844,29 @@ def cmd_compare(args, out, err):
                            + (f" ({ta} against {tb} threads: rows match only at the same "
                               "thread count)" if ta != tb else ""))
     bases = {r["basis"] for r in result.rows}
-    t = Table(title=f"B = {name_b}\nagainst A = {name_a}", box=box.SIMPLE_HEAD, pad_edge=False,
-              caption="change: B's GB/s over A's, each repetition divided by the drift "
-              "reference's in its round where both files have one (else raw), as the median "
-              "of every pairwise ratio (Hodges-Lehmann) with its distribution-free interval; "
-              f"slower or faster only when the whole interval lies beyond +-{args.min_change:g} %")
-    for name in ("design", "op", "pattern", "seg", "threads", "A GB/s", "B GB/s", "change",
-                 "verdict"):
-        t.add_column(name, justify="left" if name in ("design", "op", "pattern", "verdict")
-                     else "right", no_wrap=True)
-    for r in result.rows:
-        design, op, pattern, seg, threads = r["key"]
-        verdict = ("REGRESSION: " if r["regression"] else "") + _change_text(r)
-        t.add_row(design, op, pattern, format_size(seg), str(threads), f"{r['a_gbps']:.2f}",
-                  f"{r['b_gbps']:.2f}", f"{r['change']:.3f}", verdict)
-    report.print_wide(out, t, 130)
+    def compare_table(leave_out):
+        t = Table(title=f"B = {name_b}\nagainst A = {name_a}", box=box.SIMPLE_HEAD,
+                  pad_edge=False,
+                  caption="change: B's GB/s over A's, each repetition divided by the drift "
+                  "reference's in its round where both files have one (else raw), as the median "
+                  "of every pairwise ratio (Hodges-Lehmann) with its distribution-free interval; "
+                  "slower or faster only when the whole interval lies beyond "
+                  f"+-{args.min_change:g} %")
+        names = ("design", "op", "pattern", "seg", "threads", "A GB/s", "B GB/s", "change",
+                 "verdict")
+        keep = [i for i, name in enumerate(names) if name not in leave_out]
+        for i in keep:
+            t.add_column(names[i], justify="left" if names[i] in ("design", "op", "pattern",
+                                                                  "verdict") else "right",
+                         no_wrap=True)
+        for r in result.rows:
+            design, op, pattern, seg, threads = r["key"]
+            verdict = ("REGRESSION: " if r["regression"] else "") + _change_text(r)
+            cells = (design, op, pattern, format_size(seg), str(threads), f"{r['a_gbps']:.2f}",
+                     f"{r['b_gbps']:.2f}", f"{r['change']:.3f}", verdict)
+            t.add_row(*(cells[i] for i in keep))
+        return t
+    report.print_fitted(out, compare_table, ("threads", "A GB/s", "B GB/s", "change"))
     for c, info in result.cells.items():
         op, pattern, seg, threads = c
         where = f"{op} {pattern} {format_size(seg)} ({threads} thread{'s' if threads > 1 else ''})"

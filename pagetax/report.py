@@ -30,21 +30,28 @@ def capacity_text(n):
     return human_bytes(n)
 
 
-def metadata_table(capacity, rows):
-    """`pagetax metadata`: every design's footprint at one capacity."""
+METADATA_TABLE_DROP = ("64B segs", "4K segs", "B / 4K page", "device")
+
+
+def metadata_table(capacity, rows, leave_out=()):
+    """`pagetax metadata`: every design's footprint at one capacity; the
+    columns named in leave_out left out (fit)."""
     t = Table(title=f"metadata for {capacity_text(capacity)} = {capacity:,} bytes",
               caption=("static bytes; the last two columns are vector bytes per 1 MiB I/O of "
                        "aligned 4 KiB or 64 B segments; * = modelled, no data path; "
                        "sources: pagetax/metadata.py"),
               header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("design", "DRAM", "device", "% capacity", "B / 4K page", "4K segs", "64B segs"):
-        t.add_column(name, justify="left" if name == "design" else "right", no_wrap=True)
+    names = ("design", "DRAM", "device", "% capacity", "B / 4K page", "4K segs", "64B segs")
+    keep = [i for i, name in enumerate(names) if name not in leave_out]
+    for i in keep:
+        t.add_column(names[i], justify="left" if names[i] == "design" else "right", no_wrap=True)
     for r in rows:
         folio = f" @{r['folio_size']} folios" if r.get("folio_size") else ""
         per_page = (r["dram_bytes"] + r["device_bytes"]) * 4096 / capacity
-        t.add_row(r["design"] + folio + ("" if r["data_path"] else " *"), f"{r['dram_bytes']:,}",
-                  f"{r['device_bytes']:,}", f"{r['percent']:.6g} %", f"{per_page:.4g}",
-                  f"{r['per_io_bytes']['4096']:,}", f"{r['per_io_bytes']['64']:,}")
+        cells = (r["design"] + folio + ("" if r["data_path"] else " *"), f"{r['dram_bytes']:,}",
+                 f"{r['device_bytes']:,}", f"{r['percent']:.6g} %", f"{per_page:.4g}",
+                 f"{r['per_io_bytes']['4096']:,}", f"{r['per_io_bytes']['64']:,}")
+        t.add_row(*(cells[i] for i in keep))
     return t
 
 
@@ -185,10 +192,15 @@ def fit(console, build, drop):
 RUN_TABLE_DROP = ("best", "spread", "per thread", "x memcpy", "p99/io", "metadata", "copy")
 
 
+def print_fitted(console, build, drop):
+    """A table fitted to the terminal (fit), printed so that no cell is cut
+    short: as wide as it is, wrapping in a narrower terminal if it must."""
+    fitted = fit(console, build, drop)
+    print_wide(console, fitted, _natural_width(fitted) + 2)
+
+
 def print_table(doc, console=None):
-    console = console or Console()
-    fitted = fit(console, lambda leave_out: table(doc, leave_out), RUN_TABLE_DROP)
-    print_wide(console, fitted, _natural_width(fitted) + 2)   # never a cell cut short
+    print_fitted(console or Console(), lambda leave_out: table(doc, leave_out), RUN_TABLE_DROP)
 
 
 # Not results/: asv reads every .json below its results_dir as a machine's

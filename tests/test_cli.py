@@ -316,3 +316,16 @@ def test_the_run_table_fits_a_terminal_by_leaving_columns_out(small_run, width):
     report.print_table(doc, piped)
     whole = piped.export_text()
     assert "left out" not in whole and "x memcpy" in whole and "…" not in whole
+
+
+def test_the_metadata_table_fits_a_terminal_too():
+    import io
+    from rich.console import Console
+    from pagetax import metadata, report
+    rows = metadata.table(metadata.SEED_CAPACITY)
+    console = Console(width=80, force_terminal=True, record=True, file=io.StringIO())
+    report.print_fitted(console, lambda leave_out: report.metadata_table(
+        metadata.SEED_CAPACITY, rows, leave_out), report.METADATA_TABLE_DROP)
+    text = console.export_text()
+    assert "…" not in text and "6,250,000,000" in text
+    assert "left out to fit 80 columns: 64B segs, 4K segs" in " ".join(text.split())
