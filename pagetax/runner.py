@@ -64,6 +64,16 @@ def _touched_cache():
     return touched
 
 
+def page_size_warning(cfg, mapped, how):
+    """The backing was mapped with other pages than cfg.page_size: "asked
+    for" only when the user asked (--page-size), not for the default."""
+    if cfg.page_size_asked:
+        return (f"asked for {cfg.page_size} pages, but the kernel mapped the backing with "
+                f"{mapped} pages ({how}); the results say {mapped}")
+    return (f"the kernel mapped the backing with {mapped} pages ({how}); the results say "
+            f"{mapped} (--page-size asks for 4K or 2M)")
+
+
 def grab_description(cfg):
     """What every counting design's build and release do per reference
     (csrc/pt_gup.h), after --gup-omit and --gup-devmap."""
@@ -214,13 +224,8 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                 warnings.append(f"device DAX maps with its alignment, {page_size} pages here; "
                                 f"--page-size {cfg.page_size} does not apply")
             elif page_size != cfg.page_size:
-                how = mapping.get('method', '/proc/self/smaps')
-                warnings.append(
-                    f"asked for {cfg.page_size} pages, but the kernel mapped the backing with "
-                    f"{page_size} pages ({how}); the results say {page_size}"
-                    if cfg.page_size_asked else
-                    f"the kernel mapped the backing with {page_size} pages ({how}); the results "
-                    f"say {page_size} (--page-size asks for 4K or 2M)")
+                warnings.append(page_size_warning(cfg, page_size,
+                                                  mapping.get("method", "/proc/self/smaps")))
             guest = os.environ.get(GUEST_ENV)
             if guest:  # set by pagetax vm inside its guest
                 doc["guest"] = json.loads(guest)

@@ -329,3 +329,20 @@ def test_the_metadata_table_fits_a_terminal_too():
     text = console.export_text()
     assert "…" not in text and "6,250,000,000" in text
     assert "left out to fit 80 columns: 64B segs, 4K segs" in " ".join(text.split())
+
+
+def test_the_page_size_warning_says_asked_only_when_it_was(tmp_path):
+    from pagetax import runner
+    asked = runner.page_size_warning(pagetax.config.RunConfig(page_size="2M"), "mixed", "smaps")
+    assert asked.startswith("asked for 2M pages, but the kernel mapped the backing with mixed")
+    cfg = cli_config(tmp_path, "run", "--designs", "vec")   # no --page-size
+    assert cfg.page_size == "4K" and cfg.page_size_asked is False
+    unasked = runner.page_size_warning(cfg, "mixed", "smaps")
+    assert unasked == ("the kernel mapped the backing with mixed pages (smaps); the results say "
+                       "mixed (--page-size asks for 4K or 2M)")
+
+
+def cli_config(tmp_path, *argv):
+    from pagetax import cli as _cli
+    args = _cli.build_parser("run").parse_args(list(argv))
+    return _cli._config(args)
