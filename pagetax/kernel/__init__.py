@@ -33,11 +33,11 @@ def run(*, paths=PATHS, buffers=BUFFERS, memmap=True, rounds=31, calls=31, model
     `dax` (dax:PATH or devdax:DEV) adds a buffer of DAX pages; `trace`
     counts the kernel functions each path ran, where the function tracer
     is allowed."""
+    from ..version import build_info
     from . import measure, memmap as _memmap, model as _model
     from .sysstate import KernelState
     t0 = time.monotonic()
-    root = os.geteuid() == 0
-    from ..version import build_info
+    as_root = os.geteuid() == 0
     doc = {"schema": SCHEMA, "pagetax": build_info(), "machine": machine.describe(),
            "config": {"paths": list(paths), "buffers": list(buffers), "rounds": rounds,
                       "calls": calls, "pages": list(measure.PAGES), "memmap": memmap,
@@ -45,7 +45,7 @@ def run(*, paths=PATHS, buffers=BUFFERS, memmap=True, rounds=31, calls=31, model
                       "clock": "CLOCK_MONOTONIC around each system call",
                       "cache": "warm: the same pages every call"},
            "meaning": measure.MEANING, "refused": {}, "warnings": []}
-    if not root:
+    if not as_root:
         for what, why in NEEDS_ROOT.items():
             if what in paths or (what == "memmap" and memmap):
                 doc["refused"][what] = f"needs root ({why})"
@@ -53,7 +53,7 @@ def run(*, paths=PATHS, buffers=BUFFERS, memmap=True, rounds=31, calls=31, model
         memmap = False
     if dax:
         buffers = tuple(buffers) + ("dax",)
-    guest = os.environ.get("PAGETAX_GUEST")
+    guest = os.environ.get("PAGETAX_GUEST")   # runner.GUEST_ENV: set by pagetax vm
     if guest:
         doc["guest"] = json.loads(guest)
     with KernelState() as state:
