@@ -9,7 +9,7 @@ from . import __version__
 
 
 def _checkout_commit():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # src/..
     if not os.path.exists(os.path.join(root, ".git")):
         return None
     try:

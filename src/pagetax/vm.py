@@ -170,7 +170,7 @@ def dax_tests():
     """tests/test_dax_guest.py of the source tree this pagetax runs from (an
     editable install's), or of the checkout in the current folder (CI
     installs the package, then runs from its clone)."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # src/..
     for root in (here, os.getcwd()):
         path = os.path.join(root, GUEST_TESTS)
         if os.path.isfile(path):
