@@ -345,4 +345,5 @@ def test_the_page_size_warning_says_asked_only_when_it_was(tmp_path):
 def cli_config(tmp_path, *argv):
     from pagetax import cli as _cli
     args = _cli.build_parser("run").parse_args(list(argv))
-    return _cli._config(args)
+    from pagetax.commands import run as run_command
+    return run_command.config(args)

@@ -180,10 +180,12 @@ def test_an_interrupt_before_any_row_writes_no_file(tmp_path):
 
 def test_concurrent_runs_do_not_collide(tmp_path):
     before = _shm()
+    env = dict(os.environ, PAGETAX_MEASURING_DIR=str(tmp_path / "locks"))  # this test's own
     procs = [subprocess.Popen([*CLI, "run", "--no-progress",
                                "--designs", "vec,page", "--size", "16M", "--io-size", "1M",
                                "--seg-sizes", "4K", "--repeat", "2", "--json", f"r{i}.json"],
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=env)
              for i in range(3)]
     for p in procs:
         p.communicate(timeout=120)
@@ -198,16 +200,19 @@ def test_concurrent_runs_do_not_collide(tmp_path):
 
 
 def test_a_run_beside_another_measurement_says_so(tmp_path):
+    # a lock folder of this test's own: other measurements on the machine stay out
+    env = dict(os.environ, PAGETAX_MEASURING_DIR=str(tmp_path / "locks"))
     holder = subprocess.Popen([sys.executable, "-c", (
         "import time; from pagetax import concurrency\n"
         "with concurrency.Measuring():\n"
         "    print('held', flush=True); time.sleep(120)")],
-        stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+        stdout=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
     try:
         assert holder.stdout.readline() == "held\n"
         p = subprocess.run([*CLI, "run", "--no-progress", "--designs", "vec", "--size", "16M",
                             "--io-size", "1M", "--seg-sizes", "4K", "--repeat", "2", "--json",
-                            "r.json"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                            "r.json"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                           env=env)
     finally:
         holder.kill()
         holder.wait()
