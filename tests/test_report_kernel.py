@@ -14,7 +14,7 @@ from helpers import SMALL, cli
 
 pytest.importorskip("matplotlib")
 
-from pagetax import plot, report_kernel, report_page  # noqa: E402
+from pagetax import plot, report_page  # noqa: E402
 from pagetax.errors import PagetaxError  # noqa: E402
 from pagetax.kernel import SCHEMA, table  # noqa: E402
 
@@ -124,15 +124,14 @@ def _tables(section):
 
 
 def test_load_takes_a_kernel_file_in_any_order_beside_a_run_and_memmaps(files):
-    run, memmaps, kernel = report_page.load_files(
+    run, memmaps, kernel = report_page.load(
         [files["kernel"], files["memmap"], files["run"]])
     assert run["schema"] != SCHEMA and kernel["schema"] == SCHEMA
     assert kernel["path"] == files["kernel"] and kernel["memmap"] == kernel_doc()["memmap"]
     assert [m["path"] for m in memmaps] == [files["memmap"]]
-    # load()'s two lists, as cli.py unpacks them: the kernel file rides in the second
-    run2, extra = report_page.load([files["memmap"], files["kernel"]])
-    assert run2 is None and [f["path"] for f in extra] == [files["memmap"], files["kernel"]]
-    assert report_kernel.split(extra) == (extra[:1], extra[1])
+    run2, memmaps2, kernel2 = report_page.load([files["memmap"], files["kernel"]])
+    assert run2 is None and [f["path"] for f in memmaps2] == [files["memmap"]]
+    assert kernel2["path"] == files["kernel"]
 
 
 def test_load_refuses_two_kernel_files_and_unknown_or_cut_files(files, tmp_path):
@@ -152,8 +151,6 @@ def test_load_refuses_two_kernel_files_and_unknown_or_cut_files(files, tmp_path)
         report_page.load([str(tmp_path / "cut.json")])
     assert str(e.value) == (f"{tmp_path / 'cut.json'}: a kernel file without meaning; was the "
                             "file edited or cut short?")
-    with pytest.raises(PagetaxError, match="two kernel files"):
-        report_page.render(None, [dict(kernel_doc(), path="a")], dict(kernel_doc(), path="b"))
 
 
 def test_page_of_a_kernel_file_alone(tmp_path):
@@ -263,10 +260,9 @@ def test_plot_and_the_page_pass_the_kernel_file_to_the_picture(run_file, tmp_pat
         seen.append(kernel)
         return real(plt, d, memmaps, kernel)
     monkeypatch.setattr(plot, "metadata_figure", spy)
-    plot.plot(run, str(tmp_path / "a"), memmaps=[doc])            # in the list, as load() gives it
     plot.plot(run, str(tmp_path / "b"), kernel=doc)
-    page = report_page.render(run, [doc])
-    assert seen == [doc, doc, doc]
+    page = report_page.render(run, kernel=doc)
+    assert seen == [doc, doc]
     # the picture's caption on the page says what the cross-hatched bars are, and the
     # section follows the run
     assert "Cross-hatched, under the model row" in page

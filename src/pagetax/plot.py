@@ -465,10 +465,8 @@ def figures(plt, doc, memmaps=(), kernel=None):
 
 
 def plot(doc, outdir, fmt="png", memmaps=(), kernel=None):
-    """Write every figure the run has data for; returns {name: path}.  A
-    kernel file may come as `kernel` or in `memmaps` (report_page.load's)."""
-    from . import report_kernel
-    memmaps, kernel = report_kernel.split(memmaps, kernel)
+    """Write every figure the run has data for; returns {name: path}: the
+    run, any memmap files, a kernel file (report_page.load's three)."""
     if fmt not in FORMATS:
         raise PagetaxError(f"unknown plot format {fmt!r} (choose from png, svg)")
     plt = _pyplot()

@@ -6,7 +6,6 @@ import html
 import os
 
 from .errors import PagetaxError
-from .kernel import SCHEMA
 from .metadata import PAGE, STRUCT_PAGE
 
 KERNEL_KEYS = ("machine", "config", "meaning", "kernel")
@@ -22,17 +21,6 @@ def check(path, doc):
         raise PagetaxError(f"{path}: a kernel file without {', '.join(missing)}; was the file "
                            "edited or cut short?")
     return dict(doc, path=path)
-
-
-def split(files, kernel=None):
-    """(memmap files, the kernel file or None): report_page.load() hands a
-    kernel file on in its list of memmap files, so that a caller that passes
-    that list to write() or plot.plot() as it is shows the kernel's too."""
-    memmaps = [f for f in files if f.get("schema") != SCHEMA]
-    given = [f for f in files if f.get("schema") == SCHEMA] + ([kernel] if kernel else [])
-    if len(given) > 1:
-        raise PagetaxError("two kernel files: a report shows one kernel's figures")
-    return memmaps, (given[0] if given else None)
 
 
 def measured_memmap(k):

@@ -14,6 +14,7 @@ import tempfile
 
 from . import plot as _plot
 from . import report_kernel as _kernel
+from .kernel import SCHEMA as KERNEL_SCHEMA
 from . import summary as _summary
 from .report import meta_cell
 from .errors import PagetaxError
@@ -84,16 +85,6 @@ def _fmt(x, nd=2):
 
 
 def load(paths):
-    """(the run's result file or None, [memmap files and a kernel file])
-    from paths in any order; a one-line PagetaxError for anything else.  The
-    kernel file rides in the second list so that `run, files = load(...)`
-    then `write(run, out, files)` shows it (render and plot.plot take it out
-    by its schema); load_files() gives it apart."""
-    run, memmaps, kernel = load_files(paths)
-    return run, memmaps + ([kernel] if kernel else [])
-
-
-def load_files(paths):
     """(the run's result file or None, [memmap files], the kernel file or
     None) from paths in any order; a one-line PagetaxError for anything
     else."""
@@ -105,7 +96,7 @@ def load_files(paths):
         schema = doc.get("schema") if isinstance(doc, dict) else None
         if schema == MEMMAP_SCHEMA:
             memmaps.append(_memmap_doc(path, doc))
-        elif schema == _kernel.SCHEMA:
+        elif schema == KERNEL_SCHEMA:
             if kernel is not None:
                 raise PagetaxError(f"{path}: a second kernel file ({kernel['path']} is the "
                                    "first): a report shows one kernel's figures")
@@ -118,7 +109,7 @@ def load_files(paths):
         else:
             raise PagetaxError(f"{path}: neither a pagetax run result (schema {SCHEMA}), a "
                                f"pagetax vm memmap file (schema {MEMMAP_SCHEMA}) nor a pagetax "
-                               f"kernel file (schema {_kernel.SCHEMA})")
+                               f"kernel file (schema {KERNEL_SCHEMA})")
     return (run[1] if run else None), memmaps, kernel
 
 
@@ -207,8 +198,7 @@ hold under an emulator; no timings are involved.</p>
 
 def render(doc=None, memmaps=(), kernel=None):
     """The page: a run (doc, a result file's contents), any memmap files
-    and a kernel file (load_files()'s); any may be missing, not all."""
-    memmaps, kernel = _kernel.split(memmaps, kernel)
+    and a kernel file (load()'s); any may be missing, not all."""
     if doc is None and not memmaps and kernel is None:
         raise PagetaxError("nothing to report: give a run result, a vm memmap file or a "
                            "kernel file")

@@ -20,7 +20,7 @@ def add_parser(sub, detailed):
 
 def run(args, out, err):
     from .. import plot, report_page
-    run, memmaps, kernel = report_page.load_files(args.results)
+    run, memmaps, kernel = report_page.load(args.results)
     if run is None:
         raise PagetaxError("plot needs a run's result file; memmap and kernel files only add "
                            "to it")

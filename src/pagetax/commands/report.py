@@ -17,7 +17,7 @@ def add_parser(sub, detailed):
 
 def run(args, out, err):
     from .. import report_page
-    run, memmaps, kernel = report_page.load_files(args.results)
+    run, memmaps, kernel = report_page.load(args.results)
     outdir = output_dir(args, "-report")
     say(f"report: {report_page.write(run, outdir, memmaps, kernel=kernel)}")
     return 0
