@@ -1,36 +1,15 @@
 """cffi build script for pagetax._reference (API mode, out of line): the
-drift reference, compiled apart from the core (csrc/reference/reference.c)."""
+drift reference, compiled apart from the core (csrc/reference/reference.c),
+with the flags every module shares (csrc/cffi_build.py)."""
 import os
-
-from cffi import FFI
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))   # cffi runs this file by path
+import cffi_build  # noqa: E402
 
-
-def _cdef():
-    with open(os.path.join(HERE, "reference.h")) as f:
-        return f.read().split("/* cdef-begin */")[1].split("/* cdef-end */")[0]
-
-
-_cflags = ["-O2", "-Wall", "-Wextra", "-std=gnu11"]
-_ldflags = []
-if os.environ.get("PAGETAX_WERROR"):
-    _cflags.append("-Werror")
-if os.environ.get("PAGETAX_SANITIZE"):  # as the core's (csrc/build_core.py)
-    _cflags += [f"-fsanitize={os.environ['PAGETAX_SANITIZE']}", "-fno-omit-frame-pointer"]
-    _ldflags += [f"-fsanitize={os.environ['PAGETAX_SANITIZE']}"]
-
-ffibuilder = FFI()
-ffibuilder.cdef(_cdef())
-ffibuilder.set_source(
-    "pagetax._reference",
-    '#include "reference.h"',
-    sources=[os.path.relpath(os.path.join(HERE, "reference.c"), ROOT)],
-    include_dirs=[os.path.relpath(HERE, ROOT)],
-    extra_compile_args=_cflags,
-    extra_link_args=_ldflags,
-)
+ffibuilder = cffi_build.builder("pagetax._reference", os.path.join(HERE, "reference.h"),
+                                [os.path.join(HERE, "reference.c")])
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)
