@@ -1,5 +1,5 @@
 import os
-import subprocess
+import sys
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
@@ -8,16 +8,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _commit():
-    """The clone's commit, with '+dirty' for uncommitted changes; None
-    outside a git checkout (an sdist)."""
-    try:
-        head = subprocess.run(["git", "-C", HERE, "rev-parse", "--short=12", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", HERE, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+dirty" if dirty else "")
+    """The commit being built, read as pagetax --version reads a checkout's
+    (pagetax/__init__ and version.py import nothing that must be built)."""
+    sys.path.insert(0, os.path.join(HERE, "src"))
+    from pagetax.version import checkout_commit
+    return checkout_commit()
 
 
 class BuildWithCommit(build_py):

@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import subprocess
-import tempfile
 import time
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 from helpers import CLI, cli
 from pagetax import kernel
 from pagetax.errors import PagetaxError
-from pagetax.kernel import measure, probes, slope
+from pagetax.kernel import ftrace, measure, probes, slope
 from pagetax.kernel.buffers import Buffer
 from pagetax.kernel.loopdev import backing_file
 from pagetax.kernel.sysstate import KernelState
@@ -224,17 +223,13 @@ class Tracing:
     """A tracefs instance of our own: the global trace settings stay untouched."""
 
     def __init__(self, state, events):
-        base = "/sys/kernel/tracing"
-        if not os.path.exists(os.path.join(base, "instances")):
-            base = tempfile.mkdtemp(prefix="pagetax-tracefs-")
-            if subprocess.run(["mount", "-t", "tracefs", "nodev", base]).returncode:
-                os.rmdir(base)
-                pytest.skip("tracefs cannot be mounted")
-            state.on_exit(lambda: (subprocess.run(["umount", base]), os.rmdir(base)),
-                          f"unmount {base}")
-        self.dir = os.path.join(base, "instances", f"pagetax-{os.getpid()}")
-        os.mkdir(self.dir)
-        state.on_exit(lambda: os.rmdir(self.dir), f"remove {self.dir}")
+        try:
+            base = ftrace.tracefs(state)
+        except PagetaxError as e:
+            pytest.skip(str(e))
+        self.dir = ftrace.own_instance(state, base)
+        if self.dir is None:
+            pytest.skip("this kernel makes no tracing instance")
         for event in events:
             path = os.path.join(self.dir, "events", *event.split(":"), "enable")
             if not os.path.exists(path):

@@ -8,7 +8,9 @@ import subprocess
 from . import __version__
 
 
-def _checkout_commit():
+def checkout_commit():
+    """The checkout's commit, '+dirty' for uncommitted changes; None outside
+    a git checkout (a wheel, an sdist).  setup.py asks it too."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # src/..
     if not os.path.exists(os.path.join(root, ".git")):
         return None
@@ -29,7 +31,7 @@ def build_info():
     try:
         from ._build import COMMIT
     except ImportError:
-        COMMIT = _checkout_commit()
+        COMMIT = checkout_commit()
     return {"version": __version__, "commit": COMMIT}
 
 

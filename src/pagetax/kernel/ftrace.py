@@ -30,7 +30,9 @@ FUNCTIONS = (
 _LINE = re.compile(r"-(\d+)\s+\[\d+\].*?:\s+(\S+)\s+<-")
 
 
-def _tracefs(state):
+def tracefs(state):
+    """Where tracefs is: mounted already, or mounted here (and unmounted
+    on exit through `state`)."""
     for base in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
         if os.path.exists(os.path.join(base, "trace")):
             return base
@@ -44,18 +46,17 @@ def _tracefs(state):
     return base
 
 
-def _instance(state, base):
-    """A tracing instance of our own, or the top level where instances
-    cannot trace functions."""
+def own_instance(state, base):
+    """A tracing instance of our own (removed on exit through `state`), so
+    that the machine's own tracing is left alone; None where the kernel
+    makes none."""
     path = os.path.join(base, "instances", f"pagetax-{os.getpid()}")
     try:
         os.mkdir(path)
     except OSError:
-        return base
+        return None
     state.on_exit(lambda: os.rmdir(path), f"remove {path}")
-    if os.path.exists(os.path.join(path, "set_ftrace_filter")):
-        return path
-    return base
+    return path
 
 
 def _write(path, text):
@@ -68,7 +69,7 @@ class FunctionTrace:
 
     def __init__(self, state):
         self.state = state
-        base = _tracefs(state)
+        base = tracefs(state)
         try:
             with open(os.path.join(base, "available_filter_functions")) as f:
                 available = {line.split()[0] for line in f if line.strip()}
@@ -79,7 +80,10 @@ class FunctionTrace:
                                 if any(fnmatch.fnmatchcase(n, p) for p in FUNCTIONS))
         if not self.functions:
             raise PagetaxError("the function tracer knows none of the GUP functions")
-        self.dir = _instance(state, base)
+        mine = own_instance(state, base)
+        # the top level where an instance cannot trace functions
+        self.dir = mine if mine and os.path.exists(os.path.join(mine, "set_ftrace_filter")) \
+            else base
         filt = os.path.join(self.dir, "set_ftrace_filter")
         try:
             _write(filt, " ".join(self.functions))
