@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import pagetax
 
@@ -36,7 +37,7 @@ def random_extents(rng, space, n, max_len=3 * 4096 + 100):
 def data_view(backing, design):
     """The design's data area of the backing (altmap's starts after its
     descriptor reserve), as a numpy view: extents are offsets into it."""
-    off, nbytes = pagetax.core.design_layout(design, backing.size)
+    off, nbytes = pagetax.designs.design_layout(design, backing.size)
     return backing.view()[off:off + nbytes]
 
 
@@ -98,3 +99,13 @@ def design_rows(doc):
     """A run's rows of designs and peers: every row but the drift reference
     (pagetax/reference.py), which has no phases, metadata or persistence."""
     return [r for r in doc["results"] if not r.get("reference")]
+
+
+def guest_host_or_skip():
+    """The host's tools for a `pagetax vm` guest, or a skip that says what is missing."""
+    from pagetax.guest.host import check_tools
+    from pagetax.guest.namespace import VmError
+    try:
+        return check_tools()
+    except VmError as e:
+        pytest.skip(f"no guest on this machine: {e}")

@@ -1,6 +1,6 @@
 """The DAX paths for real, inside an emulated-NVDIMM guest (`pagetax vm test`).
 
-The guest agent (pagetax/vm_guest.py) prepares one namespace and says where
+The guest agent (pagetax/guest/agent.py) prepares one namespace and says where
 it is: PAGETAX_VM_DAX_DIR (an fsdax mount) or PAGETAX_VM_DEVDAX (a device-DAX
 node), with PAGETAX_VM_NAMESPACE describing it.  Anywhere else these tests
 skip, and tests/test_dax.py checks the same code's decisions on tmpfs.
@@ -30,7 +30,7 @@ devdax = pytest.mark.skipif(not DEVDAX, reason="no device DAX: runs in `pagetax 
 
 def _moves_bytes(b, design, rng):
     """A scatter then a gather through `design`, checked against numpy."""
-    off, nbytes = pagetax.core.design_layout(design, b.size)
+    off, nbytes = pagetax.designs.design_layout(design, b.size)
     view = b.view()[off:off + min(nbytes, 8 * MIB)]   # a guest has no RAM to copy a device
     ext = random_extents(rng, min(nbytes, 6 * MIB), 60)
     src = rng.integers(0, 256, int(ext["len"].sum()), dtype=np.uint8)

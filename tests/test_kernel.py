@@ -14,7 +14,8 @@ import pytest
 from helpers import CLI, cli
 from pagetax import kernel
 from pagetax.errors import PagetaxError
-from pagetax.kernel import ftrace, measure, probes, slope
+from pagetax.kernel import ftrace, measure, slope
+from pagetax.kernel.probes import common, mincore, splice, uring
 from pagetax.kernel.buffers import Buffer
 from pagetax.kernel.loopdev import backing_file
 from pagetax.kernel.sysstate import KernelState
@@ -91,7 +92,7 @@ def test_linearity_shows_a_kink():
 
 def test_c_refuses_more_pages_than_the_buffer_holds():
     with Buffer("4K", 8 * 4096) as buf:
-        p = probes.Mincore(buf)
+        p = mincore.Mincore(buf)
         with pytest.raises(PagetaxError, match="mincore: more pages than the buffer holds"):
             p(9, 1)
         with pytest.raises(PagetaxError, match="zero pages or calls"):
@@ -100,7 +101,7 @@ def test_c_refuses_more_pages_than_the_buffer_holds():
 
 def test_vmsplice_refuses_a_pipe_smaller_than_the_pages():
     with Buffer("4K") as buf:
-        p = probes.Splice(buf)
+        p = splice.Splice(buf)
         try:
             import fcntl
             fcntl.fcntl(p.write_fd, 1031, 16 * 4096)   # F_SETPIPE_SZ: 16 pages
@@ -123,7 +124,7 @@ def test_buffers_are_mapped_as_named():
 
 def test_vmsplice_references_the_callers_pages_and_pins_none():
     with Buffer("4K") as buf:
-        p = probes.Splice(buf)
+        p = splice.Splice(buf)
         try:
             check = p.check()
             assert check["pipe_references_pages"] is True
@@ -148,9 +149,9 @@ class _Copying:
 
 
 def test_a_vmsplice_that_copies_is_refused(monkeypatch):
-    monkeypatch.setattr(probes, "lib", _Copying(probes.lib))
+    monkeypatch.setattr(splice, "lib", _Copying(splice.lib))
     with Buffer("4K") as buf:
-        p = probes.Splice(buf)
+        p = splice.Splice(buf)
         try:
             with pytest.raises(PagetaxError, match="vmsplice copied the buffer instead of "
                                "referencing its pages"):
@@ -161,13 +162,13 @@ def test_a_vmsplice_that_copies_is_refused(monkeypatch):
 
 def test_mincore_sees_every_page_present():
     with Buffer("4K") as buf:
-        assert probes.Mincore(buf).check()["pages_present"] == probes.MAX_PAGES
+        assert mincore.Mincore(buf).check()["pages_present"] == common.MAX_PAGES
 
 
 @needs_root
 def test_io_uring_reads_bring_the_bytes_and_only_read_pins():
     with Buffer("4K") as buf:
-        p = probes.Uring(buf)
+        p = uring.Uring(buf)
         try:
             check = p.check()
             name = p.device.name
@@ -202,17 +203,17 @@ def test_io_uring_pins_twice_beyond_max_segments():
     # and io_uring retries it whole, pinning every page again; how many
     # segments 256 pages make depends on where the kernel put them
     with Buffer("4K") as buf:
-        p = probes.Uring(buf)
+        p = uring.Uring(buf)
         try:
             with open(f"/sys/block/{p.device.name}/queue/max_segments") as f:
                 limit = int(f.read())
-            segments = physical_segments(buf, probes.MAX_PAGES, p.device.name)
-            pins = probes.pins_during(lambda: p._read(0, probes.MAX_PAGES, 8))
+            segments = physical_segments(buf, common.MAX_PAGES, p.device.name)
+            pins = common.pins_during(lambda: p._read(0, common.MAX_PAGES, 8))
             if pins is None:
                 pytest.skip("no FOLL_PIN counters")
         finally:
             p.close()
-    once = 8 * probes.MAX_PAGES
+    once = 8 * common.MAX_PAGES
     if segments > limit:
         assert pins >= 1.8 * once, (segments, limit, pins)
     else:
@@ -244,7 +245,7 @@ class Tracing:
 @needs_root
 def test_trace_events_show_the_opcode_and_one_request_per_io():
     with KernelState() as state, Buffer("4K") as buf:
-        p = probes.Uring(buf)
+        p = uring.Uring(buf)
         try:
             tracing = Tracing(state, ["io_uring:io_uring_submit_req", "block:block_rq_issue"])
             p(16, 3)
@@ -270,7 +271,7 @@ def test_io_uring_refused_when_the_kernel_disables_it():
         state.set("/proc/sys/kernel/io_uring_disabled", "2")
         with pytest.raises(PagetaxError, match=r"^io_uring_setup: Operation not permitted "
                            r"\(io_uring is disabled"):
-            probes.Uring(buf)
+            uring.Uring(buf)
 
 
 @needs_root

@@ -96,7 +96,7 @@ def test_plot_command(run_file, tmp_path, fmt, magic):
 
 
 def test_plot_command_takes_memmap_files_beside_the_run(run_file, tmp_path):
-    from test_vm import _memmap_doc
+    from test_guest_memmap import _memmap_doc
     memmap = tmp_path / "memmap.json"
     memmap.write_text(json.dumps(_memmap_doc()))
     p = cli("plot", str(memmap), str(run_file), "-o", str(tmp_path / "p"), cwd=AWAY)
@@ -178,7 +178,7 @@ def test_ratio_bars_span_design_slowest_over_vec_fastest_to_the_reverse(run_doc)
 
 
 def test_metadata_bars_on_a_log_scale_show_the_smallest_and_the_kernels(run_doc):
-    from test_vm import MEMMAP_ROWS, _memmap_doc
+    from test_guest_memmap import MEMMAP_ROWS, _memmap_doc
     memmap = report_page._memmap_doc("m.json", _memmap_doc())
     plt, fig = _drawn(plot.metadata_figure, run_doc, [memmap])
     try:

@@ -98,7 +98,7 @@ def run_file(tmp_path_factory):
 
 @pytest.fixture
 def files(tmp_path, run_file):
-    from test_vm import _memmap_doc
+    from test_guest_memmap import _memmap_doc
     (tmp_path / "k.json").write_text(json.dumps(kernel_doc()))
     (tmp_path / "m.json").write_text(json.dumps(_memmap_doc()))
     return {"run": str(run_file), "kernel": str(tmp_path / "k.json"),

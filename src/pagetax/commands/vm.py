@@ -9,6 +9,12 @@ import time
 
 from .. import report
 from ..errors import PagetaxError
+from ..guest import agent
+from ..guest.host import check_tools, choose_accelerator, dax_tests, qemu_version
+from ..guest.lifecycle import run as run_guest
+from ..guest.memmap import memmap_figures
+from ..guest.namespace import (ALIGNS, FILE_SYSTEMS, KERNEL_NAMESPACES, MAPS, MEMMAP_NAMESPACES,
+                               MODES, TEST_NAMESPACES, Namespace, VmError, check_sizes)
 from ..sizes import format_size
 from .options import Parser, say, seconds, size
 
@@ -28,7 +34,6 @@ def add_parser(sub, detailed):
 
 
 def vm_namespace(text):
-    from ..vm import Namespace, VmError
     try:
         return Namespace.from_label(text)
     except VmError as e:
@@ -36,7 +41,6 @@ def vm_namespace(text):
 
 
 def add_subcommands(v):
-    from .. import vm
     vsub = v.add_subparsers(dest="vm_command", metavar="VM_COMMAND", parser_class=Parser)
     vsub.required = True
     r = vsub.add_parser("run", help="pagetax run inside a guest, on a DAX namespace",
@@ -76,7 +80,7 @@ def add_subcommands(v):
                         "first failing guest's pytest status, else 0.")
     t.add_argument("--namespace", type=vm_namespace, action="append", metavar="LABEL",
                    help="a namespace to test in, repeatable (default: "
-                   f"{', '.join(ns.label for ns in vm.TEST_NAMESPACES)})")
+                   f"{', '.join(ns.label for ns in TEST_NAMESPACES)})")
     _vm_guest_options(t, timeout=900)
     t.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="pytest's options")
 
@@ -105,14 +109,13 @@ def add_subcommands(v):
 
 
 def _vm_namespace_options(p):
-    from .. import vm
-    p.add_argument("--mode", choices=vm.MODES, default="fsdax",
+    p.add_argument("--mode", choices=MODES, default="fsdax",
                    help="fsdax (a file on a DAX file system) or devdax (default: fsdax)")
-    p.add_argument("--map", choices=vm.MAPS, default="mem",
+    p.add_argument("--map", choices=MAPS, default="mem",
                    help="the namespace's struct pages in DRAM (mem) or on itself (dev) "
                    "(default: mem)")
-    p.add_argument("--fs", choices=vm.FILE_SYSTEMS, help="fsdax's file system (default: ext4)")
-    p.add_argument("--align", choices=vm.ALIGNS, help="devdax's page alignment (default: 2M)")
+    p.add_argument("--fs", choices=FILE_SYSTEMS, help="fsdax's file system (default: ext4)")
+    p.add_argument("--align", choices=ALIGNS, help="devdax's page alignment (default: 2M)")
 
 
 def _vm_guest_options(p, timeout):
@@ -131,9 +134,8 @@ def _vm_guest_options(p, timeout):
 
 def _vm_guest(args, accel, ns, argv, **kw):
     """One guest, and one line of how long each of its phases took."""
-    from .. import vm
     say(f"pagetax: vm: booting a guest for {ns.label} ({format_size(args.capacity)} NVDIMM)")
-    result = vm.run(ns, argv, capacity=args.capacity, memory=args.memory, timeout=args.timeout,
+    result = run_guest(ns, argv, capacity=args.capacity, memory=args.memory, timeout=args.timeout,
                     accel=accel, kernel=args.kernel, **kw,
                     on_console=(lambda line: say(f"console: {line}")) if args.verbose else None)
     if result.accelerator != accel[0]:
@@ -148,18 +150,16 @@ def _echo_guest(result, host_paths=False):
     """The guest command's output: stdout as it is, stderr line by line,
     marked.  With host_paths, the lines naming a guest-side result file are
     left out: the file comes back, and the host's line names it."""
-    from .. import vm_guest
     sys.stdout.write(result.stdout)
     sys.stdout.flush()
     for line in result.stderr.splitlines():
-        if host_paths and vm_guest.SHARE in line and line.startswith(("results: ", "next: ")):
+        if host_paths and agent.SHARE in line and line.startswith(("results: ", "next: ")):
             continue
         say(f"guest: {line}")
 
 
 def _vm_exec(args, out, accel):
-    from .. import vm
-    ns = vm.Namespace(args.mode, args.map, fs=args.fs, align=args.align)
+    ns = Namespace(args.mode, args.map, fs=args.fs, align=args.align)
     outdir = args.output or f"pagetax-vm-exec-{time.strftime('%Y%m%d-%H%M%S')}"
     if os.path.exists(outdir) and (not os.path.isdir(outdir) or os.listdir(outdir)):
         raise PagetaxError(f"--output {outdir} exists and is not an empty folder")
@@ -172,7 +172,6 @@ def _vm_exec(args, out, accel):
 
 
 def _vm_kernel(args, out, accel):
-    from .. import vm, vm_guest
     from ..kernel import table
     if args.json:
         report.check_json_path(args.json, args.force)
@@ -181,11 +180,11 @@ def _vm_kernel(args, out, accel):
             raise PagetaxError(f"vm kernel sets {arg.split('=', 1)[0]} itself: leave it out")
     extra = args.kernel_args or (["--rounds", "5", "--calls", "5"] if accel[0] == "tcg" else [])
     docs, status = [], 0
-    for ns in vm.KERNEL_NAMESPACES:
-        dax = [f"dax:{vm_guest.DAX_DIR}/pagetax-kernel.dat"] if ns.mode == "fsdax" else \
-            [f"devdax:{vm_guest.DEVDAX}", "--overwrite"]
+    for ns in KERNEL_NAMESPACES:
+        dax = [f"dax:{agent.DAX_DIR}/pagetax-kernel.dat"] if ns.mode == "fsdax" else \
+            [f"devdax:{agent.DEVDAX}", "--overwrite"]
         argv = [sys.executable, "-m", "pagetax", "kernel", "--buffers", "4K,THP", "--dax", *dax,
-                "--trace", "--json", f"{vm_guest.OUT_DIR}/kernel.json", *extra]
+                "--trace", "--json", f"{agent.OUT_DIR}/kernel.json", *extra]
         with tempfile.TemporaryDirectory(prefix="pagetax-vm-files-") as files:
             result = _vm_guest(args, accel, ns, argv, output_dir=files)
             for line in result.stderr.splitlines():
@@ -207,16 +206,15 @@ def _vm_kernel(args, out, accel):
 
 
 def _vm_run(args, out, accel):
-    from .. import vm, vm_guest
-    ns = vm.Namespace(args.mode, args.map, fs=args.fs, align=args.align)
+    ns = Namespace(args.mode, args.map, fs=args.fs, align=args.align)
     for arg in args.run_args:
         if arg.split("=", 1)[0] in ("--backing", "--json"):
             raise PagetaxError(f"vm run sets {arg.split('=', 1)[0]} itself: leave it out")
     path = report.check_json_path(args.json or report.default_path(), args.force)
-    backing = [f"dax:{vm_guest.DAX_DIR}/pagetax.dat"] if ns.mode == "fsdax" else \
-        [f"devdax:{vm_guest.DEVDAX}", "--overwrite"]
+    backing = [f"dax:{agent.DAX_DIR}/pagetax.dat"] if ns.mode == "fsdax" else \
+        [f"devdax:{agent.DEVDAX}", "--overwrite"]
     argv = [sys.executable, "-m", "pagetax", "run", "--backing", *backing,
-            "--json", f"{vm_guest.OUT_DIR}/run.json", "--no-progress", *args.run_args]
+            "--json", f"{agent.OUT_DIR}/run.json", "--no-progress", *args.run_args]
     with tempfile.TemporaryDirectory(prefix="pagetax-vm-files-") as files:
         result = _vm_guest(args, accel, ns, argv, output_dir=files)
         _echo_guest(result, host_paths=True)
@@ -230,12 +228,11 @@ def _vm_run(args, out, accel):
 
 
 def _vm_test(args, out, accel):
-    from .. import vm
     # -rs: why each test skipped (a devdax guest skips the fsdax tests by design)
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", vm.dax_tests(),
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", dax_tests(),
             *args.pytest_args]
     status = 0
-    for ns in args.namespace or vm.TEST_NAMESPACES:
+    for ns in args.namespace or TEST_NAMESPACES:
         result = _vm_guest(args, accel, ns, argv)
         _echo_guest(result)
         say(f"pagetax: vm test: {ns.label}: pytest exited {result.status}")
@@ -247,11 +244,10 @@ def _vm_memmap(args, out, accel):
     from rich import box
     from rich.table import Table
 
-    from .. import vm
     if args.json:
         report.check_json_path(args.json, args.force)
-    rows = [vm.memmap_figures(_vm_guest(args, accel, ns, [], memmap=True))
-            for ns in vm.MEMMAP_NAMESPACES]
+    rows = [memmap_figures(_vm_guest(args, accel, ns, [], memmap=True))
+            for ns in MEMMAP_NAMESPACES]
     mib = 1 << 20
     t = Table(title=f"struct pages for a {format_size(args.capacity)} NVDIMM region, MiB: "
               "measured in a fresh guest per mode, and pagetax's model",
@@ -278,11 +274,10 @@ def _vm_memmap(args, out, accel):
 
 
 def run(args, out, err):
-    from .. import vm
-    host = vm.check_tools(args.kernel)  # before any guest boots: a missing tool is one line
-    vm.check_sizes(args.capacity, args.memory)
-    accel = vm.choose_accelerator()
-    say(f"pagetax: vm: QEMU {vm.qemu_version(host.qemu)}, kernel {host.kernel_version}, "
+    host = check_tools(args.kernel)  # before any guest boots: a missing tool is one line
+    check_sizes(args.capacity, args.memory)
+    accel = choose_accelerator()
+    say(f"pagetax: vm: QEMU {qemu_version(host.qemu)}, kernel {host.kernel_version}, "
          f"{accel[0]}: {accel[1]}")
     return {"run": _vm_run, "test": _vm_test, "kernel": _vm_kernel, "exec": _vm_exec,
             "memmap": _vm_memmap}[args.vm_command](args, out, accel)

@@ -1,7 +1,8 @@
 """`pagetax kernel`: what the running kernel pays per page, beside the model.
 
-  probes.py   the kernel's paths (vmsplice/splice, mincore, populate,
-              io_uring READ and READ_FIXED) and the check each makes
+  probes/     the kernel's paths, one module each (vmsplice/splice,
+              mincore, populate, io_uring READ and READ_FIXED), and the
+              check each makes; probes/__init__.py is their registry
   buffers.py  4 KiB, THP and hugetlb buffers, checked in smaps
   loopdev.py  a throw-away loop device for O_DIRECT
   measure.py  the sweeps over pages per call, and what each figure holds
@@ -20,11 +21,12 @@ import time
 
 from .. import machine
 from ..errors import PagetaxError
+from .probes import REGISTRY, probe
 
 SCHEMA = "pagetax-kernel/1"
-PATHS = ("mincore", "populate", "vmsplice", "io_uring")
+PATHS = tuple(REGISTRY)
 BUFFERS = ("4K", "THP", "hugetlb")
-NEEDS_ROOT = {"io_uring": "a loop device", "memmap": "the hugetlb pool and the sysctl"}
+MEMMAP_NEEDS_ROOT = "the hugetlb pool and the sysctl"
 
 
 def run(*, paths=PATHS, buffers=BUFFERS, memmap=True, rounds=31, calls=31, model=True,
@@ -46,10 +48,13 @@ def run(*, paths=PATHS, buffers=BUFFERS, memmap=True, rounds=31, calls=31, model
                       "cache": "warm: the same pages every call"},
            "meaning": measure.MEANING, "refused": {}, "warnings": []}
     if not as_root:
-        for what, why in NEEDS_ROOT.items():
-            if what in paths or (what == "memmap" and memmap):
-                doc["refused"][what] = f"needs root ({why})"
-        paths = tuple(p for p in paths if p != "io_uring")
+        for path in paths:
+            why = probe(path).needs_root
+            if why:
+                doc["refused"][path] = f"needs root ({why})"
+        if memmap:
+            doc["refused"]["memmap"] = f"needs root ({MEMMAP_NEEDS_ROOT})"
+        paths = tuple(p for p in paths if not probe(p).needs_root)
         memmap = False
     if dax:
         buffers = tuple(buffers) + ("dax",)

@@ -9,7 +9,8 @@ import numpy as np
 from ..errors import PagetaxError
 from . import slope
 from .buffers import BASE_PAGE, KINDS, Buffer, DaxBuffer
-from .probes import MAX_PAGES, PROBES
+from .probes import REGISTRY, probe
+from .probes.common import MAX_PAGES
 
 PAGES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 HUGETLB_2M = "/sys/kernel/mm/hugepages/hugepages-2048kB"
@@ -45,7 +46,7 @@ def sweep(probes, rounds, calls, seed=1):
     round; one untimed pass first."""
     rng = np.random.default_rng(seed)
     jobs = [(p, i, n) for p in probes for i, n in enumerate(p.pages)]
-    per_job = {p: calls * getattr(p, "calls_factor", 1) for p in probes}
+    per_job = {p: calls * p.calls_factor for p in probes}
     for p, _, n in jobs:
         p(n, per_job[p])
     data = {s: (p.pages, np.zeros((rounds, len(p.pages)))) for p in probes for s in p.series}
@@ -97,7 +98,7 @@ def _buffer(kind, state, dax=None, overwrite=False):
     return Buffer(kind, 2 << 20 if kind != "4K" else MAX_PAGES * BASE_PAGE)
 
 
-def measure_kernel(state, kinds=KINDS, probes=tuple(PROBES), rounds=31, calls=31,
+def measure_kernel(state, kinds=KINDS, probes=tuple(REGISTRY), rounds=31, calls=31,
                    on_step=None, dax=None, overwrite=False, tracer=None):
     """Per buffer kind: each probe's fits and checks, or why it was refused;
     with a tracer (ftrace.FunctionTrace), the kernel functions one call of
@@ -119,14 +120,12 @@ def measure_kernel(state, kinds=KINDS, probes=tuple(PROBES), rounds=31, calls=31
             entry["mapping"] = buf.mapping
             for name in probes:
                 try:
-                    p = PROBES[name](buf)
+                    p = probe(name)(buf)
                 except PagetaxError as e:
                     entry["refused"][name] = str(e)
                     continue
                 opened.append(p)
-                p.pages = PAGES
-                if name == "io_uring":  # no split, so one pin per page (probes.py)
-                    p.pages = tuple(n for n in PAGES if n <= p.max_pages)
+                p.pages = tuple(n for n in PAGES if n <= p.max_pages)
                 try:
                     entry["checks"][name] = p.check()
                 except PagetaxError as e:  # not the path it names: no figure

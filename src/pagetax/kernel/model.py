@@ -8,7 +8,7 @@ from .. import backings, extents
 from ..core import aligned_buffer
 from . import slope
 from .buffers import BASE_PAGE
-from .probes import MAX_PAGES
+from .probes.common import MAX_PAGES
 
 # (design, folio size, the grab): FOLL_PIN as the block layer's O_DIRECT
 # takes it, FOLL_GET as vmsplice does (csrc/pt_gup.h)

@@ -54,9 +54,8 @@ def model_table(doc):
               "probes' one iovec; warm), ns per page", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
               caption="median of the core's instrumented repetitions (95 % interval), one mark "
               "per phase subtracted, as `pagetax run` splits build/copy/release")
-    for name in ("design", "folio", "grab", "build", "release", "build + release"):
-        t.add_column(name, justify="left" if name in ("design", "folio", "grab") else "right",
-                     no_wrap=True)
+    for i, name in enumerate(("design", "folio", "grab", "build", "release", "build + release")):
+        t.add_column(name, justify="left" if i < 3 else "right", no_wrap=True)   # 3 labels
     for r in doc["model"]:
         t.add_row(r["design"], r["folio_size"], GRAB[r.get("grab", "pin")],
                   figure(r["build_ns"]), figure(r["release_ns"]),

@@ -1,7 +1,7 @@
 """The guest side of `pagetax vm`, run as root inside the QEMU guest, in a
 chroot of the host's root, by the initramfs's init:
 
-    python -m pagetax.vm_guest /run/pagetax-vm/share/job.json
+    python -m pagetax.guest.agent /run/pagetax-vm/share/job.json
 
 It turns the guest's raw, label-less NVDIMM namespace into the namespace the
 job names, makes and mounts a DAX file system on it (fsdax), runs the job's
@@ -11,7 +11,7 @@ With `memmap` it also reads the free memory around create-namespace: the
 kernel's own struct pages for the namespace.
 
 Standard library only, and nothing from pagetax: under TCG every import
-costs twenty to forty times what it does on the host.  vm.py imports the
+costs twenty to forty times what it does on the host.  The host side imports the
 constants below, so that host and guest agree on the paths.
 """
 import json
