@@ -41,7 +41,7 @@ def backing():
 
 @functools.lru_cache(maxsize=None)
 def data_area():
-    return pagetax.core.common_layout([d for d in DESIGNS if d in pagetax.DESIGNS],
+    return pagetax.designs.common_layout([d for d in DESIGNS if d in pagetax.DESIGNS],
                                       BACKING_BYTES)
 
 
@@ -67,7 +67,7 @@ def eviction():
 
 
 def _cold_kw():
-    return {"evict": eviction()} if pagetax.core.cold_method() == "evict" else {}
+    return {"evict": eviction()} if pagetax.timed_run.cold_method() == "evict" else {}
 
 
 def prepared(design, op, seg, pattern, calls=1, **kw):
@@ -121,7 +121,7 @@ def reference(op, seg, pattern, reps=1):
         from pagetax import reference as ref
     except ImportError:
         raise NotImplementedError("this build has no drift reference") from None
-    cold = pagetax.core.cold_method()
+    cold = pagetax.timed_run.cold_method()
     r = ref.Reference(backing(), *data_area(), op, extents(pattern, seg), buffer(),
                       cache="cold", cold=cold, evict=eviction() if cold == "evict" else None)
 

@@ -60,7 +60,7 @@ class CountingCore:
             raise AssertionError(self.ffi.string(self.err.msg).decode())
 
     def attach(self, design, folio_size="4K"):
-        shift = pagetax.core.FOLIO_SIZES[folio_size]
+        shift = pagetax.designs.FOLIO_SIZES[folio_size]
         flags = shift * self.lib.PT_ATTACH_FOLIO_SHIFT if shift != 12 else 0
         out = self.ffi.new("pt_attachment **")
         self.check(self.lib.pt_attach(self.backing, self.names.index(design), 0, 0, flags, out,
@@ -82,7 +82,7 @@ class CountingCore:
                 for k, v in self.KINDS.items()}
 
     def attach_flags(self, design, folio_size="4K", flags=0):
-        shift = pagetax.core.FOLIO_SIZES[folio_size]
+        shift = pagetax.designs.FOLIO_SIZES[folio_size]
         flags |= shift * self.lib.PT_ATTACH_FOLIO_SHIFT if shift != 12 else 0
         out = self.ffi.new("pt_attachment **")
         self.check(self.lib.pt_attach(self.backing, self.names.index(design), 0, 0, flags, out,

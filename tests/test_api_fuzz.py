@@ -24,7 +24,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
                                  rule)
 
 import pagetax
-from pagetax.core import design_flags, design_layout, design_table
+from pagetax.designs import design_flags, design_layout, design_table
 
 MIB = 1 << 20
 SIZES = [4 * MIB, 8 * MIB]

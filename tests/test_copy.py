@@ -6,8 +6,8 @@ import pagetax
 from helpers import (SIZE, assert_moves_right_bytes, data_view, expected_gather,
                      expected_scatter, random_extents)
 
-SG_DESIGNS = [d for d in pagetax.DESIGNS if "contiguous" not in pagetax.core.design_flags(d)]
-CONTIGUOUS = [d for d in pagetax.DESIGNS if "contiguous" in pagetax.core.design_flags(d)]
+SG_DESIGNS = [d for d in pagetax.DESIGNS if "contiguous" not in pagetax.designs.design_flags(d)]
+CONTIGUOUS = [d for d in pagetax.DESIGNS if "contiguous" in pagetax.designs.design_flags(d)]
 SPACE = 6 << 20  # fits every design's data area of an 8 MiB backing (altmap keeps 2 MiB)
 
 

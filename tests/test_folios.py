@@ -15,7 +15,7 @@ SIZES = {"4K": 4096, "16K": 16384, "64K": 65536, "2M": 2 * MIB}
 
 
 def test_the_folio_designs_declare_themselves():
-    assert [d for d in pagetax.DESIGNS if "folios" in pagetax.core.design_flags(d)] == \
+    assert [d for d in pagetax.DESIGNS if "folios" in pagetax.designs.design_flags(d)] == \
         ["folio", "page32", "memdesc"]
 
 
@@ -211,7 +211,7 @@ def test_folio_size_errors():
     lib, ffi = pagetax.core.lib, pagetax.core.ffi
     err = ffi.new("struct pt_error *")
     out = ffi.new("struct pt_metadata *")
-    assert lib.pt_design_metadata_folio(pagetax.core.design_id("page"), GIB, 21, out, err) == \
+    assert lib.pt_design_metadata_folio(pagetax.designs.design_id("page"), GIB, 21, out, err) == \
         lib.PT_EINVAL
     assert ffi.string(err.msg) == b"page has no folios of 2^21 bytes"
 

@@ -7,7 +7,7 @@ import pytest
 
 import pagetax
 from pagetax import config, extents, machine, rows
-from pagetax.core import Measurement
+from pagetax.timed_run import Measurement
 from helpers import disassembly
 
 
@@ -68,7 +68,7 @@ def test_a_probe_reports_a_chain_through_64_lines(backing):
         p()
         m = p.measurement()
         assert m.probe["lines"] == 64 and m.probe["chained"]
-        assert m.cold == pagetax.core.cold_method()
+        assert m.cold == pagetax.timed_run.cold_method()
         assert att.run("read", ext, buf).probe is None
 
 
@@ -114,7 +114,7 @@ def _count_lines(att, ext):
     return {(table + p * 64 + 52) & ~63 for p in pages}
 
 
-@pytest.mark.skipif(pagetax.core.cold_method() == "evict", reason="needs CLFLUSH")
+@pytest.mark.skipif(pagetax.timed_run.cold_method() == "evict", reason="needs CLFLUSH")
 @pytest.mark.parametrize("op", ["read", "write"])
 def test_a_cold_repetition_starts_from_nothing_and_leaves_nothing_dirty(backing, op):
     """Before it: every line it will read or write is flushed (data, buffer,

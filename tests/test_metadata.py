@@ -56,11 +56,11 @@ def test_altmap_alignment_edges():
     # ...one page more and the reserve doubles.
     assert md.altmap_reserve(exact + 4096) == 4 * MIB
     # 127.5 MiB: data runs from 2 MiB to the last 2 MiB boundary, 126 MiB
-    assert pagetax.core.design_layout("altmap", exact) == (2 * MIB, 124 * MIB)
+    assert pagetax.designs.design_layout("altmap", exact) == (2 * MIB, 124 * MIB)
     # the data area ends at the last 2 MiB boundary (end_trunc)
-    assert pagetax.core.design_layout("altmap", 64 * MIB + 4096) == (2 * MIB, 62 * MIB)
+    assert pagetax.designs.design_layout("altmap", 64 * MIB + 4096) == (2 * MIB, 62 * MIB)
     with pytest.raises(pagetax.PagetaxError, match="too small for altmap"):
-        pagetax.core.design_layout("altmap", 2 * MIB)
+        pagetax.designs.design_layout("altmap", 2 * MIB)
 
 
 @pytest.mark.parametrize("model", DATA_PATH, ids=lambda m: m.name)

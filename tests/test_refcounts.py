@@ -11,7 +11,7 @@ import pagetax
 from pagetax import extents, metadata
 from helpers import SIZE, disassembly, random_extents
 
-COUNTING = [d for d in pagetax.DESIGNS if "refcounts" in pagetax.core.design_flags(d)]
+COUNTING = [d for d in pagetax.DESIGNS if "refcounts" in pagetax.designs.design_flags(d)]
 
 
 def test_the_counting_designs_are_the_ones_with_tables():
@@ -138,7 +138,7 @@ def _lock_kind(line):
     return op
 
 
-FOLIO_DESIGNS = {d for d in COUNTING if "folios" in pagetax.core.design_flags(d)}
+FOLIO_DESIGNS = {d for d in COUNTING if "folios" in pagetax.designs.design_flags(d)}
 
 
 @pytest.mark.parametrize("design", COUNTING)

@@ -26,7 +26,7 @@ def test_it_moves_the_rows_bytes(op, seg, rng):
         else:
             want = expected_gather(view, ext)
         ref = reference.Reference(b, 0, b.size, op, ext, buf, cache="cold",
-                                  cold=pagetax.core.cold_method(), evict=None)
+                                  cold=pagetax.timed_run.cold_method(), evict=None)
         ref()
         ref.close()
         np.testing.assert_array_equal(view if op == "write" else buf, want)

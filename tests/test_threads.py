@@ -12,7 +12,7 @@ from pagetax import extents, fio
 from helpers import (CLI, SIZE, SMALL, cli, data_view, design_rows, expected_gather,
                      expected_scatter)
 
-COPY_DESIGNS = [d for d in pagetax.DESIGNS if "contiguous" not in pagetax.core.design_flags(d)]
+COPY_DESIGNS = [d for d in pagetax.DESIGNS if "contiguous" not in pagetax.designs.design_flags(d)]
 
 
 def _workload(pattern, seg, threads, space, io=256 << 10):
@@ -96,7 +96,7 @@ def test_hot_refcounts_balance_under_contention():
     """altmap keeps its struct pages on the backing, so the test can read
     every reference count after two threads hammered the same 64 pages."""
     with pagetax.Backing.scratch(16 << 20) as b:
-        off, space = pagetax.core.design_layout("altmap", b.size)
+        off, space = pagetax.designs.design_layout("altmap", b.size)
         exts, bufs = _workload("hot", 64, 2, space, io=1 << 20)
         with b.attach("altmap") as att:
             att.run("read", exts, bufs, reps=5)

@@ -44,7 +44,7 @@ def test_python_refuses_bad_extents(backing, ext, message):
 def test_c_refuses_bad_extents_without_python(backing, ext, message, design):
     """The C validator alone (Python's checks bypassed) refuses the same input,
     with every design on the run's common data area (after altmap's reserve)."""
-    with backing.attach(design, *pagetax.core.common_layout(pagetax.DESIGNS, SIZE)) as att:
+    with backing.attach(design, *pagetax.designs.common_layout(pagetax.DESIGNS, SIZE)) as att:
         with pytest.raises(pagetax.ExtentError, match=message) as info:
             att.validate_in_c(ext, 1 << 40)
         assert info.value.index == len(ext) - 1
@@ -203,11 +203,11 @@ def test_entry_counts_of_extents_no_run_accepts_are_refused_not_wrapped():
             ext = np.zeros(1, pagetax.EXTENT_DTYPE)
             ext["off"], ext["len"] = off, length
             c_ext = ffi.from_buffer("struct pt_extent[]", ext)
-            assert lib.pt_design_entries(pagetax.core.design_id(design), c_ext, 1) == \
+            assert lib.pt_design_entries(pagetax.designs.design_id(design), c_ext, 1) == \
                 lib.PT_ENTRIES_INVALID, (design, what)
             with pytest.raises(pagetax.ExtentError, match=re.escape(what)):
-                pagetax.core.design_entries(design, ext)
-    assert pagetax.core.design_entries("page", pagetax.extents.make([4095], [2])) == 2
+                pagetax.designs.design_entries(design, ext)
+    assert pagetax.designs.design_entries("page", pagetax.extents.make([4095], [2])) == 2
 
 
 def test_more_extents_than_the_limit_are_refused_before_any_is_read(backing):

@@ -32,7 +32,7 @@ def _check_bytes(design, ext, buf):
     design's are packed from the start of the data area."""
     view = common.backing().view()
     off0 = common.data_area()[0]
-    contiguous = "contiguous" in pagetax.core.design_flags(design)
+    contiguous = "contiguous" in pagetax.designs.design_flags(design)
     rng = np.random.default_rng(0)
     lens = ext["len"].astype(np.int64)
     pos = np.concatenate(([0], np.cumsum(lens)[:-1]))
@@ -94,7 +94,7 @@ def test_threads(benchmark, design, pattern, seg, threads):
         thread_gbps=m.thread_gbps(),
         ns_per_seg=m.ns_per_seg()[0],      # one thread's time per segment
     )
-    if "contiguous" not in pagetax.core.design_flags(design):  # those copy their own parts
+    if "contiguous" not in pagetax.designs.design_flags(design):  # those copy their own parts
         view = common.backing().view()[common.data_area()[0]:]
         for ext, buf in zip(common.thread_extents(pattern, seg, threads),
                             common.thread_buffers(threads)):

@@ -52,7 +52,7 @@ import time
 import numpy as np
 
 import pagetax
-from pagetax import compare, config, core, fio, machine, peers, persist, report, runner
+from pagetax import compare, config, fio, machine, peers, persist, report, runner, timed_run
 from pagetax.rows import summarize
 from pagetax.sizes import format_size
 
@@ -114,11 +114,11 @@ def goal_seq64k(reps):
 
 
 def goal_random64(reps):
-    method = core.cold_method()
+    method = timed_run.cold_method()
     if method == "evict":
         return skipped("this CPU has neither CLFLUSHOPT nor CLFLUSH, so the hand loop "
                        "cannot be made cold the same way")
-    per_io = core.DEFAULT_SEGS_PER_IO
+    per_io = timed_run.DEFAULT_SEGS_PER_IO
     criterion(f"vec ns/seg / best hand-loop ns/line <= 1.15, I/Os of {per_io} segments, both "
               f"cold by {method} + TLB scrub")
     lines = (64 << 20) // 64
@@ -279,7 +279,7 @@ def goal_cold_is_cold(reps):
                 s, w = float(np.median(start)), float(np.median(warm))
                 print(f"  {pattern:4} {format_size(seg):>3} --cache {cache}: a repetition starts "
                       f"with loads of {s:6.1f} ns, warm {w:5.1f} ns"
-                      + (f" ({core.cold_method()})" if cache == "cold" else ""))
+                      + (f" ({timed_run.cold_method()})" if cache == "cold" else ""))
                 if cache == "cold":
                     ok &= s >= 5 * max(w, 1.0)
     return met(ok)
@@ -311,7 +311,7 @@ def goal_clock_free(reps):
                   f"{per['release']:5.1f} (a mark, {m.clock_ns:.1f} ns, subtracted per phase "
                   f"per I/O); phases agree with the total: {rows[per_io]['phases_agree']}")
     release = rows[1]["phase_ns"]["release"] / rows[1]["segments"]
-    return met(abs(release) <= max(1.0, 0.1 * core.mark_cost_ns()))
+    return met(abs(release) <= max(1.0, 0.1 * timed_run.mark_cost_ns()))
 
 
 def _default_run(path):
@@ -400,7 +400,7 @@ def goal_io_shape(reps):
         atts = {d: b.attach(d) for d in ("vec", "page", "folio")}
         for seg in (64, 4096):
             ext = pagetax.extents.generate("rand", seg, 64 << 20, b.size)
-            for per_io in (core.DEFAULT_SEGS_PER_IO, 0):
+            for per_io in (timed_run.DEFAULT_SEGS_PER_IO, 0):
                 runs = {d: att.prepare("read", ext, buf, cache="cold", calls=reps, phase_reps=0,
                                        segs_per_io=per_io) for d, att in atts.items()}
                 for r in range(reps):
@@ -446,8 +446,8 @@ def main():
     only = {int(x) for x in args.only.split(",")} if args.only else None
     walk = machine.cache_walk()
     print(f"{machine.cpu_model()}, {report.cache_text(dict(llc_bytes=machine.llc_bytes(), cache=walk))}, "
-          f"{os.cpu_count()} cores, clock read {core.clock_cost_ns():.1f} ns, phase mark "
-          f"{core.mark_cost_ns():.1f} ns, median of {args.reps} rounds")
+          f"{os.cpu_count()} cores, clock read {timed_run.clock_cost_ns():.1f} ns, phase mark "
+          f"{timed_run.mark_cost_ns():.1f} ns, median of {args.reps} rounds")
     results = []
     for i, (title, goal) in enumerate(GOALS, 1):
         if only and i not in only:

@@ -14,9 +14,10 @@ import importlib
 __version__ = "0.1.0"
 
 _HOME = {
-    "Attachment": "core", "CACHE_MODES": "core", "DESIGNS": "core", "Measurement": "core",
-    "OPS": "core", "aligned_buffer": "core", "design_entry_bytes": "core",
-    "design_metadata": "core", "eviction_buffer": "core", "gather": "core", "scatter": "core",
+    "Attachment": "core", "aligned_buffer": "core", "eviction_buffer": "core",
+    "gather": "core", "scatter": "core",
+    "DESIGNS": "designs", "design_entry_bytes": "designs", "design_metadata": "designs",
+    "CACHE_MODES": "timed_run", "Measurement": "timed_run", "OPS": "timed_run",
     "Backing": "backings", "EXTENT_DTYPE": "extents",
     "BackingError": "errors", "ExtentError": "errors", "Interrupted": "errors",
     "PagetaxError": "errors",

@@ -196,7 +196,7 @@ class Backing(Closing):
         DRAM tables are mapped with 2 MiB pages as vmemmap is, where THP
         allows; table_pages="4K" asks for 4 KiB pages.  folio_size sizes the
         folios of the folio designs (folio, page32, memdesc).  gup_omit leaves
-        parts of the kernel's grab out (core.GUP_PARTS); devmap grabs
+        parts of the kernel's grab out (designs.GUP_PARTS); devmap grabs
         PMD-mapped folios page by page, as device DAX was until 6.14."""
         att = Attachment(self, design, data_off, data_bytes, table_pages, folio_size, gup_omit,
                          devmap)

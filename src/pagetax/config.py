@@ -6,9 +6,8 @@ from typing import List, Optional
 
 from . import extents as _ext
 from .backings import PAGE_SIZES
-from .core import (CACHE_MODES, COLD_METHODS, DEFAULT_SEGS_PER_IO, DESIGNS, FOLIO_SIZES,
-                   GUP_PARTS,
-                   MAX_THREADS, OPS, TABLE_PAGES)
+from .designs import DESIGNS, FOLIO_SIZES, GUP_PARTS, TABLE_PAGES
+from .timed_run import CACHE_MODES, COLD_METHODS, DEFAULT_SEGS_PER_IO, MAX_THREADS, OPS
 from .errors import PagetaxError
 from .persist import PERSIST_MODES
 

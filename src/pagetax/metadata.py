@@ -185,16 +185,16 @@ def _declared(name):
     (the C metadata op), entry size, entry count and table geometry, as C
     declares them, so a new design needs no Python to be measured.  Its
     source says it is uncited until it gets an entry in MODELS."""
-    from . import core  # only here: the models above need no C
-    if name not in core.DESIGNS + core.PEERS:
+    from . import designs  # only here: the models above need no C
+    if name not in designs.DESIGNS + designs.PEERS:
         return None
-    desc, granule = core.design_table(name)
-    return Model(name, lambda cap: core.design_metadata(name, cap)[0],
-                 lambda cap: core.design_metadata(name, cap)[1],
-                 core.design_entry_bytes(name), None, True,
+    desc, granule = designs.design_table(name)
+    return Model(name, lambda cap: designs.design_metadata(name, cap)[0],
+                 lambda cap: designs.design_metadata(name, cap)[1],
+                 designs.design_entry_bytes(name), None, True,
                  "declared by the core (csrc/design_*.c); no cited model yet",
-                 desc, granule or PAGE, peer="peer" in core.design_flags(name),
-                 count=lambda ext: core.design_entries(name, ext))
+                 desc, granule or PAGE, peer="peer" in designs.design_flags(name),
+                 count=lambda ext: designs.design_entries(name, ext))
 
 
 def models(with_core=False, folio_sizes=("4K",)):
@@ -203,8 +203,8 @@ def models(with_core=False, folio_sizes=("4K",)):
     found = list(MODELS.values())
     found += [folio_model(d, fs) for d in FOLIO_DESIGNS for fs in folio_sizes]
     if with_core:
-        from . import core
-        found += [_declared(d) for d in core.DESIGNS + core.PEERS
+        from . import designs
+        found += [_declared(d) for d in designs.DESIGNS + designs.PEERS
                   if d not in MODELS and d not in FOLIO_DESIGNS]
     return found
 

@@ -8,7 +8,8 @@ bytes counts N, not 2N.  GB = 10^9, so GB/s is simply bytes per ns.
 import numpy as np
 
 from . import metadata as _meta
-from .core import design_entry_bytes, design_flags
+from .designs import design_entry_bytes, design_flags
+from .schema import BASELINE
 from .sizes import format_size
 from .stats import median_ci
 
@@ -110,7 +111,7 @@ def add_ratios(rows):
             cell[ROOFLINE_KEY] = r["gbps"]
     for r in rows:
         cell = cells[(r["op"], r["pattern"], r["seg_bytes"], r.get("threads", 1))]
-        r["ratio_vec"] = r["gbps"] / cell["vec"] if "vec" in cell else None
+        r["ratio_vec"] = r["gbps"] / cell[BASELINE] if BASELINE in cell else None
         r["ratio_memcpy"] = r["gbps"] / cell[ROOFLINE_KEY] if ROOFLINE_KEY in cell else None
 
 

@@ -13,8 +13,9 @@ from . import extents as _ext
 from . import metadata as _meta
 from . import rows as _rows
 from .config import thread_cpus
-from .core import (PEERS, aligned_buffer, clock_cost_ns, cold_description, cold_method,
-                   common_layout, design_flags, eviction_buffer, mark_cost_ns)
+from .core import aligned_buffer, eviction_buffer
+from .designs import PEERS, common_layout, design_flags
+from .timed_run import clock_cost_ns, cold_description, cold_method, mark_cost_ns
 from .errors import PagetaxError
 from .persist import cpu_features, persist_code, resolve_persist
 from .schema import SCHEMA

@@ -25,7 +25,8 @@ def add_parser(sub, detailed):
 def add_options(r):
     from .. import config
     from ..backings import PAGE_SIZES
-    from ..core import CACHE_MODES, COLD_METHODS, DESIGNS, FOLIO_SIZES, GUP_PARTS, OPS, TABLE_PAGES
+    from ..designs import DESIGNS, FOLIO_SIZES, GUP_PARTS, TABLE_PAGES
+    from ..timed_run import CACHE_MODES, COLD_METHODS, OPS
     from ..extents import PATTERNS
     from ..persist import PERSIST_MODES
     d = config.RunConfig()
