@@ -17,7 +17,7 @@ PT_BVEC_OPS(page, PT_PAGE_DESC_SHIFT, PT_PAGE_SHIFT, PAGE_REF, PT_PAGE_FLAGS, PT
 
 const struct pt_design_ops pt_design_page = {
     .name = "page",
-    .flags = PT_DESIGN_REFCOUNTS,
+    .flags = PT_DESIGN_REFCOUNTS | PT_DESIGN_PROPOSAL,
     PT_TABLE_FIELDS(PT_PAGE_DESC_SHIFT, PT_PAGE_SHIFT, PAGE_REF),
     PT_DRAM_TABLE_FIELDS(page),
     PT_BVEC_OPS_FIELDS(page),

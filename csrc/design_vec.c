@@ -23,6 +23,7 @@ PT_COPY_OPS(vec, struct pt_span, pt_span_addr, pt_span_len)
 
 const struct pt_design_ops pt_design_vec = {
     .name = "vec",
+    .flags = PT_DESIGN_BASELINE,
     .entry_bytes = sizeof(struct pt_span),
     .metadata = pt_metadata_none,
     .entries = pt_entries_per_extent,

@@ -202,7 +202,10 @@ enum pt_design_flags {
     PT_DESIGN_TABLE_ON_BACKING = 16,/* that table lives on the backing (altmap) */
     PT_DESIGN_FOLIOS = 64,          /* counts references per folio, of the attachment's
                                        folio size (PT_ATTACH_FOLIO_SHIFT) */
-    PT_DESIGN_OWN_PERSIST = 32      /* --persist does not apply: it persists its own way */
+    PT_DESIGN_OWN_PERSIST = 32,     /* --persist does not apply: it persists its own way */
+    PT_DESIGN_BASELINE = 128,       /* the divisor of "x vec": raw vectors, no per-page state */
+    PT_DESIGN_PROPOSAL = 256        /* the 2015 proposal the summary answers first: a
+                                       64-byte struct page per 4 KiB page */
 };
 unsigned pt_design_flags(int design);
 /* PT_DESIGN_REFCOUNTS: bytes per descriptor and bytes of data per descriptor

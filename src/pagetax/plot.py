@@ -11,6 +11,7 @@ import textwrap
 
 from . import summary
 from .errors import PagetaxError
+from .schema import BASELINE
 from .sizes import format_size
 
 FORMATS = ("png", "svg")
@@ -169,11 +170,11 @@ def ratio_figure(plt, doc):
     error bars from its slowest/vec's fastest to its fastest/vec's slowest;
     vec's own such range around 1 as a grey band.  None without vec rows."""
     rows = doc["results"]
-    if not any(r["design"] == "vec" for r in rows):
+    if not any(r["design"] == BASELINE for r in rows):
         return None
     panels = _op_panels(doc)
     st = styles(doc)
-    names = [d for d in designs(doc) if d != "vec"]
+    names = [d for d in designs(doc) if d != BASELINE]
     segs = sorted({r["seg_bytes"] for r in rows})
     fig, axes = _panels(plt, len(panels), min(2, len(panels)), 6.4, 4.4)
     # {(op, pattern, seg): {design: row}}: a run has one thread count
@@ -181,7 +182,7 @@ def ratio_figure(plt, doc):
     for ax, (op, pattern) in zip(axes, panels):
         band = []
         for seg in segs:
-            vec = by_cell.get((op, pattern, seg), {}).get("vec")
+            vec = by_cell.get((op, pattern, seg), {}).get(BASELINE)
             if vec:
                 band.append((seg, *summary.ratio_range(vec, vec)))
         if band:
@@ -192,9 +193,9 @@ def ratio_figure(plt, doc):
             pts = []
             for seg in segs:
                 cell = by_cell.get((op, pattern, seg), {})
-                if d in cell and "vec" in cell:
-                    lo, hi = summary.ratio_range(cell[d], cell["vec"])
-                    pts.append((seg, cell[d]["gbps"] / cell["vec"]["gbps"], lo, hi))
+                if d in cell and BASELINE in cell:
+                    lo, hi = summary.ratio_range(cell[d], cell[BASELINE])
+                    pts.append((seg, cell[d]["gbps"] / cell[BASELINE]["gbps"], lo, hi))
             if not pts:
                 continue
             # designs side by side at each size, so their bars do not overlap

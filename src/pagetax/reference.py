@@ -13,6 +13,7 @@ import numpy as np
 
 from . import extents as _ext
 from ._reference import ffi, lib
+from .schema import BASELINE
 
 NAME = "reference"
 WHY_NONE = ("no drift reference: the backing can fault (a file someone else can truncate, a "
@@ -35,7 +36,7 @@ class Reference:
         self._ext = np.array(ext, copy=True)   # what the loop reads: ours, checked
         self._buf = buf
         self._cold = cache == "cold"
-        self._att = backing.attach("vec", data_off, data_bytes)
+        self._att = backing.attach(BASELINE, data_off, data_bytes)
         self._flush = self._att.prepare(op, self._ext, buf, cache="warm", cold=cold, evict=evict,
                                         calls=1, phase_reps=0)
         data = backing.view()[data_off:data_off + data_bytes]

@@ -5,6 +5,7 @@ beside the model, and the struct page bytes HugeTLB vmemmap optimization
 import html
 import os
 
+from .html_tables import table as _table
 from .errors import PagetaxError
 from .metadata import PAGE, STRUCT_PAGE
 
@@ -114,7 +115,6 @@ def section(k, run=None):
     """The page's section for kernel file `k` (check()'s); `run`, the run on
     the same page, only to say when the two came from different machines."""
     from .kernel import table   # the file's table layout and its sentence
-    from .report_page import _table
     cfg = k["config"]
     esc = html.escape
     out = [f"""<h2 id="kernel">What this kernel pays per page</h2>

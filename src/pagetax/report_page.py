@@ -12,12 +12,14 @@ import os
 import re
 import tempfile
 
+from .html_tables import grouped_table as _grouped_table, table as _table
 from . import plot as _plot
 from . import report_kernel as _kernel
 from .kernel import SCHEMA as KERNEL_SCHEMA
 from . import summary as _summary
 from .report import meta_cell
 from .errors import PagetaxError
+from .schema import BASELINE
 from .sizes import format_size
 
 CSS = """
@@ -49,35 +51,6 @@ MEMMAP_SCHEMA = "pagetax-vm-memmap/1"      # `pagetax vm memmap --json`
 MEMMAP_ROW_KEYS = ("namespace", "ndctl", "region_bytes", "namespace_bytes", "dram_bytes",
                    "device_bytes", "model", "model_dram_bytes", "model_device_bytes")
 MIB = 1 << 20
-
-
-def _cells(row, left, tag="td"):
-    return "".join(f'<{tag} class="{"l" if i < left else ""}">{html.escape(str(c))}</{tag}>'
-                   for i, c in enumerate(row))
-
-
-def _table(headers, rows, left=1):
-    """A table in its own horizontal scroll box: wide tables scroll on a
-    phone instead of widening the page."""
-    body = "".join(f"<tr>{_cells(r, left)}</tr>" for r in rows)
-    return (f'<div class="scroll"><table><thead><tr>{_cells(headers, left, "th")}</tr></thead>'
-            f"<tbody>{body}</tbody></table></div>")
-
-
-def _grouped_table(headers, groups, shared):
-    """One tbody per group, its first `shared` cells spanning its rows, as
-    the terminal table prints them once per op, pattern and size."""
-    out = [f'<div class="scroll"><table><thead><tr>{_cells(headers, shared + 1, "th")}</tr>'
-           "</thead>"]
-    for key, rows in groups:
-        out.append('<tbody class="cell">')
-        for i, r in enumerate(rows):
-            span = "".join(f'<td class="l" rowspan="{len(rows)}">{html.escape(str(k))}</td>'
-                           for k in key) if i == 0 else ""
-            out.append(f"<tr>{span}{_cells(r, 1)}</tr>")
-        out.append("</tbody>")
-    out.append("</table></div>")
-    return "".join(out)
 
 
 def _fmt(x, nd=2):
@@ -116,7 +89,7 @@ def load(paths):
 def _memmap_doc(path, doc):
     """A memmap file's rows checked, each with its differences from the model
     and their explanation (computed for a file written before it had them)."""
-    from . import vm
+    from .guest.memmap import memmap_explained
     rows = doc.get("rows")
     if not isinstance(rows, list) or not rows:
         raise PagetaxError(f"{path}: has no list of memmap rows")
@@ -128,7 +101,7 @@ def _memmap_doc(path, doc):
                                "was the file edited or cut short?")
         if "explanation" not in row:
             try:
-                row = vm.memmap_explained(row)
+                row = memmap_explained(row)
             except PagetaxError as e:
                 raise PagetaxError(f"{path}: memmap row {i}: {e}") from None
         explained.append(row)
@@ -250,7 +223,7 @@ def _run_table(doc):
     groups = []
     for key in sorted(cells, key=lambda k: k[:3]):
         rows = []
-        vec = cells[key].get("vec")
+        vec = cells[key].get(BASELINE)
         for r in cells[key].values():
             split = _summary.phase_per_segment(r) or {}
             p99 = (r.get("latency") or {}).get("p99_ns")

@@ -5,6 +5,7 @@ few sentences, and the metadata figures on one capacity basis.
 
 No matplotlib and no C core here: a result file is enough."""
 from . import metadata as _meta
+from .schema import BASELINE, PROPOSAL
 from .sizes import format_size
 
 PHASES = ("build", "copy", "release")
@@ -103,11 +104,11 @@ def gaps(doc):
     design takes per byte in units of vec's."""
     found = []
     for cell, by_design in cells(doc["results"]).items():
-        vec = by_design.get("vec")
+        vec = by_design.get(BASELINE)
         if vec is None:
             continue
         for design, r in by_design.items():
-            if design == "vec" or r.get("roofline") or not per_page_design(r):
+            if design == BASELINE or r.get("roofline") or not per_page_design(r):
                 continue
             lo, hi = ratio_range(r, vec)
             found.append({"design": design, "cell": cell, "row": r, "vec": vec,
@@ -219,12 +220,12 @@ def latency_sentence(doc):
     above one clock read."""
     best = None
     for by_design in cells(doc["results"]).values():
-        vec_p99 = ((by_design.get("vec") or {}).get("latency") or {}).get("p99_ns")
+        vec_p99 = ((by_design.get(BASELINE) or {}).get("latency") or {}).get("p99_ns")
         if vec_p99 is None:
             continue
         for design, r in by_design.items():
             p99 = (r.get("latency") or {}).get("p99_ns")
-            if design != "vec" and p99 is not None and not r.get("roofline") \
+            if design != BASELINE and p99 is not None and not r.get("roofline") \
                     and per_page_design(r):
                 if best is None or p99 - vec_p99 > best[0]:
                     best = (p99 - vec_p99, r, p99, vec_p99)
@@ -252,7 +253,7 @@ def answer_lines(doc):
     struct page (`page`) costs against raw vectors (`vec`) at the smallest
     random segments and at the larger ones, where the time goes, and the
     memory it keeps.  [] when the run has no `page` beside `vec`."""
-    found = [g for g in gaps(doc) if g["design"] == "page"]
+    found = [g for g in gaps(doc) if g["design"] == PROPOSAL]
     if not found:
         return []
     by_seg = {}
@@ -278,7 +279,7 @@ def answer_lines(doc):
                    f"touches (build and release, as the kernel's direct I/O pins): "
                    f"{_ns(max(extra, 0.0))} per segment at {seg_label(first['cell'][2])}.")
     cap = _meta.SEED_CAPACITY
-    table = _meta.MODELS["page"].dram(cap)
+    table = _meta.MODELS[PROPOSAL].dram(cap)
     out.append(f"Its memory: 64 B per 4 KiB page, {100 * table / cap:.4f} % of capacity, "
                f"{table / 1e9:.2f} GB for the 2015 thread's 400 GB DIMM.")
     return out
@@ -298,7 +299,7 @@ def other_lines(doc):
     out = []
     if not rows:
         return ["This run has no result rows."]
-    if "vec" not in designs:
+    if BASELINE not in designs:
         out.append("This run has no `vec` rows, the baseline every gap is measured against: "
                    f"it ran {', '.join(f'`{d}`' for d in designs)}.")
     elif len(designs) == 1:
