@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import pagetax
-from pagetax import backings, fio, machine, peers, persist
+from pagetax import backings, fio, libpmem, machine, persist
 from helpers import cli, data_view, design_rows, expected_gather, expected_scatter, random_extents
 
 MIB = 1 << 20
@@ -166,7 +166,7 @@ def test_libpmem_peer_rows_or_one_line_why(tmp_path):
     doc = json.loads((tmp_path / "r.json").read_text())
     designs = {(r["design"], r["op"]) for r in design_rows(doc)}
     try:
-        peers.load_libpmem()
+        libpmem.load_libpmem()
     except OSError:
         assert "pagetax: warning: --peers libpmem: libpmem is not installed" in p.stderr
         assert designs == {("vec", "read"), ("vec", "write")}

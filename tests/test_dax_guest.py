@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import pagetax
-from pagetax import backings, daxfaults, fio, peers, persist
+from pagetax import backings, daxfaults, fio, libpmem, persist
 from helpers import cli, expected_gather, expected_scatter, random_extents
 
 MIB = 1 << 20
@@ -133,28 +133,28 @@ def test_libpmem_calls_a_file_on_the_mount_pmem():
     list of them): pmem_map_file of a file on the DAX mount must say pmem,
     as it says not-pmem on tmpfs."""
     try:
-        name = peers.load_libpmem()["library"]
+        name = libpmem.load_libpmem()["library"]
     except OSError:
         pytest.skip("libpmem is not installed")
-    libpmem = ctypes.CDLL(name)
-    libpmem.pmem_map_file.restype = ctypes.c_void_p
-    libpmem.pmem_map_file.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int,
-                                      ctypes.c_uint, ctypes.POINTER(ctypes.c_size_t),
-                                      ctypes.POINTER(ctypes.c_int)]
-    libpmem.pmem_is_pmem.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    libpmem.pmem_unmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    pmem = ctypes.CDLL(name)
+    pmem.pmem_map_file.restype = ctypes.c_void_p
+    pmem.pmem_map_file.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int,
+                                   ctypes.c_uint, ctypes.POINTER(ctypes.c_size_t),
+                                   ctypes.POINTER(ctypes.c_int)]
+    pmem.pmem_is_pmem.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    pmem.pmem_unmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     answers = {}
     for where in (DAX_DIR, "/dev/shm"):
         path = os.path.join(where, f"pagetax-libpmem-{os.getpid()}")
         mapped, is_pmem = ctypes.c_size_t(), ctypes.c_int()
-        addr = libpmem.pmem_map_file(path.encode(), 4 * MIB, 1, 0o600,  # PMEM_FILE_CREATE
-                                     ctypes.byref(mapped), ctypes.byref(is_pmem))
+        addr = pmem.pmem_map_file(path.encode(), 4 * MIB, 1, 0o600,  # PMEM_FILE_CREATE
+                                  ctypes.byref(mapped), ctypes.byref(is_pmem))
         try:
             assert addr, f"pmem_map_file({path}) failed"
-            answers[where] = (is_pmem.value, libpmem.pmem_is_pmem(addr, mapped.value))
+            answers[where] = (is_pmem.value, pmem.pmem_is_pmem(addr, mapped.value))
         finally:
             if addr:
-                libpmem.pmem_unmap(addr, mapped.value)
+                pmem.pmem_unmap(addr, mapped.value)
             os.unlink(path)
     assert answers == {DAX_DIR: (1, 1), "/dev/shm": (0, 0)}
 
@@ -175,7 +175,7 @@ def test_a_run_on_fsdax_records_it_and_its_peers(tmp_path):
     rows = {(r["design"], r["op"]): r for r in doc["results"]}
     assert rows[("vec", "write")]["persistence"]["persistent"] is True
     try:
-        peers.load_libpmem()
+        libpmem.load_libpmem()
         assert ("libpmem", "write") in rows
     except OSError:
         assert "libpmem is not installed" in p.stderr

@@ -18,12 +18,12 @@ MAX_LINES = 500
 # layers below it, never one above.  A new module must be placed here.
 LAYERS = (
     ("the ground: errors, units, statistics, the machine", {
-        "pagetax", "errors", "sizes", "stats", "schema", "latency", "concurrency", "peers",
+        "pagetax", "errors", "sizes", "stats", "schema", "latency", "concurrency",
         "version", "_build", "machine", "daxfaults", "html_tables"}),
     ("the engine's Python face", {
         "extents", "persist", "designs", "timed_run", "core", "backings", "metadata",
-        "reference"}),
-    ("runs", {"config", "rows", "fio", "runner"}),
+        "reference", "libpmem"}),
+    ("runs", {"config", "rows", "fio", "peers", "runner"}),
     ("the kernel's own paths and the DAX guest", {"kernel", "kernel.*", "guest", "guest.*"}),
     ("reading results", {"summary", "report", "compare", "report_kernel", "report_page",
                          "plot", "publish"}),
@@ -145,9 +145,10 @@ def _named_things():
     own = {}
     for name in _design_names():
         own[name] = ("design", {"designs.py", "metadata.py", "config.py"})
-    # libpmem is also a peer (--peers): the runner still branches on each of
-    # its two peers (libpmem's rows through the core, fio's own process).
-    own["libpmem"] = ("design and peer", own["libpmem"][1] | {"runner.py"})
+    from pagetax.peers import REGISTRY as PEERS
+    for name in PEERS:   # libpmem is a design (the core's) and a peer (--peers)
+        kind, files = own.get(name, ("", set()))
+        own[name] = (f"{kind} and peer" if kind else "peer", files | {"peers.py", f"{name}.py"})
     for name, (module, _) in REGISTRY.items():
         own[name] = ("kernel path", {"kernel/probes/__init__.py", f"kernel/probes/{module}.py"})
     for command in COMMANDS:

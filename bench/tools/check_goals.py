@@ -52,7 +52,7 @@ import time
 import numpy as np
 
 import pagetax
-from pagetax import compare, config, fio, machine, peers, persist, report, runner, timed_run
+from pagetax import compare, config, fio, libpmem, machine, persist, report, runner, timed_run
 from pagetax.rows import summarize
 from pagetax.sizes import format_size
 
@@ -182,7 +182,7 @@ def goal_python_overhead(reps):
 
 def goal_persist_vs_libpmem(reps):
     try:
-        peers.load_libpmem()
+        libpmem.load_libpmem()
     except OSError as e:
         return skipped(str(e))
     criterion("vec --persist auto GB/s / libpmem pmem_memcpy_persist GB/s >= 0.9")

@@ -5,6 +5,7 @@ import os
 from typing import List, Optional
 
 from . import extents as _ext
+from . import peers
 from .backings import PAGE_SIZES
 from .designs import DESIGNS, FOLIO_SIZES, GUP_PARTS, TABLE_PAGES
 from .timed_run import CACHE_MODES, COLD_METHODS, DEFAULT_SEGS_PER_IO, MAX_THREADS, OPS
@@ -15,7 +16,6 @@ DEFAULT_DESIGNS = ("vec", "pfn", "page", "folio", "huge", "altmap", "memdesc", "
                    "kernel")
 DEFAULT_SEG_SIZES = (64, 4096, 65536)
 DEFAULT_PATTERNS = ("seq", "rand")  # `hot` is asked for: it is about threads sharing pages
-PEER_NAMES = ("libpmem", "fio")
 
 
 @dataclasses.dataclass
@@ -83,8 +83,8 @@ class RunConfig:
         if self.cache not in CACHE_MODES:
             raise PagetaxError(f"unknown cache mode {self.cache!r} (choose from {', '.join(CACHE_MODES)})")
         for p in self.peers:
-            if p not in PEER_NAMES:
-                raise PagetaxError(f"unknown peer {p!r} (choose from {', '.join(PEER_NAMES)})")
+            if p not in peers.NAMES:
+                raise PagetaxError(f"unknown peer {p!r} (choose from {', '.join(peers.NAMES)})")
         if not self.seg_sizes:
             raise PagetaxError("no segment sizes given")
         if self.size % 4096:

@@ -10,6 +10,7 @@ import numpy as np
 from . import rows as _rows
 
 ROWS = {"mmap": "fio-mmap", "libpmem": "fio-libpmem", "dev-dax": "fio-dev-dax"}
+NAME = "fio"
 LOOPS = 2  # fio's first loop pays the first-touch faults of its own mapping
 
 
@@ -47,6 +48,19 @@ def plan(kind, map_sync, built):
         notes.append("--peers fio: no fio-libpmem rows: fio's libpmem engine needs a file on "
                      "DAX (--backing dax:PATH)")
     return out, notes
+
+
+def core_designs_per_write_cell(cfg):
+    """fio adds no design to the core's cells: it runs by itself."""
+    return 0
+
+
+def prepare(cfg, backing):
+    """(core designs, runs of its own, warnings): no core designs; an
+    (engine, row name) run per engine this backing and fio allow, made
+    after the designs are detached (row())."""
+    runs, notes = plan_for(backing)
+    return [], runs, notes
 
 
 def plan_for(backing):

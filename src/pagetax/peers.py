@@ -1,42 +1,16 @@
-"""The libpmem peer: PMDK's libpmem, loaded at run time (cffi ABI mode, so
-that pagetax builds and runs without it) and handed to the core, whose
-libpmem designs call it.  fio, the other peer, is fio.py."""
-import ctypes.util
+"""The peers: the tools pagetax compares its designs with, one module each,
+and their registry.  A peer module declares its NAME and:
 
-import cffi
+  prepare(cfg, backing)  -> (core designs, runs of its own, warnings): the
+      peer designs the core runs beside pagetax's in every write cell, and
+      the runs the peer makes by itself once the designs are detached;
+  core_designs_per_write_cell(cfg): how many the first are, for progress;
+  row(backing, run, op, pattern, seg, cfg, llc, page_size, cpus): the
+      result row of one of its own runs (a peer with such runs only).
 
-from ._core import ffi as core_ffi
-from ._core import lib as core_lib
+The runner walks this registry; it never tests a peer's name."""
+from . import fio, libpmem
 
-_abi = cffi.FFI()
-_abi.cdef("""
-    void *pmem_memcpy_persist(void *pmemdest, const void *src, size_t len);
-    void *pmem_memcpy_nodrain(void *pmemdest, const void *src, size_t len);
-    void pmem_drain(void);
-    const char *pmem_check_version(unsigned major_required, unsigned minor_required);
-""")
-_loaded = None
-
-
-def load_libpmem():
-    """Load libpmem and hand its copy functions to the core.  Returns a
-    description of what was loaded, or raises OSError with why not."""
-    global _loaded
-    if _loaded is None:
-        names = ["libpmem.so.1", ctypes.util.find_library("pmem")]
-        errors = []
-        for name in filter(None, names):
-            try:
-                lib = _abi.dlopen(name)
-                break
-            except OSError as e:
-                errors.append(str(e))
-        else:
-            raise OSError("libpmem is not installed (Debian: apt-get install libpmem1): "
-                          + "; ".join(errors))
-        ptr = {f: core_ffi.cast("void *", int(_abi.cast("uintptr_t", getattr(lib, f))))
-               for f in ("pmem_memcpy_persist", "pmem_memcpy_nodrain", "pmem_drain")}
-        core_lib.pt_set_libpmem(ptr["pmem_memcpy_persist"], ptr["pmem_memcpy_nodrain"],
-                                ptr["pmem_drain"])
-        _loaded = (lib, name)  # keep the library loaded for the process's life
-    return {"library": _loaded[1]}
+# The registry: one line per peer, in the order `--peers` lists them.
+REGISTRY = {peer.NAME: peer for peer in (libpmem, fio)}
+NAMES = tuple(REGISTRY)

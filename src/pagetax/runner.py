@@ -7,14 +7,14 @@ import time
 
 import numpy as np
 
-from . import backings, fio, machine, peers
+from . import backings, machine, peers
 from . import reference as _reference
 from . import extents as _ext
 from . import metadata as _meta
 from . import rows as _rows
 from .config import thread_cpus
 from .core import aligned_buffer, eviction_buffer
-from .designs import PEERS, common_layout, design_flags
+from .designs import common_layout, design_flags
 from .timed_run import clock_cost_ns, cold_description, cold_method, mark_cost_ns
 from .errors import PagetaxError
 from .persist import cpu_features, persist_code, resolve_persist
@@ -98,8 +98,8 @@ def steps(cfg):
     fio rows advance the bar by their row)."""
     per = cfg.repeat + (1 if cfg.warmup else 0)  # one step per C call
     writes = sum(1 for op, _, _ in cells(cfg) if op == "write")
-    libpmem_rows = len(PEERS) if "libpmem" in cfg.peers else 0
-    return per * (len(cells(cfg)) * len(cfg.designs) + writes * libpmem_rows) + \
+    peer_designs = sum(peers.REGISTRY[p].core_designs_per_write_cell(cfg) for p in cfg.peers)
+    return per * (len(cells(cfg)) * len(cfg.designs) + writes * peer_designs) + \
         cfg.repeat * len(cells(cfg))  # the reference's turns
 
 
@@ -162,15 +162,13 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                                "altmap's reserve")
         attachments = {}
         warnings = []
-        peer_rows = []
-        if "libpmem" in cfg.peers:
-            try:
-                peers.load_libpmem()
-                peer_rows = list(PEERS) if "write" in cfg.ops else []
-            except OSError as e:
-                warnings.append(f"--peers libpmem: {e}; no libpmem rows")
-        fio_plan, notes = fio.plan_for(backing) if "fio" in cfg.peers else ([], [])
-        warnings.extend(notes)
+        peer_rows, own_runs = [], []     # the peers' core designs; their runs of their own
+        for name in cfg.peers:
+            peer = peers.REGISTRY[name]
+            designs, runs, notes = peer.prepare(cfg, backing)
+            peer_rows += designs
+            own_runs += [(peer, run) for run in runs]
+            warnings.extend(notes)
         try:
             for d in list(cfg.designs) + peer_rows:
                 folios = cfg.folio_size if "folios" in design_flags(d) else "4K"
@@ -284,16 +282,17 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
         finally:
             for att in attachments.values():
                 att.close()
-        # fio last, once no design is attached: its writes cover the whole
-        # file, altmap's on-backing descriptors included (see fio.command).
-        for op, pattern, seg in cells(cfg) if fio_plan else []:
-            for engine, design in fio_plan:
+        # The peers' own runs last, once no design is attached: fio's writes
+        # cover the whole file, altmap's on-backing descriptors included
+        # (see fio.command).  A run's last item names its row.
+        for op, pattern, seg in cells(cfg) if own_runs else []:
+            for peer, run in own_runs:
                 try:
-                    rows.append(fio.row(backing, engine, design, op, pattern, seg, cfg, llc,
-                                        page_size, cpus))
+                    rows.append(peer.row(backing, *run, op, pattern, seg, cfg, llc, page_size,
+                                         cpus))
                 except OSError as e:
-                    warnings.append(f"--peers fio: {op} {pattern} {format_size(seg)}: {e}; "
-                                    f"no {design} row")
+                    warnings.append(f"--peers {peer.NAME}: {op} {pattern} {format_size(seg)}: "
+                                    f"{e}; no {run[-1]} row")
                     continue
                 if on_row:
                     on_row(rows[-1])

@@ -23,7 +23,7 @@ def add_parser(sub, detailed):
 
 
 def add_options(r):
-    from .. import config
+    from .. import config, peers
     from ..backings import PAGE_SIZES
     from ..designs import DESIGNS, FOLIO_SIZES, GUP_PARTS, TABLE_PAGES
     from ..timed_run import CACHE_MODES, COLD_METHODS, OPS
@@ -104,7 +104,7 @@ def add_options(r):
                    "(default: none)")
     r.add_argument("--persist-each", action="store_true",
                    help="SFENCE after every entry instead of once per I/O")
-    r.add_argument("--peers", type=names("peer", config.PEER_NAMES), default=[],
+    r.add_argument("--peers", type=names("peer", peers.NAMES), default=[],
                    help="libpmem: write rows through PMDK's pmem_memcpy_persist and "
                    "pmem_memcpy_nodrain + pmem_drain (loaded at run time); fio: rows from "
                    "fio's mmap engine on the same backing (if fio is installed)")
