@@ -343,6 +343,13 @@ def goal_default_run_and_aa(reps):
     print(f"  A/A: {flagged} of {n['rows']} rows slower or faster ({100 * flagged / n['rows']:.1f} "
           f"%); the gate {'FAILS' if result.failed else 'passes'}; the drift reference moved in "
           f"{moved} of {len(result.cells)} cells")
+    for r in result.regressions:   # what failed the gate, to be read, not guessed
+        print(f"  gate: {' '.join(str(x) for x in r['key'])}: {r['change_pct']:+.1f} % "
+              f"({r['a_gbps']:.2f} -> {r['b_gbps']:.2f} GB/s, {r['basis']}, interval "
+              f"{100 * (r['ci_low'] - 1):+.1f} to {100 * (r['ci_high'] - 1):+.1f} %)")
+    for c in result.undecided:
+        print(f"  gate: cell {' '.join(str(x) for x in c)}: every row moved with the "
+              "reference: undecided")
     return met(max(ta, tb) <= 60 and flagged <= 0.05 * n["rows"] and not result.failed)
 
 
