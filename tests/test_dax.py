@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import pagetax
-from pagetax import backings, fio, libpmem, machine, persist
+from pagetax import backings, dax, fio, libpmem, machine, persist
 from helpers import cli, data_view, design_rows, expected_gather, expected_scatter, random_extents
 
 MIB = 1 << 20
@@ -67,8 +67,8 @@ def test_devdax_size_must_fit_and_align(monkeypatch):
 
 
 def test_statx_dax_attribute():
-    assert backings.statx_dax("/dev/shm") in (False, None)  # tmpfs is never DAX
-    assert backings.statx_dax("/no/such/path") is None
+    assert dax.statx_dax("/dev/shm") in (False, None)  # tmpfs is never DAX
+    assert dax.statx_dax("/no/such/path") is None
 
 
 def test_page_size_2m_maps_2m_pages():

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import pagetax
-from pagetax import backings, daxfaults, fio, libpmem, persist
+from pagetax import backings, dax, daxfaults, fio, libpmem, persist
 from helpers import cli, expected_gather, expected_scatter, random_extents
 
 MIB = 1 << 20
@@ -47,7 +47,7 @@ def _moves_bytes(b, design, rng):
 def test_fsdax_file_maps_with_map_sync_statx_and_pmds(rng, page_size):
     with backings.open_backing(f"dax:{DAX_DIR}/t", 8 * MIB, page_size=page_size) as b:
         assert b.kind == "dax" and b.map_sync and b.synchronous
-        assert backings.statx_dax(b.fd) is True           # the file, not its directory
+        assert dax.statx_dax(b.fd) is True           # the file, not its directory
         d = backings.describe(b)
         assert d["notes"]["statx_dax"] is True and d["map_sync"] is True
         assert d["fs_type"] == NAMESPACE["fs"]
@@ -188,7 +188,7 @@ def test_a_run_on_fsdax_records_it_and_its_peers(tmp_path):
 @devdax
 def test_devdax_maps_with_its_alignment_and_needs_no_map_sync(rng):
     size, note = backings.default_size(f"devdax:{DEVDAX}", 1 << 30, overwrite=True)
-    geometry = backings.devdax_geometry(DEVDAX)
+    geometry = dax.devdax_geometry(DEVDAX)
     assert size <= geometry[0] and size % geometry[1] == 0
     with backings.open_backing(f"devdax:{DEVDAX}", size, overwrite=True) as b:
         d = backings.describe(b)
@@ -210,7 +210,7 @@ def test_devdax_run_as_the_readme_gives_it(tmp_path):
     assert p.returncode == 0, p.stderr
     doc = json.loads((tmp_path / "r.json").read_text())
     b = doc["machine"]["backing"]
-    assert b["kind"] == "devdax" and b["size_bytes"] <= backings.devdax_geometry(DEVDAX)[0]
+    assert b["kind"] == "devdax" and b["size_bytes"] <= dax.devdax_geometry(DEVDAX)[0]
     assert b["map_sync"] == "not needed"
     if fio.available():
         assert any(r["design"] == "fio-dev-dax" for r in doc["results"]), \

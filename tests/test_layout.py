@@ -22,7 +22,7 @@ LAYERS = (
         "version", "_build", "machine", "daxfaults", "html_tables"}),
     ("the engine's Python face", {
         "extents", "persist", "designs", "timed_run", "core", "backings", "metadata",
-        "reference", "libpmem"}),
+        "reference", "libpmem", "dax"}),
     ("runs", {"config", "rows", "fio", "peers", "runner"}),
     ("the kernel's own paths and the DAX guest", {"kernel", "kernel.*", "guest", "guest.*"}),
     ("reading results", {"summary", "report", "compare", "report_kernel", "report_page",

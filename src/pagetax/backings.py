@@ -3,14 +3,13 @@ its kinds (tmpfs, a file, fsdax `dax:PATH`, device DAX `devdax:/dev/daxX.Y`
 and `auto`), the page size they are mapped with, and how a result file
 describes one.
 
-The decisions that real DAX hardware exercises live in small functions here
-(find_dax, devdax_geometry, caches_persistent), so that a machine with pmem
-runs exactly this code under `--backing auto`.
+The decisions that real DAX hardware exercises live in small functions
+(dax.py: find_dax, devdax_geometry, caches_persistent), so that a machine
+with pmem runs exactly this code under `--backing auto`.
 """
 import ctypes
 import ctypes.util
 import errno
-import glob
 import os
 import secrets
 import stat
@@ -23,6 +22,7 @@ from ._core import ffi, lib
 from .core import Attachment, Closing  # one way: core imports nothing from here
 from .errors import BackingError, PagetaxError, raise_for
 from . import daxfaults, machine
+from .dax import devdax_geometry, find_dax, statx_dax
 from .machine import mount_of, thp_settings
 
 PAGE_SIZES = ("4K", "2M")
@@ -240,61 +240,6 @@ def parse_spec(spec):
                 raise BackingError(f"--backing {spec}: give a path after '{kind}:'")
             return kind, path
     return "file", spec
-
-
-def statx_dax(path_or_fd):
-    """True/False from statx's STATX_ATTR_DAX for a path or an open file,
-    None where the kernel is silent."""
-    if isinstance(path_or_fd, int):
-        rc = lib.pt_statx_dax_fd(path_or_fd)
-    else:
-        rc = lib.pt_statx_dax(os.fsencode(path_or_fd))
-    return None if rc < 0 else bool(rc)
-
-
-def caches_persistent():
-    """True where every NVDIMM region says its persistence domain is the CPU
-    cache (eADR), as libpmem reads it; False with no regions."""
-    domains = []
-    for f in glob.glob("/sys/bus/nd/devices/region*/persistence_domain"):
-        try:
-            with open(f) as fh:
-                domains.append(fh.read().strip())
-        except OSError:
-            pass
-    return bool(domains) and all(d == "cpu_cache" for d in domains)
-
-
-def find_dax():
-    """(kind, path) of the first DAX place this machine has, or None: an
-    fsdax mount (-o dax, dax=always) first, then a device-DAX node."""
-    for mnt, _, opts in machine.mounts():
-        if set(opts.split(",")) & {"dax", "dax=always"} and os.access(mnt, os.W_OK):
-            return "dax", mnt
-    devices = sorted(glob.glob("/dev/dax*"))
-    return ("devdax", devices[0]) if devices else None
-
-
-def devdax_geometry(dev):
-    """(size, align) of a device-DAX node, from sysfs."""
-    try:
-        st = os.stat(dev)
-    except FileNotFoundError:
-        raise BackingError(f"devdax:{dev}: no such device") from None
-    if not stat.S_ISCHR(st.st_mode):
-        raise BackingError(f"devdax:{dev}: not a character device (device DAX is /dev/daxX.Y)")
-    base = f"/sys/dev/char/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
-    try:
-        with open(f"{base}/size") as f:
-            size = int(f.read())
-    except (OSError, ValueError):
-        raise BackingError(f"devdax:{dev}: {base}/size is missing; is this a device-DAX node?") from None
-    try:
-        with open(f"{base}/align") as f:
-            align = int(f.read())
-    except (OSError, ValueError):
-        align = HUGE  # the device-dax default
-    return size, align
 
 
 def default_size(spec, default, overwrite=False):

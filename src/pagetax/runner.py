@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from . import backings, machine, peers
+from . import backings, dax, machine, peers
 from . import reference as _reference
 from . import extents as _ext
 from . import metadata as _meta
@@ -153,7 +153,7 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
         data_off, space = common_layout(cfg.designs, backing.size)
         durable = backing.synchronous
         resolved = resolve_persist(cfg.persist, caches_persistent=durable and
-                                   backings.caches_persistent())
+                                   dax.caches_persistent())
         persist = persist_code(resolved, cfg.persist_each)
         if cfg.threads * cfg.io_size > space:
             raise PagetaxError(f"--io-size {cfg.io_size}"
