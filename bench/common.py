@@ -42,7 +42,7 @@ def backing():
 @functools.lru_cache(maxsize=None)
 def data_area():
     return pagetax.designs.common_layout([d for d in DESIGNS if d in pagetax.DESIGNS],
-                                      BACKING_BYTES)
+                                         BACKING_BYTES)
 
 
 @functools.lru_cache(maxsize=None)

@@ -126,9 +126,9 @@ def _options(argv):
 @pytest.mark.parametrize("accel", ["tcg", "kvm"])
 def test_qemu_argv(accel):
     host = Host("/usr/bin/qemu-system-x86_64", "/sbin/modprobe", "/boot/vmlinuz-9", "9",
-                   "/bin/busybox")
+                "/bin/busybox")
     argv = qemu_argv(host, accel, "/w/vmlinux", "/w/initramfs.cpio", "/w,x/nvdimm.img",
-                        "/w/share", 1 << 30, 2 << 30)
+                     "/w/share", 1 << 30, 2 << 30)
     assert argv[0] == host.qemu
     o = _options(argv)
     assert o["-machine"] == ["pc,nvdimm=on"]

@@ -52,7 +52,7 @@ TCG_REASON = "no vmx or svm in /proc/cpuinfo, and a /dev/kvm without them hangs 
 
 def _labels(ns, accel="tcg"):
     return guest_labels(ns, accel, TCG_REASON if accel == "tcg" else "vmx, and /dev/kvm opens",
-                           "7.2.22", "6.1.0-56-amd64", GIB)
+                        "7.2.22", "6.1.0-56-amd64", GIB)
 
 
 def _memmap_doc():

@@ -337,7 +337,7 @@ def _our_loops():
 
 @needs_root
 @pytest.mark.parametrize("sig, status, said", [(signal.SIGTERM, 143, "pagetax: terminated"),
-                                                (signal.SIGINT, 130, "pagetax: interrupted")])
+                                               (signal.SIGINT, 130, "pagetax: interrupted")])
 def test_interrupted_mid_measurement_everything_goes_back(sig, status, said, tmp_path):
     before = _read(HUGETLB)
     assert not _our_loops()

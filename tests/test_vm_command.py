@@ -167,8 +167,8 @@ def test_a_guest_runs_a_command_with_its_environment_and_brings_back_files(tmp_p
     out, work = tmp_path / "out", tmp_path / "work"
     work.mkdir()
     result = run_guest(Namespace("fsdax", "mem"), [sys.executable, "-c", GUEST_SCRIPT],
-                    output_dir=str(out), env={"PAGETAX_TEST_WORD": "a b,c"}, workdir=str(work),
-                    timeout=180)
+                       output_dir=str(out), env={"PAGETAX_TEST_WORD": "a b,c"}, workdir=str(work),
+                       timeout=180)
     assert result.status == 7, result.console[-3000:]
     assert result.stdout == "to stdout\n" and result.stderr == "to stderr\n"
     assert result.files == ["sub/env.json"]

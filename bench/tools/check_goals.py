@@ -193,9 +193,9 @@ def goal_persist_vs_libpmem(reps):
         for seg in (256, 4096):
             ext = pagetax.extents.generate("rand", seg, 64 << 20, b.size)
             runs = {"vec auto": b.attach("vec").prepare("write", ext, buf, cache="cold",
-                                                         persist=code, calls=reps, phase_reps=0),
+                                                        persist=code, calls=reps, phase_reps=0),
                     "libpmem": b.attach("libpmem").prepare("write", ext, buf, cache="cold",
-                                                            calls=reps, phase_reps=0)}
+                                                           calls=reps, phase_reps=0)}
             for _ in range(reps):
                 for r in runs.values():
                     r()

@@ -104,7 +104,7 @@ class Attachment(Closing):
             return None
         f = machine.smaps_of(self.table_address)
         huge = f.get("AnonHugePages", 0) + (f.get("Rss", 0) if f.get("KernelPageSize", 4096)
-                                           >= 2 << 20 else 0)
+                                            >= 2 << 20 else 0)
         size = f.get("Size", 0)
         page = "2M" if huge and huge >= size - size % (2 << 20) else ("mixed" if huge else "4K")
         if size < 2 << 20:
@@ -119,7 +119,7 @@ class Attachment(Closing):
         out = np.zeros(n, np.int32)
         err = ffi.new("struct pt_error *")
         raise_for(lib.pt_attachment_refcounts(self._ptr, ffi.from_buffer("int32_t[]", out,
-                                                                          require_writable=True),
+                                                                         require_writable=True),
                                               n, err), err)
         return out
 

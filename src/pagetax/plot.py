@@ -66,7 +66,7 @@ def _nice_ticks(lo, hi, log):
     if log and lo > 0:
         for subs in ((1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
             ticks = [s * 10.0 ** e for e in range(math.floor(math.log10(lo)) - 1,
-                                                   math.ceil(math.log10(hi)) + 1)
+                                                  math.ceil(math.log10(hi)) + 1)
                      for s in subs]
             ticks = [t for t in ticks if lo <= t * (1 + 1e-9) and t <= hi * (1 + 1e-9)]
             if len(ticks) > 9:  # many decades: one tick each

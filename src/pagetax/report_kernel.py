@@ -70,9 +70,9 @@ def _memmap_rows(k):
                         f"refused: {r['refused']}"])
             continue
         out.append([r["size"], hvo, str(r["allocated"]), f"{r['freed_pages']:,}",
-                     f"{r['freed_per_huge_page']:g}", r["model"],
-                     f"{r['model_freed_per_huge_page']:g}", f"{memmap_left_percent(r):.4g} %",
-                     "yes" if r["matches"] else "NO"])
+                    f"{r['freed_per_huge_page']:g}", r["model"],
+                    f"{r['model_freed_per_huge_page']:g}", f"{memmap_left_percent(r):.4g} %",
+                    "yes" if r["matches"] else "NO"])
     return out
 
 
@@ -126,7 +126,7 @@ median of {cfg["rounds"]} rounds (95 % interval); {esc(cfg.get("cache", ""))};
     if run is not None:
         ours, theirs = k["machine"], run["machine"]
         if (ours.get("hostname"), ours.get("kernel")) != (theirs.get("hostname"),
-                                                        theirs.get("kernel")):
+                                                          theirs.get("kernel")):
             out.append(f'<p class="note"><b>Another machine:</b> the run above is from '
                        f"{esc(str(theirs.get('hostname')))} ({esc(_where(theirs))}), this file "
                        f"from {esc(str(ours.get('hostname')))}.</p>")

@@ -194,7 +194,7 @@ def run(args, out, err):
     path = report.write_json(doc, args.json or report.default_path(), force=args.force)
     say(f"results: {path}")
     say(f"next: pagetax report {path}   (one page: the table, the pictures, the metadata); "
-         f"pagetax compare A.json {path}   (did it get slower?)")
+        f"pagetax compare A.json {path}   (did it get slower?)")
     if args.plot:
         from .. import plot
         for name, p in plot.plot(doc, os.path.splitext(path)[0] + "-plots").items():

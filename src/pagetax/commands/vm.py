@@ -136,13 +136,13 @@ def _vm_guest(args, accel, ns, argv, **kw):
     """One guest, and one line of how long each of its phases took."""
     say(f"pagetax: vm: booting a guest for {ns.label} ({format_size(args.capacity)} NVDIMM)")
     result = run_guest(ns, argv, capacity=args.capacity, memory=args.memory, timeout=args.timeout,
-                    accel=accel, kernel=args.kernel, **kw,
-                    on_console=(lambda line: say(f"console: {line}")) if args.verbose else None)
+                       accel=accel, kernel=args.kernel, **kw,
+                       on_console=(lambda line: say(f"console: {line}")) if args.verbose else None)
     if result.accelerator != accel[0]:
         say(f"pagetax: vm: {result.accelerator_reason}")
     phases = ", ".join(f"{phase} {s:.1f}" for phase, s in result.phases)
     say(f"pagetax: vm: {ns.label} under {result.accelerator}, seconds: {phases}; "
-         f"{sum(s for _, s in result.phases):.1f} in all")
+        f"{sum(s for _, s in result.phases):.1f} in all")
     return result
 
 
@@ -167,7 +167,7 @@ def _vm_exec(args, out, accel):
     result = _vm_guest(args, accel, ns, list(args.command_argv), output_dir=outdir)
     _echo_guest(result)
     say(f"pagetax: vm exec: {ns.label}: exited {result.status}; its files: "
-         f"{os.path.abspath(outdir)} ({len(result.files)})")
+        f"{os.path.abspath(outdir)} ({len(result.files)})")
     return result.status
 
 
@@ -278,6 +278,6 @@ def run(args, out, err):
     check_sizes(args.capacity, args.memory)
     accel = choose_accelerator()
     say(f"pagetax: vm: QEMU {qemu_version(host.qemu)}, kernel {host.kernel_version}, "
-         f"{accel[0]}: {accel[1]}")
+        f"{accel[0]}: {accel[1]}")
     return {"run": _vm_run, "test": _vm_test, "kernel": _vm_kernel, "exec": _vm_exec,
             "memmap": _vm_memmap}[args.vm_command](args, out, accel)

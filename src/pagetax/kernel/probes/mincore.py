@@ -24,7 +24,7 @@ class Mincore:
         ns, ns_c = timings(calls)
         failed = ffi.new("const char **")
         raise_for(lib.pk_mincore(self.buf.pointer, self.buf.nbytes, BASE_PAGE, pages, self._vec,
-                              calls, ns_c, failed), failed, "mincore")
+                                 calls, ns_c, failed), failed, "mincore")
         return {"mincore": ns}
 
     def check(self):

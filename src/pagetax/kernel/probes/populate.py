@@ -20,7 +20,7 @@ class Populate:
         ns, ns_c = timings(calls)
         failed = ffi.new("const char **")
         raise_for(lib.pk_populate_read(self.buf.pointer, self.buf.nbytes, BASE_PAGE, pages, calls,
-                                    ns_c, failed), failed, "MADV_POPULATE_READ")
+                                       ns_c, failed), failed, "MADV_POPULATE_READ")
         return {"populate": ns}
 
     def check(self):

@@ -44,8 +44,8 @@ class Splice:
         spl, spl_c = timings(calls)
         failed = ffi.new("const char **")
         raise_for(lib.pk_vmsplice_splice(self.buf.pointer, self.buf.nbytes, BASE_PAGE, pages,
-                                      self.write_fd, self.read_fd, self.null_fd, calls, vms_c,
-                                      spl_c, failed), failed, "vmsplice and splice")
+                                         self.write_fd, self.read_fd, self.null_fd, calls, vms_c,
+                                         spl_c, failed), failed, "vmsplice and splice")
         return {"vmsplice": vms, "splice": spl}
 
     def check(self):
@@ -53,7 +53,7 @@ class Splice:
         FOLL_PIN was taken (vmsplice takes plain references)."""
         failed = ffi.new("const char **")
         shares = raise_for(lib.pk_vmsplice_shares(self.buf.pointer, BASE_PAGE, self.write_fd,
-                                               self.read_fd, failed), failed, "vmsplice check")
+                                                  self.read_fd, failed), failed, "vmsplice check")
         if not shares:
             raise PagetaxError("vmsplice copied the buffer instead of referencing its pages: "
                                "this kernel's vmsplice is not the pinning path measured here")

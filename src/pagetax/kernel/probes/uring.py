@@ -38,8 +38,9 @@ def _reference_kind(pinned, fixed_pins, want, ios, n):
 def max_unsplit_pages(device_name):
     """The most 4 KiB pages one unregistered O_DIRECT I/O carries without a
     split whatever their frames: beyond the device's max_segments (a page
-    not physically contiguous with the last is a segment) the bio must split, io_uring's nowait attempt fails with -EAGAIN, and
-    its worker retries the whole I/O, pinning every page a second time."""
+    not physically contiguous with the last is a segment) the bio must
+    split, io_uring's nowait attempt fails with -EAGAIN, and its worker
+    retries the whole I/O, pinning every page a second time."""
     try:
         with open(f"/sys/block/{device_name}/queue/max_segments") as f:
             return min(MAX_PAGES, int(f.read()))
@@ -75,7 +76,7 @@ class Uring:
         self.fixed_refused = None
         try:
             raise_for(lib.pk_ring_register(self.ring, buf.pointer, buf.nbytes, failed), failed,
-                   "io_uring")
+                      "io_uring")
         except PagetaxError as e:
             if e.sys_errno != errno.EOPNOTSUPP:
                 self.close()
@@ -90,8 +91,8 @@ class Uring:
         for fixed, series in self._reads():
             ns, ns_c = timings(calls)
             raise_for(lib.pk_ring_read(self.ring, self.device.fd, self.buf.pointer, self.buf.nbytes,
-                                    pages * BASE_PAGE, fixed, calls, ns_c, failed), failed,
-                   f"io_uring on /dev/{self.device.name}")
+                                       pages * BASE_PAGE, fixed, calls, ns_c, failed), failed,
+                      f"io_uring on /dev/{self.device.name}")
             out[series] = ns
         return out
 
@@ -100,7 +101,7 @@ class Uring:
         failed = ffi.new("const char **")
         ns, ns_c = timings(calls)
         raise_for(lib.pk_ring_read(self.ring, self.device.fd, self.buf.pointer, self.buf.nbytes,
-                                pages * BASE_PAGE, fixed, calls, ns_c, failed), failed, "io_uring")
+                                   pages * BASE_PAGE, fixed, calls, ns_c, failed), failed, "io_uring")
 
     def check(self, ios=8):
         """Both reads bring the file's bytes; READ pins every page of every
