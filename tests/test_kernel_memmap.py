@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from pagetax import machine
 from pagetax.errors import PagetaxError
 from pagetax.kernel import memmap
 from pagetax.kernel.sysstate import KernelState
@@ -449,7 +450,7 @@ def test_the_running_kernel_frees_what_the_model_says_for_2m_pages():
 
 
 @real_kernel
-@pytest.mark.skipif(memmap.mem_available() < 2 << 30 or not os.path.isdir(memmap.pool_dir("1G")),
+@pytest.mark.skipif(machine.mem_available() < 2 << 30 or not os.path.isdir(memmap.pool_dir("1G")),
                     reason="needs 2 GiB MemAvailable and 1G hugetlb pages")
 def test_the_running_kernel_frees_what_the_model_says_for_a_1g_page_or_refuses():
     before = _kernel_settings()

@@ -15,16 +15,26 @@ def _read(path, default=None):
         return default
 
 
-def mem_available():
-    """MemAvailable from /proc/meminfo, in bytes (None if unknown)."""
+def mem_available(meminfo="/proc/meminfo"):
+    """MemAvailable from /proc/meminfo (or a copy of its format), in bytes;
+    None if unknown."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(meminfo) as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def cpu_flags():
+    """The CPU's feature flags, as /proc/cpuinfo's first `flags` line lists
+    them (an empty set where it has none)."""
+    for line in (_read("/proc/cpuinfo", "") or "").splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
 
 
 def cpu_model():
@@ -231,11 +241,6 @@ def mapping_page_size(smaps):
 def timing_context():
     """What can bend timings on this machine: virtualisation, the clock
     source, and DAMON (which samples and clears page-table accessed bits)."""
-    flags = ""
-    for line in (_read("/proc/cpuinfo", "") or "").splitlines():
-        if line.startswith("flags"):
-            flags = line
-            break
     damon_dir = "/sys/kernel/mm/damon/admin/kdamonds"
     damon = []
     try:
@@ -245,7 +250,7 @@ def timing_context():
     except OSError:
         pass
     return {
-        "virtualized": " hypervisor" in flags,
+        "virtualized": "hypervisor" in cpu_flags(),
         "clocksource": _read("/sys/devices/system/clocksource/clocksource0/current_clocksource"),
         "damon_kdamonds_on": sum(1 for s in damon if s == "on"),
         "cpufreq_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),

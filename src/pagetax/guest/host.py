@@ -9,6 +9,7 @@ import shutil
 import struct
 import subprocess
 
+from .. import machine
 from .namespace import VmError
 
 PT_INTERP = 3
@@ -107,13 +108,7 @@ def choose_accelerator():
     """("kvm" or "tcg", why).  KVM only where the CPU offers hardware
     virtualisation (vmx or svm) and /dev/kvm opens: a paravirtual /dev/kvm
     without them (kvm_pvm) hangs a stock kernel without a word."""
-    flags = set()
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    if not flags & {"vmx", "svm"}:
+    if not machine.cpu_flags() & {"vmx", "svm"}:
         return "tcg", ("no vmx or svm in /proc/cpuinfo, and a /dev/kvm without them hangs "
                        "a stock kernel")
     try:

@@ -13,6 +13,7 @@ so it is put back on every exit path.
 """
 import os
 
+from .. import machine
 from ..errors import PagetaxError
 from ..metadata import GIB, MIB, MODELS, PAGE, STRUCT_PAGE
 
@@ -48,18 +49,6 @@ def counters(vmstat="/proc/vmstat"):
     except OSError as e:
         raise PagetaxError(f"cannot read {vmstat}: {e.strerror}") from None
     return found if len(found) == len(COUNTERS) else None
-
-
-def mem_available(meminfo="/proc/meminfo"):
-    """MemAvailable in bytes."""
-    try:
-        with open(meminfo) as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError as e:
-        raise PagetaxError(f"cannot read {meminfo}: {e.strerror}") from None
-    raise PagetaxError(f"{meminfo} has no MemAvailable line")
 
 
 def model_name(size, hvo):
@@ -109,7 +98,10 @@ def _size_refusal(size, count, root, margin):
         return (f"this kernel has no {size} hugetlb pages (no {folder}): "
                 "the CPU or the kernel lacks that size")
     need = count * SIZES[size] + margin
-    available = mem_available(os.path.join(root, MEMINFO))
+    meminfo = os.path.join(root, MEMINFO)
+    available = machine.mem_available(meminfo)
+    if available is None:
+        raise PagetaxError(f"cannot read MemAvailable from {meminfo}")
     if available < need:
         return (f"needs {need // MIB} MiB available ({count} x {size} plus a "
                 f"{margin // MIB} MiB margin), MemAvailable is {available // MIB} MiB")
