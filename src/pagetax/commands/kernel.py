@@ -1,7 +1,7 @@
 """`pagetax kernel`: what the running kernel pays per page, beside the model
 (the measurements are the pagetax.kernel package)."""
 from .. import report
-from .options import count, names, say
+from .options import count, json_output, names, say
 
 NAME = "kernel"
 
@@ -45,8 +45,7 @@ def add_options(k):
     k.add_argument("--no-memmap", dest="memmap", action="store_false",
                    help="skip the memmap measurement (it allocates 512 MiB of 2 MiB and one "
                    "1 GiB hugetlb page, with HVO off and on, and gives them back)")
-    k.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    k.add_argument("--force", action="store_true", help="replace an existing --json file")
+    json_output(k)
 
 
 def run(args, out, err):

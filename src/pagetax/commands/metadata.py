@@ -1,7 +1,7 @@
 """`pagetax metadata`: every design's static bytes per capacity and per I/O."""
 from .. import metadata as _metadata_model  # the model alone: no C core
 from .. import report
-from .options import names, say, size
+from .options import json_output, names, say, size
 
 NAME = "metadata"
 
@@ -18,8 +18,7 @@ def add_parser(sub, detailed):
     m.add_argument("--folio-sizes", type=names("folio size", folio_sizes), default=["4K", "2M"],
                    help="the folio designs' folio sizes to show, comma-separated, of "
                    f"{', '.join(folio_sizes)} (default: 4K,2M)")
-    m.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    m.add_argument("--force", action="store_true", help="replace an existing --json file")
+    json_output(m)
 
     return m
 

@@ -117,6 +117,12 @@ def glue_negative_values(argv):
     return out
 
 
+def json_output(p, what="also write the figures as JSON"):
+    """--json PATH and --force, as every command that writes a result file takes them."""
+    p.add_argument("--json", metavar="PATH", help=what)
+    p.add_argument("--force", action="store_true", help="replace an existing --json file")
+
+
 def results_and_output(p):
     """plot's and report's inputs (report_page.load reads them) and output."""
     p.add_argument("results", nargs="+", metavar="RESULTS.json",

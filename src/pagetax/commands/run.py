@@ -7,7 +7,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .. import report
 from ..errors import Interrupted
-from .options import Terminated, cpus, count, names, say, segs_per_io, size, sizes
+from .options import Terminated, count, cpus, json_output, names, say, segs_per_io, size, sizes
 
 NAME = "run"
 
@@ -108,8 +108,7 @@ def add_options(r):
                    help="libpmem: write rows through PMDK's pmem_memcpy_persist and "
                    "pmem_memcpy_nodrain + pmem_drain (loaded at run time); fio: rows from "
                    "fio's mmap engine on the same backing (if fio is installed)")
-    r.add_argument("--json", metavar="PATH", help="result file (default: runs/pagetax-run-TIME.json)")
-    r.add_argument("--force", action="store_true", help="replace an existing --json file")
+    json_output(r, "result file (default: runs/pagetax-run-TIME.json)")
     r.add_argument("--seed", type=count("--seed", 0), default=d.seed, help="extent seed (default: 1)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--plot", action="store_true",
@@ -183,8 +182,7 @@ def run(args, out, err):
         doc["partial"] = True
         doc["interrupted_by"] = "SIGINT" if status == 130 else "SIGTERM"
         _rows.add_ratios(results)
-        if results:
-            report.print_table(doc, out)
+        report.print_table(doc, out)
         path = report.write_json(doc, args.json or report.default_path(), force=args.force)
         say(f"pagetax: interrupted after {len(results)} rows; partial results: {path}")
         return status

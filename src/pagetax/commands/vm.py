@@ -16,7 +16,7 @@ from ..guest.memmap import memmap_figures
 from ..guest.namespace import (ALIGNS, FILE_SYSTEMS, KERNEL_NAMESPACES, MAPS, MEMMAP_NAMESPACES,
                                MODES, TEST_NAMESPACES, Namespace, VmError, check_sizes)
 from ..sizes import format_size
-from .options import Parser, say, seconds, size
+from .options import Parser, json_output, say, seconds, size
 
 NAME = "vm"
 
@@ -52,9 +52,7 @@ def add_subcommands(v):
                         "with --map=dev, less what a file system keeps.")
     _vm_namespace_options(r)
     _vm_guest_options(r, timeout=600)
-    r.add_argument("--json", metavar="PATH",
-                   help="result file (default: runs/pagetax-run-TIME.json)")
-    r.add_argument("--force", action="store_true", help="replace an existing --json file")
+    json_output(r, "result file (default: runs/pagetax-run-TIME.json)")
     r.add_argument("run_args", nargs="*", metavar="-- RUN_ARGS", help="pagetax run's options")
 
     x = vsub.add_parser("exec", help="your own command inside a guest, on a DAX namespace",
@@ -92,8 +90,7 @@ def add_subcommands(v):
                         "functions, with the bytes checked.  Under TCG the timings mean "
                         "nothing.  --kernel sets guest kernels side by side.")
     _vm_guest_options(k, timeout=600)
-    k.add_argument("--json", metavar="PATH", help="also write every guest's figures as JSON")
-    k.add_argument("--force", action="store_true", help="replace an existing --json file")
+    json_output(k, "also write every guest's figures as JSON")
     k.add_argument("kernel_args", nargs="*", metavar="-- KERNEL_ARGS",
                    help="pagetax kernel's options (default in a TCG guest: --rounds 5 "
                    "--calls 5)")
@@ -104,8 +101,7 @@ def add_subcommands(v):
                         "across create-namespace, beside pagetax's model of the matching "
                         "design.")
     _vm_guest_options(m, timeout=300)
-    m.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    m.add_argument("--force", action="store_true", help="replace an existing --json file")
+    json_output(m)
 
 
 def _vm_namespace_options(p):
