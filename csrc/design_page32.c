@@ -3,8 +3,9 @@
  * "struct page { flags; {memdesc, _refcount}; private }... just 32 bytes
  * which halves the size of memmap"): flags, a memdesc word and private;
  * for a folio's pages _refcount is 0 and the count lives in the separately
- * allocated folio descriptor the memdesc word points to (tagged).  Every reference reads the page's word, then the folio: two
- * dependent loads.  Bio_vecs and counting as for `folio`.
+ * allocated folio descriptor the memdesc word points to (tagged).  Every
+ * reference reads the page's word, then the folio: two dependent loads.
+ * Bio_vecs and counting as for `folio`.
  */
 #include "pt_folio.h"
 

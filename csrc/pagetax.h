@@ -72,6 +72,14 @@ enum pt_cold {
 #define PT_TLB_SCRUB_PAGES 16384     /* 4x the largest second-level TLB known (4096) */
 #define PT_PROBE_LINES 64            /* lines the cold probe loads */
 
+/* The one prefetch discipline every design gets (pt_loops.h): the copy
+ * loops prefetch segments PT_PREFETCH_AHEAD entries ahead; refcounting
+ * designs prefetch each entry's descriptor PT_PREFETCH_DESC_AHEAD ahead (a
+ * read) and the count it leads to PT_PREFETCH_AHEAD ahead (a write).  Here
+ * so that a result file records the distances the core was built with. */
+#define PT_PREFETCH_AHEAD 16
+#define PT_PREFETCH_DESC_AHEAD 32
+
 /* One segment of a request: a byte range of the backing's data area.
  * The buffer side is packed: segment i lands right after segment i-1. */
 struct pt_extent {

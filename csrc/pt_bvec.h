@@ -4,8 +4,9 @@
  * Their entries are all {descriptor, len, offset}, one per (compound) page an
  * extent touches, with a pin taken on the descriptor at build and dropped
  * at release as the kernel's direct I/O does (pt_gup.h): each 4 KiB page is
- * a small folio, and `huge`'s 2 MiB page a large one.  They differ only in the descriptor's size, the page
- * size a descriptor stands for, and where the table lives.  The loops below
+ * a small folio, and `huge`'s 2 MiB page a large one.  They differ only in
+ * the descriptor's size, the page size a descriptor stands for, and where
+ * the table lives.  The loops below
  * take those as compile-time constants: each design instantiates them with
  * PT_BVEC_OPS, so every design still gets its own specialised hot loops.
  */

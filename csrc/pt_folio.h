@@ -32,8 +32,9 @@
  * A design names its page descriptor size and its accessors (PT_FOLIO_OPS);
  * this header writes the loops.  For `folio` a large folio's _pincount and
  * order are in its first tail page, a second line; for page32 and memdesc
- * they sit beside the count in the folio descriptor.  The folio size is the attachment's (--folio-size): 2 MiB folios are
- * PMD-mapped (THP, PMD-mapped DAX), smaller ones PTE-mapped.
+ * they sit beside the count in the folio descriptor.  The folio size is the
+ * attachment's (--folio-size): 2 MiB folios are PMD-mapped (THP,
+ * PMD-mapped DAX), smaller ones PTE-mapped.
  */
 #ifndef PT_FOLIO_H
 #define PT_FOLIO_H

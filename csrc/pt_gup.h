@@ -96,8 +96,8 @@ static inline void pt_pin_add(int32_t *ref, int32_t *pincount, int32_t refs)
  * Grab refs pages of one folio: its count `ref`, its _pincount (NULL for a
  * small folio), its flags.  `head` is the word page_folio() reads (NULL:
  * a descriptor with no folio behind it) and `seen` what it read before: a
- * changed word fails the grab, as try_get_folio retries.  Returns 1 for a failed grab (a bug here: every
- * count is at least 1), with nothing held.
+ * changed word fails the grab, as try_get_folio retries.  Returns 1 for a
+ * failed grab (a bug here: every count is at least 1), with nothing held.
  */
 static inline int pt_gup_grab(const unsigned gup, int32_t *ref, int32_t *pincount,
                               uint32_t *flags, const uint64_t *head, uint64_t seen,

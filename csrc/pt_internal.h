@@ -25,16 +25,14 @@
 #define PT_MAX_SEG_LEN 0xffffffffULL
 
 /*
- * How many segments ahead the copy loops prefetch, and the build/release
- * loops of refcounting designs prefetch descriptors.  One constant for all
- * designs: a random gather of small segments is bound by memory latency, and
- * overlapping misses is the optimisation every design gets alike.
+ * The prefetch distances (PT_PREFETCH_AHEAD, PT_PREFETCH_DESC_AHEAD) are in
+ * pagetax.h.  One discipline for all designs: a random gather of small
+ * segments is bound by memory latency, and overlapping misses is the
+ * optimisation every design gets alike.  A count reached through its
+ * descriptor needs the descriptor first, hence the descriptor twice as far.
  */
-#define PT_PREFETCH_AHEAD 16
-/* Refcounting designs prefetch each entry's descriptor twice as far ahead
- * (a read) and the count it leads to once as far (a write), all alike: a
- * count reached through the descriptor needs the descriptor first. */
-#define PT_PREFETCH_DESC_AHEAD (2 * PT_PREFETCH_AHEAD)
+_Static_assert(PT_PREFETCH_DESC_AHEAD == 2 * PT_PREFETCH_AHEAD,
+               "descriptors are prefetched twice as far ahead as counts");
 
 struct pt_backing {
     int fd;

@@ -15,7 +15,8 @@ from . import rows as _rows
 from .config import thread_cpus
 from .core import aligned_buffer, eviction_buffer
 from .designs import common_layout, design_flags
-from .timed_run import clock_cost_ns, cold_description, cold_method, mark_cost_ns
+from .timed_run import (clock_cost_ns, cold_description, cold_method, mark_cost_ns,
+                        prefetch_distances)
 from .errors import PagetaxError
 from .persist import cpu_features, persist_code, resolve_persist
 from .schema import SCHEMA
@@ -203,10 +204,9 @@ def run(cfg, rows, on_row=None, on_step=None, doc=None):
                                "one mark (mark_ns) subtracted per phase per I/O",
                                repetition_order="round-robin across designs, rotating start",
                                grab=grab_description(cfg),
-                               prefetch={"segments_ahead": 16, "descriptors_ahead": 32,
-                                         "counts_ahead": 16,
-                                         "write": "prefetchw" if cpu_features()["prefetchw"]
-                                         else "prefetcht0 (no PREFETCHW on this CPU)"}),
+                               prefetch=dict(prefetch_distances(),
+                                             write="prefetchw" if cpu_features()["prefetchw"]
+                                             else "prefetcht0 (no PREFETCHW on this CPU)")),
                 "metadata": metas,
                 "results": rows,
             })

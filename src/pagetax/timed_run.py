@@ -36,6 +36,13 @@ _COLD_CODE = {"clflushopt": lib.PT_COLD_CLFLUSHOPT, "clflush": lib.PT_COLD_CLFLU
               "evict": lib.PT_COLD_EVICT}
 
 
+def prefetch_distances():
+    """How far ahead the core prefetches, as it was built (pagetax.h)."""
+    return {"segments_ahead": lib.PT_PREFETCH_AHEAD,
+            "descriptors_ahead": lib.PT_PREFETCH_DESC_AHEAD,
+            "counts_ahead": lib.PT_PREFETCH_AHEAD}
+
+
 def cold_method(cpu=None):
     """How a cold repetition is made cold here: flush exactly its lines with
     CLFLUSHOPT, else CLFLUSH; only without either, evict by writing a buffer
