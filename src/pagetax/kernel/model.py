@@ -1,9 +1,8 @@
 """The model beside the kernel: pagetax's `page` and `folio` designs over the
 same pages as the probes, one I/O of one 1 MiB extent (256 pages, as the
 probes' one iovec), warm as the probes' buffers are (the same pages every
-call).  Build and release per
-page come from the core's instrumented repetitions (one mark per phase
-subtracted), as in `pagetax run`."""
+call).  Build and release per page come from the core's instrumented
+repetitions (one mark per phase subtracted), as in `pagetax run`."""
 from .. import backings, extents
 from ..core import aligned_buffer
 from . import slope
@@ -31,8 +30,7 @@ def measure_model(designs=DESIGNS, reps=31):
                 ext = extents.make([0], [MAX_PAGES * BASE_PAGE])
                 m = att.run("read", ext, buf, reps=reps, warmup=1, cache="warm",
                             segs_per_io=1, phase_reps=reps)
-                pages = MAX_PAGES
-                per_page = m.phases / pages   # (reps, 3): build, copy, release
+                per_page = m.phases / MAX_PAGES   # (reps, 3): build, copy, release
                 rows.append({
                     "design": design, "folio_size": folio_size, "grab": grab,
                     "pages_per_io": MAX_PAGES,
@@ -42,5 +40,4 @@ def measure_model(designs=DESIGNS, reps=31):
                     "build_release_ns": slope.summarise(per_page[:, 0] + per_page[:, 2]),
                     "mark_ns": float(m.clock_ns),
                 })
-    del buf
     return rows
