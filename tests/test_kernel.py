@@ -285,6 +285,27 @@ def test_thp_off_is_refused_not_mislabelled():
     assert thp_mode() == before   # "always [madvise] never" goes back as its choice
 
 
+@needs_root
+def test_ctrl_c_inside_a_hugetlb_buffer_frees_its_page_before_the_pool_goes_back(monkeypatch):
+    """A Ctrl-C while the buffer is being touched: the buffer unmaps at
+    once, so the pool shrinks back when KernelState restores it (a page
+    still mapped would keep nr_hugepages up, and the restore would fail its
+    read-back)."""
+    from pagetax.kernel import buffers
+    before = _read(HUGETLB)
+
+    def interrupted(address):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(buffers.machine, "smaps_of", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with KernelState() as state:
+            total = int(state.read(HUGETLB))
+            if int(state.set_and_read_back(HUGETLB, total + 1)) < total + 1:
+                pytest.skip("the kernel could not allocate a 2 MiB hugetlb page")
+            Buffer("hugetlb")
+    assert _read(HUGETLB) == before
+
+
 # -- the command ---------------------------------------------------------------
 
 def test_without_root_what_needs_root_is_refused(monkeypatch):

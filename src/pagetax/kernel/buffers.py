@@ -6,7 +6,7 @@ import mmap
 
 import numpy as np
 
-from .. import machine
+from .. import backings, machine
 from .._kernel import ffi
 from ..errors import PagetaxError
 
@@ -43,9 +43,19 @@ class Buffer:
         except OSError as e:
             raise PagetaxError(f"cannot map a {kind} buffer of {nbytes} bytes: {e.strerror}"
                                + (" (no free 2 MiB hugetlb page)" if kind == "hugetlb" else ""))
-        whole = ffi.from_buffer("uint8_t[]", self._map)
-        base = int(ffi.cast("uintptr_t", whole))
-        ffi.release(whole)
+        try:
+            self._place(kind, nbytes, align)
+        except BaseException:
+            # Ctrl-C or a refusal half-way: unmapped now, not when the
+            # traceback lets go of it, so that a hugetlb page is free before
+            # KernelState puts nr_hugepages back (a mapped one stays counted).
+            self.close()
+            raise
+
+    def _place(self, kind, nbytes, align):
+        """The aligned view, touched, and the mapping checked in smaps."""
+        with ffi.from_buffer("uint8_t[]", self._map) as whole:   # released on every way out
+            base = int(ffi.cast("uintptr_t", whole))
         self.offset = (-base) % align
         if kind == "4K":
             self._map.madvise(_MADV_NOHUGEPAGE, 0, len(self._map))
@@ -59,7 +69,6 @@ class Buffer:
         want = "4K" if kind == "4K" else "2M"
         if self.mapping["page_size"] != want:
             got = self.mapping["page_size"]
-            self.close()
             why = {"THP": "transparent huge pages are off or fell back (see "
                    "/sys/kernel/mm/transparent_hugepage/enabled)"}.get(kind, "")
             raise PagetaxError(f"a {kind} buffer was mapped with {got} pages, not {want}"
@@ -96,15 +105,20 @@ class DaxBuffer:
     kind = "dax"
 
     def __init__(self, spec, overwrite=False, nbytes=HUGE):
-        from .. import backings
         if not spec.startswith(("dax:", "devdax:")):
             raise PagetaxError(f"--dax {spec}: give dax:PATH (a new file on an fsdax mount) or "
                                "devdax:DEVICE")
         # 2 MiB pages: PMD-mapped, where 6.1 and 6.12 took a pgmap lookup and a
         # reference per 4 KiB page (gup_fast_devmap_leaf), later kernels one per folio
         self._backing = backings.open_backing(spec, nbytes, overwrite=overwrite, page_size="2M")
+        try:
+            self._place(spec, nbytes)
+        except BaseException:   # a refusal or Ctrl-C half-way: the backing goes now
+            self.close()
+            raise
+
+    def _place(self, spec, nbytes):
         if not self._backing.writable:
-            self._backing.close()
             raise PagetaxError(f"--dax {spec} already holds data: pass --overwrite to let "
                                "pagetax kernel write it")
         self.nbytes = nbytes
