@@ -342,6 +342,27 @@ def test_set_errors_are_one_line_and_a_failed_write_leaves_nothing_to_undo(tmp_p
     refusing.restore()           # would fail if the refused write had left an undo
 
 
+def test_write_undone_by_puts_back_its_own_value_and_a_refused_write_leaves_no_undo(tmp_path):
+    """A trace filter reads back as something else than was written: its
+    undo writes the value given, and a refused write leaves nothing to undo."""
+    filt = tmp_path / "set_ftrace_filter"
+    filt.write_text("#### all functions enabled ####\n")
+    with KernelState() as state:
+        state.write_undone_by(filt, "gup_fast unpin_user_pages", "")
+        assert filt.read_text() == "gup_fast unpin_user_pages"
+    assert filt.read_text() == ""
+
+    class Refusing(KernelState):
+        def write(self, path, value):
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+    refusing = Refusing()
+    with pytest.raises(PagetaxError) as e:
+        refusing.write_undone_by(filt, "gup_fast", "")
+    assert e.value.sys_errno == errno.EPERM
+    assert one_line(e).startswith(f"cannot write gup_fast to {filt}: Operation not permitted")
+    refusing.restore()           # would fail if the refused write had left an undo
+
+
 def test_set_and_read_back_returns_what_the_kernel_kept_and_checks_its_restore(tmp_path):
     pool = tmp_path / "nr_hugepages"
     pool.write_text("5\n")

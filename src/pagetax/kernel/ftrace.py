@@ -84,16 +84,13 @@ class FunctionTrace:
         # the top level where an instance cannot trace functions
         self.dir = mine if mine and os.path.exists(os.path.join(mine, "set_ftrace_filter")) \
             else base
-        filt = os.path.join(self.dir, "set_ftrace_filter")
         try:
-            _write(filt, " ".join(self.functions))
-        except OSError as e:
+            state.write_undone_by(os.path.join(self.dir, "set_ftrace_filter"),
+                                  " ".join(self.functions), "")
+        except PagetaxError as e:
             raise PagetaxError(f"the function tracer is refused here: set_ftrace_filter: "
-                               f"{e.strerror}") from None
-        state.on_exit(lambda: _write(filt, ""), f"clear {filt}")
-        pid = os.path.join(self.dir, "set_ftrace_pid")
-        _write(pid, str(os.getpid()))
-        state.on_exit(lambda: _write(pid, ""), f"clear {pid}")
+                               f"{os.strerror(e.sys_errno)}") from None
+        state.write_undone_by(os.path.join(self.dir, "set_ftrace_pid"), os.getpid(), "")
         state.set(os.path.join(self.dir, "tracing_on"), "0")
         state.set(os.path.join(self.dir, "current_tracer"), "function")
         state.on_exit(lambda: _write(os.path.join(self.dir, "trace"), ""), "clear the trace")

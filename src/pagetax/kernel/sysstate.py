@@ -116,6 +116,20 @@ class KernelState:
             raise PagetaxError(_os_failure(f"cannot write {value} to", path, e),
                                sys_errno=e.errno or 0) from None
 
+    def write_undone_by(self, path, value, undo_value):
+        """Write value to path, put back by writing undo_value: for a file
+        whose text does not read back as it was written (a trace filter).
+        The undo is pushed before the write, as set()'s is, and dropped if
+        the write fails."""
+        path = os.fspath(path)
+        self._push(f"{path} to {undo_value!r}", lambda: self.write(path, undo_value))
+        try:
+            self.write(path, value)
+        except OSError as e:
+            self._undo.pop()
+            raise PagetaxError(_os_failure(f"cannot write {value} to", path, e),
+                               sys_errno=e.errno or 0) from None
+
     def set_and_read_back(self, path, value):
         """set(), then what the file says: for nr_hugepages, how many pages
         the kernel really has, which may be fewer than asked.  Its restore
